@@ -1,0 +1,108 @@
+"""The `glisk` command: composes the sub-apps, owns the global options and the ONE error boundary.
+
+`main()` is the console script. It runs the Typer app without Click's own error handling and
+turns every outcome into the exit codes of DESIGN §8: a GliskError prints one `error: …` line
+(JSON on stderr with --json), a usage mistake exits 2, Ctrl-C exits 130, and anything unexpected
+exits 1 with a hint to rerun with --debug — never a traceback unless --debug asked for one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated, NoReturn
+
+import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+from glisk_cli import __version__
+from glisk_cli.cli import context, db
+from glisk_cli.errors import GliskError, InvalidInput
+from glisk_cli.redact import redact
+
+app = typer.Typer(
+    name="glisk",
+    help="The operator's toolkit for the GLISK NFT pipeline database.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(db.app, name="db")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"glisk {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log at DEBUG and show tracebacks of unexpected errors.")
+    ] = False,
+) -> None:
+    context.debug = debug
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run glisk with `argv` (default: the process arguments) and exit with the contract's code."""
+    args = sys.argv[1:] if argv is None else argv
+    # The process runs in UTC: log times, parsed timestamps and anything printed agree.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    sys.exit(_run(args, as_json="--json" in args, debug="--debug" in args))
+
+
+def _run(args: list[str], *, as_json: bool, debug: bool) -> int:
+    try:
+        result = app(args=args, prog_name="glisk", standalone_mode=False)
+    except GliskError as error:
+        _report(error.code, error.message, error.hint, as_json=as_json)
+        return error.exit_code
+    except NoArgsIsHelpError as error:
+        error.show()
+        return error.exit_code
+    except UsageError as error:
+        where = error.ctx.command_path if error.ctx else "glisk"
+        _report("usage", error.format_message(), f"see '{where} --help'", as_json=as_json)
+        return InvalidInput.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        _report("interrupted", "interrupted", None, as_json=as_json)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`glisk … | head`); that is not glisk's failure.
+        sys.stderr.close()
+        return 0
+    except Exception as error:
+        if debug:
+            import traceback
+
+            sys.stderr.write(redact("".join(traceback.format_exception(error))))
+        _report(
+            "internal_error",
+            f"unexpected {type(error).__name__}: {error}",
+            None if debug else "rerun with --debug for the traceback",
+            as_json=as_json,
+        )
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def _report(code: str, message: str, hint: str | None, *, as_json: bool) -> None:
+    """The single place an error reaches the user: `error: …` lines, or one JSON object."""
+    message = redact(message)
+    if as_json:
+        error = {"code": code, "message": message} | ({"hint": hint} if hint else {})
+        sys.stderr.write(json.dumps({"error": error}, ensure_ascii=False) + "\n")
+        return
+    lines = message.splitlines() or [code]
+    if hint:
+        lines[-1] += f" ({hint})"
+    sys.stderr.write("".join(f"error: {line}\n" for line in lines))

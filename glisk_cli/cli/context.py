@@ -1,0 +1,52 @@
+"""What a running command needs, loaded once per process and only when asked for.
+
+Nothing here runs at import time: `glisk --help` must not pay for settings, logging or the
+database driver. The first command that calls `settings()` validates the configuration and
+configures logging; `session_factory()` picks the database (DATABASE_URL or embedded).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from glisk_cli.config import Settings
+
+debug = False  # set by the global --debug option before any command runs
+
+
+@cache
+def settings() -> Settings:
+    from glisk_cli.config import load_settings
+    from glisk_cli.logging import configure_logging
+
+    loaded = load_settings()
+    configure_logging(
+        "DEBUG" if debug else loaded.log_level, json_lines=loaded.app_env == "production"
+    )
+    return loaded
+
+
+@cache
+def database_url() -> str:
+    from glisk_cli.database import resolve_database_url
+
+    return resolve_database_url(settings())
+
+
+@cache
+def session_factory() -> sessionmaker[Session]:
+    from glisk_cli.database import setup_db_session
+
+    current = settings()
+    return setup_db_session(
+        database_url(), current.db_pool_size, connect_timeout=current.glisk_connect_timeout
+    )
+
+
+def engine() -> Engine:
+    return session_factory().kw["bind"]

