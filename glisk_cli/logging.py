@@ -40,12 +40,17 @@ class _InterceptHandler(logging.Handler):
         logger.patch(lambda r: r.update(name=record.name)).opt(depth=0).log(level, message)
 
 
-def _redact_record(record: Record) -> None:
-    record["message"] = redact(record["message"])
+def _with_context_fields(record: Record) -> None:
     # Structured context (logger.bind / keyword arguments) is shown after the message.
     record["extra"]["_fields"] = "".join(
-        f" {key}={redact(str(value))}" for key, value in record["extra"].items() if key != "_fields"
+        f" {key}={value}" for key, value in record["extra"].items() if key != "_fields"
     )
+
+
+def _human_sink(message: Message) -> None:
+    # The whole formatted text, traceback included, is masked just before it is written.
+    sys.stderr.write(redact(str(message)))
+    sys.stderr.flush()
 
 
 def _json_sink(message: Message) -> None:
@@ -54,7 +59,7 @@ def _json_sink(message: Message) -> None:
         "time": record["time"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "level": record["level"].name,
         "logger": record["name"],
-        "message": record["message"],
+        "message": redact(record["message"]),
     }
     document.update(
         {key: redact(str(value)) for key, value in record["extra"].items() if key != "_fields"}
@@ -69,15 +74,15 @@ def _json_sink(message: Message) -> None:
 def configure_logging(level: str = "WARNING", *, json_lines: bool = False) -> None:
     """Send glisk's and the libraries' logs to stderr at `level`, human or JSON."""
     logger.remove()
-    logger.configure(patcher=_redact_record, extra={"_fields": ""})
+    logger.configure(patcher=_with_context_fields, extra={"_fields": ""})
     if json_lines:
         logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
     else:
         logger.add(
-            sys.stderr,
+            _human_sink,
             level=level,
             format=_HUMAN_FORMAT,
-            colorize=None,
+            colorize=sys.stderr.isatty(),
             diagnose=False,
             backtrace=False,
         )

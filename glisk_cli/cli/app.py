@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     # The process runs in UTC: log times, parsed timestamps and anything printed agree.
     os.environ["TZ"] = "UTC"
     time.tzset()
-    sys.exit(_run(args, as_json="--json" in args, debug="--debug" in args))
+    sys.exit(run(args))
 
 
-def _run(args: list[str], *, as_json: bool, debug: bool) -> int:
+def run(args: list[str]) -> int:
+    """Run one glisk command in this process and return its exit code (never raises)."""
+    as_json, debug = "--json" in args, "--debug" in args
     try:
         result = app(args=args, prog_name="glisk", standalone_mode=False)
     except GliskError as error:

@@ -50,3 +50,12 @@ def session_factory() -> sessionmaker[Session]:
 
 def engine() -> Engine:
     return session_factory().kw["bind"]
+
+
+def reset() -> None:
+    """Forget loaded settings and close the connection pool, so the next command starts afresh
+    (for callers that run several commands in one process, such as tests)."""
+    if session_factory.cache_info().currsize:
+        engine().dispose()
+    for cached in (settings, database_url, session_factory):
+        cached.cache_clear()

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from glisk_cli.cli import context
 from glisk_cli.cli.output import JsonOption, emit, say
 
+if TYPE_CHECKING:
+    from glisk_cli.embedded import EmbeddedServer
+    from glisk_cli.errors import DatabaseUnavailable
+
 app = typer.Typer(help="Manage the database: embedded server, status.", no_args_is_help=True)
 
 
 @app.command()
 def status(as_json: JsonOption = False) -> None:
-    """Where the database is, whether it answers, and its version (starts the embedded server)."""
-    from glisk_cli.errors import DatabaseUnavailable
+    """Where the database is, whether it answers, and its version (starts the embedded server).
 
-    report = _status_report()
+    The report is printed even when the database cannot be reached; the exit code is then 3.
+    """
+    report, problem = _status_report()
     emit(report, as_json=as_json, title="glisk database")
-    if not report["reachable"]:
-        raise typer.Exit(DatabaseUnavailable.exit_code)
+    if problem:
+        raise problem
 
 
 @app.command()
@@ -34,7 +39,7 @@ def start(as_json: JsonOption = False) -> None:
         verb = "already running" if already else "started"
         say(f"embedded PostgreSQL {verb} (pid {state.pid}), data in {server.data_dir}")
     else:
-        emit(_status_report(), as_json=True)
+        emit(_status_report()[0], as_json=True)
 
 
 @app.command()
@@ -49,8 +54,8 @@ def stop(as_json: JsonOption = False) -> None:
         say("embedded PostgreSQL stopped" if was_running else "embedded PostgreSQL was not running")
 
 
-def _embedded_or_refuse(verb: str) -> Any:
-    from glisk_cli.database import embedded_server
+def _embedded_or_refuse(verb: str) -> EmbeddedServer:
+    from glisk_cli.embedded import embedded_server
     from glisk_cli.errors import InvalidInput
 
     settings = context.settings()
@@ -59,16 +64,19 @@ def _embedded_or_refuse(verb: str) -> Any:
             f"DATABASE_URL is set, so glisk uses that server and has no embedded server to {verb}",
             hint="unset DATABASE_URL to use the embedded server",
         )
-    return embedded_server(settings)
+    return embedded_server(settings.glisk_data_dir)
 
 
-def _status_report() -> dict[str, Any]:
-    from glisk_cli.database import embedded_server, server_version
+def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
+    """The status document, and the reason the database did not answer (if it did not)."""
+    from glisk_cli.database import server_version
+    from glisk_cli.embedded import embedded_server
     from glisk_cli.errors import DatabaseUnavailable
     from glisk_cli.redact import mask_url
 
     settings = context.settings()
-    embedded = None if settings.database_url_value else embedded_server(settings)
+    embedded = None if settings.database_url_value else embedded_server(settings.glisk_data_dir)
+    problem = None
     report: dict[str, Any] = {
         "mode": "embedded" if embedded else "external",
         "url": None,
@@ -83,8 +91,8 @@ def _status_report() -> dict[str, Any]:
         report["server_version"] = server_version(context.engine())
         report["reachable"] = True
     except DatabaseUnavailable as error:
-        say(f"warning: {error.message}")
+        problem = error
     if embedded:
         state = embedded.state()
         report.update(running=state.running, pid=state.pid)
-    return report
+    return report, problem

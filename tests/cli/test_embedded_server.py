@@ -1,0 +1,152 @@
+"""The embedded server: zero setup, shared by concurrent starts, recovered after kill -9,
+stoppable, refused when DATABASE_URL is set, and never loosening a home directory's mode.
+"""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from glisk_cli.embedded import EmbeddedServer, default_data_dir
+from tests.conftest import GLISK, new_embedded_server
+
+IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def embedded() -> Iterator[EmbeddedServer]:
+    server, data_dir = new_embedded_server()
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def modes_of_ancestors(path: Path) -> dict[Path, int]:
+    return {p: stat.S_IMODE(p.stat().st_mode) for p in path.parents}
+
+
+def conninfo(server: EmbeddedServer) -> str:
+    return f"host={server.socket_dir} port=5432 user=glisk dbname=glisk"
+
+
+def test_two_processes_starting_at_once_share_one_server(
+    embedded: EmbeddedServer, glisk_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**glisk_env, "GLISK_DATA_DIR": str(embedded.data_dir)}
+    starts = [
+        subprocess.Popen(
+            [str(GLISK), "db", "start", "--json"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in starts]
+    assert [process.returncode for process in starts] == [0, 0], outputs
+    reports = [json.loads(stdout) for stdout, _ in outputs]
+    assert reports[0]["pid"] == reports[1]["pid"] == embedded.state().pid
+    assert all(report["reachable"] and report["running"] for report in reports)
+    assert reports[0]["mode"] == "embedded"
+    assert reports[0]["data_dir"] == str(embedded.data_dir)
+
+
+def test_server_killed_with_sigkill_is_recovered_by_the_next_command_with_data_intact(
+    embedded: EmbeddedServer, cli
+) -> None:
+    embedded.ensure_running()
+    with psycopg.connect(conninfo(embedded), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (value text)")
+        conn.execute("INSERT INTO kept VALUES ('survives kill -9')")
+    killed_pid = embedded.state().pid
+    assert killed_pid is not None
+    os.kill(killed_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while embedded.state().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    result = cli("db", "status", "--json", env={"GLISK_DATA_DIR": str(embedded.data_dir)})
+
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["running"] is True
+    assert report["pid"] != killed_pid
+    with psycopg.connect(conninfo(embedded)) as conn:
+        assert conn.execute("SELECT value FROM kept").fetchall() == [("survives kill -9",)]
+
+
+def test_stop_stops_the_server_and_is_idempotent(embedded: EmbeddedServer, cli) -> None:
+    embedded.ensure_running()
+    env: dict[str, str | None] = {"GLISK_DATA_DIR": str(embedded.data_dir)}
+
+    first = cli("db", "stop", "--json", env=env)
+    second = cli("db", "stop", "--json", env=env)
+
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert json.loads(first.stdout)["stopped"] is True
+    assert json.loads(second.stdout)["stopped"] is False
+    assert embedded.state().running is False
+
+
+@pytest.mark.parametrize("verb", ["start", "stop"])
+def test_start_and_stop_refuse_with_exit_2_when_database_url_is_set(cli, verb: str) -> None:
+    result = cli("db", verb, env={"DATABASE_URL": "postgresql://u:pw@db.invalid/glisk"})
+    assert result.exit_code == 2
+    assert "DATABASE_URL is set" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_private_home_directory_keeps_mode_0700_after_the_embedded_server_started(
+    cli, glisk_env: dict[str, str]
+) -> None:
+    home = Path(glisk_env["HOME"])
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    if IS_ROOT:
+        # As root the default is system-wide (/var/lib/glisk), which tests must not touch: the
+        # data directory goes to a fresh temporary directory instead, outside the private HOME.
+        data_dir = Path(tempfile.mkdtemp(prefix="glisk-test-home-")) / "glisk"
+        data_dir.parent.chmod(0o755)
+        env: dict[str, str | None] = {"GLISK_DATA_DIR": str(data_dir)}
+    else:
+        data_dir = Path(glisk_env["XDG_DATA_HOME"]) / "glisk"
+        env = {"GLISK_DATA_DIR": None}  # the per-user default, below the private HOME
+    before = modes_of_ancestors(data_dir) | {home: 0o700}
+    server = EmbeddedServer(data_dir)
+    try:
+        result = cli("db", "start", "--json", env=env)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["data_dir"] == str(data_dir)
+        after = {path: stat.S_IMODE(path.stat().st_mode) for path in before}
+        assert after == before
+        assert stat.S_IMODE(server.pgdata.stat().st_mode) == 0o700
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir.parent if IS_ROOT else data_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root runs PostgreSQL as another user")
+def test_root_refuses_a_data_directory_the_server_user_cannot_reach(
+    cli, glisk_env: dict[str, str]
+) -> None:
+    home = Path(glisk_env["HOME"])
+    result = cli("db", "start", env={"GLISK_DATA_DIR": str(home / "glisk")})
+    assert result.exit_code == 4
+    assert "not reachable" in result.stderr
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_default_data_directory_is_per_user_and_never_in_a_home_directory_for_root() -> None:
+    assert default_data_dir(is_root=True) == Path("/var/lib/glisk")
+    assert "glisk" in default_data_dir(is_root=False).parts
+    assert default_data_dir(is_root=False) != Path("/var/lib/glisk")

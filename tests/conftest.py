@@ -1,0 +1,197 @@
+"""Test provisioning (DESIGN §10): a real PostgreSQL for the session, a fresh database per test.
+
+The server comes from, in this order: GLISK_TEST_DATABASE_URL; testcontainers (postgres:14) when a
+Docker engine answers; glisk's own embedded server in a temporary directory. Tests never touch
+the user's embedded data directory, never read a developer's `.env`, and run in UTC.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from glisk_cli.embedded import EmbeddedServer
+
+GLISK = Path(sys.executable).with_name("glisk")
+# Settings a test process could inherit from a developer's shell and that would change behaviour.
+_SCRUBBED_ENV = (
+    "DATABASE_URL", "DB_POOL_SIZE", "APP_ENV", "LOG_LEVEL", "CORS_ORIGINS", "HOST", "PORT",
+    "GLISK_DATA_DIR", "GLISK_MAX_ATTEMPTS", "GLISK_LEASE", "GLISK_CONNECT_TIMEOUT",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def utc_timezone() -> Iterator[None]:
+    """Every test runs in UTC, whatever TZ the developer's shell has."""
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if previous is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = previous
+    time.tzset()
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server the tests may create and drop databases on."""
+
+    admin_url: str  # SQLAlchemy URL of a maintenance database on the server
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.admin_url).set(database=database).render_as_string(False)
+
+    def conninfo(self, database: str | None = None) -> str:
+        url = make_url(self.admin_url)
+        if database:
+            url = url.set(database=database)
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def create_database(self, *, template: str | None = None) -> str:
+        name = f"glisk_test_{uuid.uuid4().hex[:12]}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(statement)
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(statement.format(sql.Identifier(name)))
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+def new_embedded_server() -> tuple[EmbeddedServer, Path]:
+    """A throwaway embedded server (no fsync) in its own temporary directory."""
+    data_dir = Path(tempfile.mkdtemp(prefix="glisk-test-"))
+    # As root, PostgreSQL runs as an unprivileged user who must be able to enter this directory;
+    # it is ours, made a moment ago, so opening it up changes nothing of anyone else's.
+    data_dir.chmod(0o755)
+    return EmbeddedServer(data_dir, durable=False), data_dir
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    if url := os.environ.get("GLISK_TEST_DATABASE_URL"):
+        yield PostgresServer(admin_url=url)
+        return
+    if _docker_engine_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:14", driver="psycopg") as container:
+            yield PostgresServer(admin_url=container.get_connection_url())
+        return
+    server, data_dir = new_embedded_server()
+    try:
+        yield PostgresServer(admin_url=server.ensure_running())
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for this test alone; dropped afterwards."""
+    name = pg_server.create_database()
+    yield pg_server.url_for(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def glisk_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a `glisk` subprocess: none of the developer's settings, a private HOME."""
+    env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED_ENV}
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"), TZ="UTC")
+    # As root the default data directory is system-wide; keep tests out of it.
+    env["GLISK_DATA_DIR"] = str(tmp_path / "unused-embedded-data")
+    return env
+
+
+@pytest.fixture
+def run_glisk(tmp_path: Path, glisk_env: dict[str, str]):
+    """Run the real `glisk` executable in an empty working directory (so no `.env` is read)."""
+
+    def run(
+        *args: str, env: dict[str, str | None] | None = None, timeout: float = 60, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        merged = {**glisk_env, **(env or {})}
+        clean = {key: value for key, value in merged.items() if value is not None}
+        return subprocess.run(
+            [str(GLISK), *args],
+            cwd=tmp_path,
+            env=clean,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    glisk_env: dict[str, str],
+):
+    """Run a glisk command in this process (fast), with the same isolation as `run_glisk`."""
+    from glisk_cli.cli import context
+    from glisk_cli.cli.app import run
+
+    def invoke(*args: str, env: dict[str, str | None] | None = None) -> CliResult:
+        for name in _SCRUBBED_ENV:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {**glisk_env, **(env or {})}.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        context.reset()
+        capsys.readouterr()
+        try:
+            exit_code = run(list(args))
+        finally:
+            context.reset()
+        captured = capsys.readouterr()
+        return CliResult(exit_code, captured.out, captured.err)
+
+    return invoke
