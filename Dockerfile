@@ -13,6 +13,7 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY README.md ./
 COPY glisk_cli ./glisk_cli
+COPY alembic ./alembic
 RUN uv sync --frozen --no-dev
 
 RUN useradd --system --uid 10001 --home-dir /app --no-create-home glisk

@@ -50,7 +50,7 @@ def main() -> None:
     floor = statistics.median(samples["floor: import sqlalchemy.orm, psycopg"])
     print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.runs} runs each")
-    print(f"{'command':<48} {'median':>9} {'min':>9} {'× floor':>8}")
+    print(f"{'command':<48} {'median':>9} {'min':>9} {'x floor':>8}")
     for name, values in samples.items():
         median = statistics.median(values)
         print(f"{name:<48} {median * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "

@@ -97,3 +97,16 @@ def server_version(engine: Engine) -> str:
     """Connect and ask the server its version: the cheapest proof that it answers."""
     with engine.connect() as connection:
         return str(connection.exec_driver_sql("SHOW server_version").scalar_one())
+
+
+def recorded_revisions(engine: Engine) -> tuple[str, ...]:
+    """The migration revisions alembic_version records, read without loading Alembic.
+
+    Empty when the database was never migrated. Cheap enough to run once per command.
+    """
+    with engine.connect() as connection:
+        exists = connection.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+        if exists is None:
+            return ()
+        rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+        return tuple(sorted(str(row[0]) for row in rows))

@@ -8,6 +8,7 @@ the modes of a home directory.
 Layout of a data directory (GLISK_DATA_DIR, or a per-user default):
 
     embedded.lock   serialises start/stop across processes (flock)
+    initialized     written once glisk's database exists in the cluster
     pgdata/         the cluster, mode 0700; its Unix socket lives here too (no TCP listener)
     pgdata/server.log
 
@@ -80,6 +81,7 @@ class EmbeddedServer:
         self.data_dir = data_dir.expanduser().absolute()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.pgdata / "server.log"
+        self._initialized_marker = self.data_dir / "initialized"
         # A throwaway server (tests, benchmarks) may skip fsync: committed data then survives a
         # crash of PostgreSQL, but not of the machine.
         self.durable = durable
@@ -99,11 +101,16 @@ class EmbeddedServer:
 
     def ensure_running(self) -> str:
         """Start the server unless it already runs; return its URL. Safe to call concurrently."""
-        if self.state().running:
+        # The server is visible (pid file, socket) before its first start has created glisk's
+        # database; the marker says that work is done, so only then may callers skip the lock.
+        if self._initialized_marker.exists() and self.state().running:
             return self.url
         with self._locked():
             if not self.state().running:  # another process may have started it meanwhile
                 self._start()
+            if not self._initialized_marker.exists():
+                self._create_database()
+                self._initialized_marker.touch()
         return self.url
 
     def stop(self) -> bool:
@@ -121,6 +128,7 @@ class EmbeddedServer:
     def _start(self) -> None:
         self._prepare_directories()
         if not (self.pgdata / "PG_VERSION").exists():
+            self._initialized_marker.unlink(missing_ok=True)  # a new cluster has no database yet
             self._initdb()
         self._clear_stale_lock_files()
         options = {"listen_addresses": "", "unix_socket_directories": str(self.socket_dir)}
@@ -141,7 +149,6 @@ class EmbeddedServer:
                 if time.monotonic() > deadline or "still in use" not in self._log_tail():
                     raise
                 time.sleep(0.5)
-        self._create_database()
 
     def _initdb(self) -> None:
         self._run(

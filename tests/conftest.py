@@ -123,6 +123,33 @@ def database_url(pg_server: PostgresServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: PostgresServer) -> Iterator[str]:
+    """A database migrated to head once per session, the template every migrated test clones."""
+    from alembic import command
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from glisk_cli.migrations import alembic_config
+
+    name = pg_server.create_database()
+    engine = create_engine(pg_server.url_for(name), poolclass=NullPool)
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), "head")
+        connection.commit()
+    engine.dispose()  # a template must have no open connections to be cloned
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def migrated_url(pg_server: PostgresServer, migrated_template: str) -> Iterator[str]:
+    """A fresh database at the head revision, for this test alone (a copy of the template)."""
+    name = pg_server.create_database(template=migrated_template)
+    yield pg_server.url_for(name)
+    pg_server.drop_database(name)
+
+
 @pytest.fixture
 def glisk_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a `glisk` subprocess: none of the developer's settings, a private HOME."""

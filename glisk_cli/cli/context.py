@@ -48,6 +48,29 @@ def session_factory() -> sessionmaker[Session]:
     )
 
 
+@cache
+def schema_revision() -> str | None:
+    """The revision the database is at (None when never migrated)."""
+    from glisk_cli.database import recorded_revisions
+
+    return ", ".join(recorded_revisions(engine())) or None
+
+
+def require_schema_at_head() -> None:
+    """Refuse (exit 7) to touch pipeline data in a database that is not migrated to head.
+
+    The expected revision is a constant of the models, so the check costs one small query and
+    no Alembic import.
+    """
+    from glisk_cli.errors import SchemaNotAtHead
+    from glisk_cli.models import SCHEMA_REVISION
+
+    current = schema_revision()
+    if current != SCHEMA_REVISION:
+        state = "is not migrated" if current is None else f"is at {current}, not {SCHEMA_REVISION}"
+        raise SchemaNotAtHead(f"the database {state}", hint="run: glisk db upgrade")
+
+
 def engine() -> Engine:
     return session_factory().kw["bind"]
 
@@ -57,5 +80,5 @@ def reset() -> None:
     (for callers that run several commands in one process, such as tests)."""
     if session_factory.cache_info().currsize:
         engine().dispose()
-    for cached in (settings, database_url, session_factory):
+    for cached in (settings, database_url, session_factory, schema_revision):
         cached.cache_clear()

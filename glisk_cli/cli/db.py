@@ -1,26 +1,113 @@
-"""`glisk db …`: the database itself — the embedded server's lifecycle and status."""
+"""`glisk db …`: the database itself — schema migrations and verification, the embedded server."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from glisk_cli.cli import context
-from glisk_cli.cli.output import JsonOption, emit, say
+from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, print_json, say
 
 if TYPE_CHECKING:
     from glisk_cli.embedded import EmbeddedServer
     from glisk_cli.errors import DatabaseUnavailable
+    from glisk_cli.migrations import MigrationRun
 
-app = typer.Typer(help="Manage the database: embedded server, status.", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the database: migrations, verification, the embedded server.",
+    no_args_is_help=True,
+)
+
+# Relative revisions such as -1 look like options; these commands take them as arguments.
+_REVISION_ARGS = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_REVISION_ARGS)
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="Target: head, a revision id, or +N.")] = "head",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it (no database).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply migrations up to REVISION (default: head). Safe to run from several places at once."""
+    from glisk_cli import migrations
+
+    if sql:
+        migrations.upgrade_sql(revision, sys.stdout)
+        return
+    _report_run(migrations.upgrade(context.engine(), revision), as_json=as_json)
+
+
+@app.command(context_settings=_REVISION_ARGS)
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target: base, a revision id, or -N.")],
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Revert migrations down to REVISION. Destroys data: asks first unless --yes."""
+    from glisk_cli import migrations
+
+    engine = context.engine()
+    confirm_or_refuse(
+        f"Downgrade the schema at {_masked_url()} to {revision}? Dropped tables lose their data.",
+        yes=yes,
+    )
+    _report_run(migrations.downgrade(engine, revision), as_json=as_json)
+
+
+@app.command()
+def current(as_json: JsonOption = False) -> None:
+    """The revision the database is at, and whether that is the head."""
+    from glisk_cli import migrations
+
+    with context.engine().connect() as connection:
+        revisions = migrations.current_revisions(connection)
+    head = migrations.head_revision()
+    at_head = revisions == (head,)
+    report = {"current": ", ".join(revisions) or None, "head": head, "at_head": at_head}
+    emit(report, as_json=as_json, title="schema revision")
+
+
+@app.command()
+def history(as_json: JsonOption = False) -> None:
+    """Every migration, newest first (reads the scripts only; needs no database)."""
+    from glisk_cli import migrations
+
+    entries = migrations.history()
+    emit(entries, as_json=as_json, columns=["revision", "down_revision", "is_head", "message"])
+
+
+@app.command()
+def verify(as_json: JsonOption = False) -> None:
+    """Check the live schema against the migrations: exit 7 when behind, 8 on drift."""
+    from glisk_cli.errors import SchemaDrift, SchemaNotAtHead
+    from glisk_cli.verify import verify as verify_schema
+
+    report = verify_schema(context.engine())
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        findings = [vars(finding) for finding in report.findings]
+        if findings:
+            emit(findings, as_json=False, columns=["object", "problem", "expected", "actual"])
+        at = report.current or "no revision"
+        say(f"schema {report.status}: at {at}, head {report.head}")
+    if report.status == "pending":
+        names = ", ".join(f.object for f in report.findings)
+        raise SchemaNotAtHead(f"schema is not at head ({names})", hint="run: glisk db upgrade")
+    if report.status == "drift":
+        raise SchemaDrift(f"schema drift: {len(report.findings)} finding(s)")
 
 
 @app.command()
 def status(as_json: JsonOption = False) -> None:
-    """Where the database is, whether it answers, and its version (starts the embedded server).
+    """Where the database is, whether it answers, its version and schema revision.
 
-    The report is printed even when the database cannot be reached; the exit code is then 3.
+    Starts the embedded server when DATABASE_URL is unset. The report is printed even when the
+    database cannot be reached; the exit code is then 3.
     """
     report, problem = _status_report()
     emit(report, as_json=as_json, title="glisk database")
@@ -54,6 +141,31 @@ def stop(as_json: JsonOption = False) -> None:
         say("embedded PostgreSQL stopped" if was_running else "embedded PostgreSQL was not running")
 
 
+def _report_run(run: MigrationRun, *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "before": ", ".join(run.before) or None,
+                "after": ", ".join(run.after) or None,
+                "applied": [vars(step) for step in run.steps],
+                "seconds": round(run.seconds, 3),
+            }
+        )
+        return
+    for step in run.steps:
+        sys.stdout.write(f"{step.direction}d {step.revision}: {step.message}\n")
+    at = ", ".join(run.after) or "base (empty)"
+    if not run.steps:
+        sys.stdout.write(f"nothing to do: already at {at}\n")
+    sys.stdout.write(f"database at {at} ({run.seconds:.2f}s)\n")
+
+
+def _masked_url() -> str:
+    from glisk_cli.redact import mask_url
+
+    return mask_url(context.database_url())
+
+
 def _embedded_or_refuse(verb: str) -> EmbeddedServer:
     from glisk_cli.embedded import embedded_server
     from glisk_cli.errors import InvalidInput
@@ -72,7 +184,7 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
     from glisk_cli.database import server_version
     from glisk_cli.embedded import embedded_server
     from glisk_cli.errors import DatabaseUnavailable
-    from glisk_cli.redact import mask_url
+    from glisk_cli.models import SCHEMA_REVISION
 
     settings = context.settings()
     embedded = None if settings.database_url_value else embedded_server(settings.glisk_data_dir)
@@ -85,11 +197,14 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
         "pid": None,
         "server_version": None,
         "reachable": False,
+        "revision": None,
+        "head": SCHEMA_REVISION,
     }
     try:
-        report["url"] = mask_url(context.database_url())
+        report["url"] = _masked_url()
         report["server_version"] = server_version(context.engine())
         report["reachable"] = True
+        report["revision"] = context.schema_revision()
     except DatabaseUnavailable as error:
         problem = error
     if embedded:

@@ -84,3 +84,15 @@ def _cell(value: Any) -> str:
         return "-"
     rendered = jsonable(value)
     return rendered if isinstance(rendered, str) else json.dumps(rendered, ensure_ascii=False)
+
+
+def confirm_or_refuse(question: str, *, yes: bool) -> None:
+    """Ask before a destructive change; without a terminal, only `--yes` may proceed (exit 2)."""
+    from glisk_cli.errors import InvalidInput
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(f"{question} — refusing without a terminal", hint="pass --yes")
+    if not typer.confirm(question, default=False, err=True):
+        raise InvalidInput("not confirmed; nothing was changed")
