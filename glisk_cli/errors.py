@@ -33,6 +33,12 @@ class DatabaseUnavailable(GliskError):
     code = "database_unavailable"
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    """A lock or statement timeout expired: the database answered, but not in time."""
+
+    code = "database_timeout"
+
+
 class ConfigError(GliskError):
     """A setting (environment variable or `.env` entry) is invalid."""
 

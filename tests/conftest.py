@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from glisk_cli.embedded import EmbeddedServer
@@ -222,3 +223,46 @@ def cli(
         return CliResult(exit_code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture
+def session_factory(migrated_url: str):
+    """The session factory of a migrated database of this test's own."""
+    from glisk_cli.database import setup_db_session
+
+    factory = setup_db_session(migrated_url, pool_size=10)
+    yield factory
+    factory.kw["bind"].dispose()
+
+
+@pytest.fixture
+def uow_factory(session_factory):
+    from glisk_cli.uow import create_uow_factory
+
+    return create_uow_factory(session_factory)
+
+
+def seed_tokens(
+    session_factory, count: int, *, status: str = "detected", first_id: int = 1
+) -> None:
+    """Insert one author and `count` tokens in one statement, minted a second apart."""
+    with session_factory() as session, session.begin():
+        session.execute(
+            text(
+                "INSERT INTO authors (wallet_address, prompt_text) "
+                "VALUES ('0x00000000000000000000000000000000000000aa', 'seed') "
+                "ON CONFLICT DO NOTHING"
+            )
+        )
+        session.execute(
+            text(
+                """
+                INSERT INTO tokens_s0 (token_id, author_id, minter_address, status, mint_timestamp)
+                SELECT n, (SELECT id FROM authors LIMIT 1),
+                       '0x00000000000000000000000000000000000000bb', CAST(:status AS token_status),
+                       timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second'
+                FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS n
+                """
+            ),
+            {"status": status, "first": first_id, "last": first_id + count - 1},
+        )

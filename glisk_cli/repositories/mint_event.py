@@ -1,0 +1,35 @@
+"""MintEventRepository: mint_events, the on-chain logs already recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import exists, select
+
+from glisk_cli.models import MintEvent
+from glisk_cli.repositories.base import Repository
+
+
+class MintEventRepository(Repository):
+    def add(self, event: MintEvent) -> MintEvent:
+        """Insert `event`; the same (tx_hash, log_index) twice is a Conflict."""
+        self.session.add(event)
+        self._flush()
+        return event
+
+    def exists(self, tx_hash: str, log_index: int) -> bool:
+        """Whether this log was recorded already — duplicate detection for the chain listener,
+        answered from the (tx_hash, log_index) unique index."""
+        query = select(
+            exists().where(MintEvent.tx_hash == tx_hash, MintEvent.log_index == log_index)
+        )
+        return bool(self._execute(query).scalar_one())
+
+    def get_by_block_range(self, first_block: int, last_block: int) -> Sequence[MintEvent]:
+        """Events in blocks first_block..last_block inclusive, in chain order."""
+        query = (
+            select(MintEvent)
+            .where(MintEvent.block_number.between(first_block, last_block))
+            .order_by(MintEvent.block_number, MintEvent.log_index)
+        )
+        return self._execute(query).scalars().all()

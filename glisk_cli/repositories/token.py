@@ -1,0 +1,322 @@
+"""TokenRepository: tokens_s0 — lookups, the work queue (claims and leases), guarded transitions.
+
+Workers coordinate only through this table. A claim hands a worker up to `limit` tokens of one
+stage that no live lease holds, oldest mint first, in one statement; the lease says how long the
+worker owns them. When a worker dies its lease runs out and the next claim takes the tokens over
+(counting another attempt); a token that used up its attempts is failed instead of claimed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from glisk_cli.errors import Conflict, InvalidInput, NotFound
+from glisk_cli.models import TERMINAL_STATUSES, Token, TokenStatus
+from glisk_cli.models.token import token_status_enum
+from glisk_cli.repositories.base import Repository
+
+Stage = Literal["generation", "upload", "reveal"]
+STAGES: tuple[Stage, ...] = ("generation", "upload", "reveal")
+
+# Which statuses each stage draws from, and what a claim moves the token to.
+_STAGE_STATUSES: dict[str, tuple[TokenStatus, ...]] = {
+    "generation": (TokenStatus.DETECTED, TokenStatus.GENERATING),
+    "upload": (TokenStatus.UPLOADING,),
+    "reveal": (TokenStatus.READY,),
+}
+_CLAIMED_STATUS = {
+    "generation": TokenStatus.GENERATING,
+    "upload": TokenStatus.UPLOADING,
+    "reveal": TokenStatus.READY,
+}
+_ACTIVE_STATUSES = tuple(status for status in TokenStatus if status not in TERMINAL_STATUSES)
+
+
+_EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
+
+
+def _no_live_lease() -> ColumnElement[bool]:
+    return or_(Token.lease_expires_at.is_(None), Token.lease_expires_at < func.now())
+
+
+def _claimable(stage: str) -> ColumnElement[bool]:
+    """Tokens a claim of `stage` may take: in the stage's statuses and held by no live lease.
+
+    A detected token never carries a lease; a generating one whose lease ran out belongs to a
+    worker that died or stalled, and goes back into the generation queue.
+    """
+    if stage not in _STAGE_STATUSES:
+        raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    # Statuses inline as SQL literals, not bind parameters: the planner can then match the
+    # generation claim to the partial index `WHERE status IN ('detected', 'generating')` in
+    # every plan, prepared or not.
+    statuses = [literal_column(f"'{status.value}'") for status in _STAGE_STATUSES[stage]]
+    return and_(Token.status.in_(statuses), _no_live_lease())
+
+
+def _enum(status: TokenStatus) -> ColumnElement[Any]:
+    """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
+    return literal_column(f"'{status.value}'::token_status", token_status_enum)
+
+
+class TokenRepository(Repository):
+    # -- lookups ------------------------------------------------------------------------------
+
+    def get_by_id(self, id: uuid.UUID) -> Token | None:
+        return self.session.get(Token, id)
+
+    def get_by_token_id(self, token_id: int) -> Token | None:
+        """The token with on-chain id `token_id` (served by its unique index)."""
+        return self._execute(select(Token).where(Token.token_id == token_id)).scalar_one_or_none()
+
+    def require(self, token_id: int) -> Token:
+        token = self.get_by_token_id(token_id)
+        if token is None:
+            raise NotFound(f"token {token_id} not found")
+        return token
+
+    def add(self, token: Token) -> Token:
+        self.session.add(token)
+        self._flush()
+        return token
+
+    def get_by_author(self, author_id: uuid.UUID, limit: int = 100) -> Sequence[Token]:
+        query = select(Token).where(Token.author_id == author_id).order_by(Token.mint_timestamp)
+        return self._execute(query.limit(limit)).scalars().all()
+
+    def get_by_status(self, status: TokenStatus, limit: int = 100) -> Sequence[Token]:
+        """Tokens in `status`, oldest mint first (served by the (status, mint_timestamp) index)."""
+        query = select(Token).where(Token.status == status).order_by(Token.mint_timestamp)
+        return self._execute(query.limit(limit)).scalars().all()
+
+    # -- the queue, for callers that manage the transaction themselves -----------------------
+
+    def get_pending_for_generation(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("generation", limit)
+
+    def get_pending_for_upload(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("upload", limit)
+
+    def get_ready_for_reveal(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("reveal", limit)
+
+    def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
+        # FOR UPDATE SKIP LOCKED: the rows stay locked until the caller's transaction ends, and
+        # rows another transaction has locked are skipped rather than waited for — so concurrent
+        # workers each get different tokens, and none blocks on another.
+        query = (
+            select(Token)
+            .where(_claimable(stage))
+            .order_by(Token.mint_timestamp)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self._execute(query).scalars().all()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        stage: Stage | str,
+        limit: int,
+        worker: str,
+        lease: timedelta,
+        max_attempts: int = 5,
+    ) -> list[Token]:
+        """Hand `worker` up to `limit` tokens of `stage`, oldest mint first, under a lease.
+
+        One statement: pick the candidates, lock them, write the lease, return them. A picked
+        token that already used `max_attempts` claims is failed (reason max_attempts) instead of
+        handed out, so a claim may return fewer tokens than it picked.
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be between 1 and 1000, not {limit}")
+        if lease <= timedelta(0):
+            raise InvalidInput("lease must be longer than zero")
+        # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
+        # instant instead of queueing behind it, so N workers get N disjoint batches in one round
+        # trip each. The lock lives only until this statement's transaction commits; from then
+        # on the lease (claimed_by, lease_expires_at) is what keeps other claims away.
+        picked = (
+            select(Token.id)
+            .where(_claimable(stage))
+            .order_by(Token.mint_timestamp)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+        )
+        exhausted = Token.attempts >= max_attempts
+        failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
+            func.jsonb_build_object(
+                "reason", "max_attempts", "stage", stage, "attempts", Token.attempts,
+                "last_worker", Token.claimed_by,
+            )
+        )  # fmt: skip
+        statement = (
+            update(Token)
+            .where(Token.id == picked.c.id)
+            .values(
+                status=case(
+                    (exhausted, _enum(TokenStatus.FAILED)), else_=_enum(_CLAIMED_STATUS[stage])
+                ),
+                claimed_by=case((exhausted, None), else_=literal(worker)),
+                lease_expires_at=case((exhausted, None), else_=func.now() + lease),
+                attempts=case((exhausted, Token.attempts), else_=Token.attempts + 1),
+                error_data=case((exhausted, failure), else_=Token.error_data),
+                updated_at=func.now(),
+            )
+            .returning(Token)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        tokens = self._execute(statement).scalars().all()
+        claimed = [token for token in tokens if token.status is not TokenStatus.FAILED]
+        return sorted(claimed, key=lambda token: (token.mint_timestamp, token.token_id))
+
+    def release(self, token_ids: Sequence[int], worker: str | None = None) -> list[Token]:
+        """End the leases on `token_ids` so any worker may claim them again.
+
+        A generating token goes back to detected. With `worker`, only that worker's leases may
+        be released: a token leased to someone else is a Conflict, and nothing is released.
+        """
+        tokens = self._lock_by_token_ids(token_ids)
+        if worker is not None:
+            for token in tokens:
+                self._check_holder(token, worker)
+        for token in tokens:
+            if token.status is TokenStatus.GENERATING:
+                token.status = TokenStatus.DETECTED
+            token.claimed_by = None
+            token.lease_expires_at = None
+            token.updated_at = datetime.now(UTC)
+        self._flush()
+        return tokens
+
+    def reap(self, max_attempts: int) -> list[Token]:
+        """Fail every unfinished token that used up its attempts and is held by no live lease."""
+        failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
+            func.jsonb_build_object(
+                "reason", "max_attempts", "attempts", Token.attempts,
+                "last_worker", Token.claimed_by, "reaped", True,
+            )
+        )  # fmt: skip
+        statement = (
+            update(Token)
+            .where(
+                Token.status.in_(_ACTIVE_STATUSES),
+                Token.attempts >= max_attempts,
+                _no_live_lease(),
+            )
+            .values(
+                status=_enum(TokenStatus.FAILED),
+                error_data=failure,
+                claimed_by=None,
+                lease_expires_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Token)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return list(self._execute(statement).scalars().all())
+
+    def retry(self, token_ids: Sequence[int] | None = None) -> list[Token]:
+        """Send failed tokens back to detected with fresh attempts (all failed tokens if None)."""
+        if token_ids is not None:
+            tokens = self._lock_by_token_ids(token_ids)
+            not_failed = [t.token_id for t in tokens if t.status is not TokenStatus.FAILED]
+            if not_failed:
+                listed = ", ".join(map(str, not_failed))
+                raise Conflict(f"only failed tokens can be retried; not failed: {listed}")
+        statement = (
+            update(Token)
+            .where(Token.status == TokenStatus.FAILED)
+            .values(
+                status=_enum(TokenStatus.DETECTED),
+                attempts=0,
+                claimed_by=None,
+                lease_expires_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Token)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        if token_ids is not None:
+            statement = statement.where(Token.token_id.in_(token_ids))
+        return list(self._execute(statement).scalars().all())
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def transition(
+        self,
+        token_id: int,
+        target: TokenStatus,
+        *,
+        worker: str | None = None,
+        image_path: str | None = None,
+        metadata_cid: str | None = None,
+        tx_hash: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Token:
+        """Move token `token_id` to `target` through the state machine (DESIGN §3).
+
+        With `worker`, the move is refused (Conflict) unless that worker holds the token's lease,
+        so a worker whose lease ran out and was taken over cannot clobber its successor's work.
+        """
+        [token] = self._lock_by_token_ids([token_id])
+        if worker is not None:
+            self._check_holder(token, worker)
+        moves = {
+            TokenStatus.GENERATING: lambda: token.mark_generating(),
+            TokenStatus.UPLOADING: lambda: token.mark_uploading(_given(image_path, "image_path")),
+            TokenStatus.READY: lambda: token.mark_ready(_given(metadata_cid, "metadata_cid")),
+            TokenStatus.REVEALED: lambda: token.mark_revealed(_given(tx_hash, "tx_hash")),
+            TokenStatus.FAILED: lambda: token.mark_failed(error or {"reason": "marked failed"}),
+        }
+        if target not in moves:
+            raise InvalidInput(f"a token cannot be moved to {target.value}")
+        moves[target]()
+        self._flush()
+        return token
+
+    def _lock_by_token_ids(self, token_ids: Sequence[int]) -> list[Token]:
+        """Load and row-lock the given tokens (waiting for other writers), all of them or fail."""
+        wanted = list(dict.fromkeys(token_ids))
+        query = (
+            select(Token)
+            .where(Token.token_id.in_(wanted))
+            .order_by(Token.token_id)  # one lock order for everyone: no deadlocks between callers
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        tokens = list(self._execute(query).scalars().all())
+        missing = sorted(set(wanted) - {token.token_id for token in tokens})
+        if missing:
+            raise NotFound(f"token {', '.join(map(str, missing))} not found")
+        return tokens
+
+    @staticmethod
+    def _check_holder(token: Token, worker: str) -> None:
+        if token.claimed_by != worker:
+            holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
+            raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
+
+
+def _given(value: str | None, name: str) -> str:
+    if not value:
+        raise InvalidInput(f"this transition needs {name}")
+    return value

@@ -1,0 +1,223 @@
+"""Lease-based claiming (DESIGN §4): exclusive, ordered, expiring, bounded by max attempts."""
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from glisk_cli.errors import Conflict, InvalidInput
+from glisk_cli.models import TokenStatus
+from glisk_cli.repositories.token import TokenRepository
+from tests.conftest import seed_tokens
+
+LEASE = timedelta(minutes=15)
+
+
+def claim(uow_factory, stage="generation", limit=10, worker="w1", lease=LEASE, max_attempts=5):
+    with uow_factory() as uow:
+        return uow.tokens.claim(stage, limit, worker, lease, max_attempts)
+
+
+def expire_leases(session_factory) -> None:
+    with session_factory() as session, session.begin():
+        session.execute(text("UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second'"))
+
+
+def test_claim_returns_the_oldest_mints_first_and_writes_the_lease(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 15)
+    tokens = claim(uow_factory, limit=10, worker="gen-1")
+
+    assert [t.token_id for t in tokens] == list(range(1, 11))
+    assert {t.status for t in tokens} == {TokenStatus.GENERATING}
+    assert {t.claimed_by for t in tokens} == {"gen-1"}
+    assert {t.attempts for t in tokens} == {1}
+    assert all(t.lease_expires_at is not None for t in tokens)
+
+
+def test_a_live_lease_keeps_tokens_from_every_other_claim(session_factory, uow_factory) -> None:
+    seed_tokens(session_factory, 10)
+    first = claim(uow_factory, limit=10, worker="a")
+    second = claim(uow_factory, limit=10, worker="b")
+    assert len(first) == 10
+    assert second == []
+
+
+def test_an_expired_lease_hands_the_tokens_to_another_worker_with_attempts_incremented(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 3)
+    claim(uow_factory, limit=3, worker="crashed")
+    expire_leases(session_factory)
+
+    taken_over = claim(uow_factory, limit=3, worker="rescuer")
+
+    assert [t.token_id for t in taken_over] == [1, 2, 3]
+    assert {t.claimed_by for t in taken_over} == {"rescuer"}
+    assert {t.attempts for t in taken_over} == {2}
+
+
+def test_a_late_worker_whose_lease_was_taken_over_is_refused(session_factory, uow_factory) -> None:
+    seed_tokens(session_factory, 1)
+    claim(uow_factory, worker="slow")
+    expire_leases(session_factory)
+    claim(uow_factory, worker="fast")
+
+    with pytest.raises(Conflict, match="leased to fast, not to slow"), uow_factory() as uow:
+        uow.tokens.transition(1, TokenStatus.UPLOADING, worker="slow", image_path="late.png")
+    with uow_factory() as uow:
+        token = uow.tokens.transition(1, TokenStatus.UPLOADING, worker="fast", image_path="a.png")
+    assert token.status is TokenStatus.UPLOADING
+    assert token.image_path == "a.png"
+
+
+def test_tokens_that_used_up_their_attempts_are_failed_with_the_reason(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 2)
+    for attempt in range(3):
+        assert len(claim(uow_factory, limit=2, worker=f"w{attempt}", max_attempts=3)) == 2
+        expire_leases(session_factory)
+
+    assert claim(uow_factory, limit=2, worker="w-last", max_attempts=3) == []
+    with uow_factory() as uow:
+        failed = uow.tokens.get_by_status(TokenStatus.FAILED)
+    assert [t.token_id for t in failed] == [1, 2]
+    assert failed[0].error_data is not None
+    assert failed[0].error_data["reason"] == "max_attempts"
+    assert failed[0].error_data["attempts"] == 3
+    assert failed[0].claimed_by is None
+
+
+def test_reap_fails_exhausted_tokens_that_no_live_lease_holds(session_factory, uow_factory) -> None:
+    seed_tokens(session_factory, 2)
+    claim(uow_factory, limit=1, worker="w", max_attempts=1)  # token 1: one attempt, leased
+    with uow_factory() as uow:
+        assert uow.tokens.reap(max_attempts=1) == []  # its lease is still live
+    expire_leases(session_factory)
+    with uow_factory() as uow:
+        reaped = uow.tokens.reap(max_attempts=1)
+    assert [t.token_id for t in reaped] == [1]
+    assert reaped[0].status is TokenStatus.FAILED
+    assert reaped[0].error_data == {
+        "reason": "max_attempts",
+        "attempts": 1,
+        "last_worker": "w",
+        "reaped": True,
+    }
+
+
+def test_retry_sends_a_failed_token_back_to_detected_with_fresh_attempts(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 2)
+    claim(uow_factory, limit=1, worker="w")
+    with uow_factory() as uow:
+        uow.tokens.transition(1, TokenStatus.FAILED, error={"reason": "gpu on fire"})
+    with pytest.raises(Conflict, match="not failed: 2"), uow_factory() as uow:
+        uow.tokens.retry([1, 2])
+    with uow_factory() as uow:
+        [retried] = uow.tokens.retry([1])
+    assert retried.status is TokenStatus.DETECTED
+    assert retried.attempts == 0
+    assert retried.claimed_by is None
+    assert [t.token_id for t in claim(uow_factory, limit=1, worker="w2")] == [1]
+
+
+def test_release_returns_tokens_to_the_queue_but_only_for_their_holder(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 2)
+    claim(uow_factory, limit=2, worker="owner")
+    with pytest.raises(Conflict), uow_factory() as uow:
+        uow.tokens.release([1, 2], worker="intruder")
+    with uow_factory() as uow:
+        released = uow.tokens.release([1], worker="owner")
+    assert released[0].status is TokenStatus.DETECTED
+    assert released[0].claimed_by is None
+    assert [t.token_id for t in claim(uow_factory, limit=2, worker="next")] == [1]
+
+
+def test_each_stage_claims_only_its_own_status(session_factory, uow_factory) -> None:
+    seed_tokens(session_factory, 2, status="uploading")
+    seed_tokens(session_factory, 2, status="ready", first_id=3)
+    assert [t.token_id for t in claim(uow_factory, stage="upload")] == [1, 2]
+    assert [t.token_id for t in claim(uow_factory, stage="reveal")] == [3, 4]
+    assert claim(uow_factory, stage="generation") == []
+    with uow_factory() as uow:
+        statuses = Counter(t.status for t in uow.tokens.get_by_status(TokenStatus.UPLOADING))
+    assert statuses == {TokenStatus.UPLOADING: 2}
+
+
+@pytest.mark.parametrize(
+    ("limit", "stage"), [(0, "generation"), (1001, "generation"), (10, "minting")]
+)
+def test_claim_rejects_bad_arguments(uow_factory, limit: int, stage: str) -> None:
+    with pytest.raises(InvalidInput), uow_factory() as uow:
+        uow.tokens.claim(stage, limit, "w", LEASE)
+
+
+def test_eight_concurrent_workers_drain_ten_thousand_tokens_each_claimed_exactly_once(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 10_000)
+    claimed: list[list[int]] = [[] for _ in range(8)]
+
+    def worker(index: int) -> None:
+        while True:
+            with uow_factory() as uow:
+                batch = uow.tokens.claim("generation", 50, f"w{index}", LEASE)
+            if not batch:
+                return
+            claimed[index].extend(t.token_id for t in batch)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    everything = [token_id for batch in claimed for token_id in batch]
+    assert len(everything) == 10_000, f"{time.monotonic() - started:.1f}s"
+    assert len(set(everything)) == 10_000
+    assert sum(1 for batch in claimed if batch) >= 2  # the work really was shared
+
+
+def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
+    seed_tokens(session_factory, 100_000, status="revealed")
+    seed_tokens(session_factory, 20_000, first_id=200_001)
+    with session_factory() as session:
+        session.execute(text("ANALYZE tokens_s0"))
+        for stage in ("generation", "upload", "reveal"):
+            repository = TokenRepository(session)
+            statement = _compiled_claim(repository, stage)
+            plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {statement}")).scalar_one()
+            nodes = json.dumps(plan)
+            assert "Seq Scan" not in nodes, (stage, nodes)
+        session.rollback()
+
+
+def _compiled_claim(repository: TokenRepository, stage: str) -> str:
+    """The SQL of a claim with its parameters inlined, captured instead of executed."""
+    from sqlalchemy.dialects import postgresql
+
+    captured: list[str] = []
+
+    class Capture:
+        def execute(self, statement, params=None):
+            compiled = statement.compile(
+                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+            )
+            captured.append(str(compiled))
+            raise StopIteration
+
+    repository.session = Capture()  # type: ignore[assignment]
+    with pytest.raises(StopIteration):
+        repository.claim(stage, 10, "explain", LEASE)
+    return captured[0]
