@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     glisk_max_attempts: int = Field(default=5, ge=1, le=1000)
     glisk_lease: timedelta = timedelta(minutes=15)
     glisk_connect_timeout: timedelta = timedelta(seconds=5)
+    glisk_lock_timeout: timedelta = timedelta(seconds=5)
+    glisk_statement_timeout: timedelta = timedelta(seconds=30)
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -82,12 +84,20 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("glisk_lease", "glisk_connect_timeout", mode="before")
+    @field_validator(
+        "glisk_lease",
+        "glisk_connect_timeout",
+        "glisk_lock_timeout",
+        "glisk_statement_timeout",
+        mode="before",
+    )
     @classmethod
     def _parse_duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("glisk_lease", "glisk_connect_timeout")
+    @field_validator(
+        "glisk_lease", "glisk_connect_timeout", "glisk_lock_timeout", "glisk_statement_timeout"
+    )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -30,8 +30,18 @@ def create_db_engine(
     pool_size: int = 5,
     *,
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT,
+    lock_timeout: timedelta | None = None,
+    statement_timeout: timedelta | None = None,
 ) -> Engine:
-    """An Engine whose every connection is UTC-pinned and gives up after `connect_timeout`."""
+    """An Engine whose every connection is UTC-pinned and gives up after `connect_timeout`.
+
+    `lock_timeout` and `statement_timeout` bound how long any statement may wait for a lock or
+    run, so a command facing a table another session has locked fails instead of hanging.
+    """
+    options = ["-c TimeZone=UTC"]
+    for name, limit in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
+        if limit is not None:
+            options.append(f"-c {name}={max(1, round(limit.total_seconds() * 1000))}")
     url = make_url(database_url)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -44,7 +54,7 @@ def create_db_engine(
             # libpq takes whole seconds and treats anything under 2 as 2.
             "connect_timeout": max(2, round(connect_timeout.total_seconds())),
             # Set at connection start-up, so it costs no round trip and survives pool resets.
-            "options": "-c TimeZone=UTC",
+            "options": " ".join(options),
         },
     )
     event.listen(engine, "handle_error", _translate_unavailable)
@@ -56,12 +66,20 @@ def setup_db_session(
     pool_size: int = 5,
     *,
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT,
+    lock_timeout: timedelta | None = None,
+    statement_timeout: timedelta | None = None,
 ) -> sessionmaker[Session]:
     """The session factory every command and worker shares (DESIGN §5).
 
     `expire_on_commit=False` keeps objects returned from a Unit of Work readable after it commits.
     """
-    engine = create_db_engine(database_url, pool_size, connect_timeout=connect_timeout)
+    engine = create_db_engine(
+        database_url,
+        pool_size,
+        connect_timeout=connect_timeout,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+    )
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 

@@ -5,7 +5,8 @@ Three layers, cheapest first:
 2. The live catalog against a reference: inside one transaction that is always rolled back,
    the migrations are run into a scratch schema, and both schemas' catalogs are read the same way
    (tables, storage options, columns with types/defaults/nullability, every constraint's
-   definition, every index's definition and validity, enum labels in order). Whatever differs —
+   definition, every index's definition and validity, triggers and functions, enum labels in
+   order). Whatever differs —
    a dropped index, an ON DELETE action changed by hand, an extra enum value, a missing column,
    an index left invalid by a failed CREATE INDEX CONCURRENTLY — is one finding.
 3. Alembic's compare_metadata (with type comparison) of the models against the live schema,
@@ -59,6 +60,21 @@ _FACT_QUERIES: dict[str, str] = {
         JOIN pg_class t ON t.oid = i.indrelid
         JOIN pg_namespace n ON n.oid = t.relnamespace
         WHERE n.nspname = :schema AND t.relname <> 'alembic_version'
+    """,
+    "trigger": """
+        SELECT t.tgname,
+               replace(pg_get_triggerdef(t.oid), ' ON ' || :schema || '.', ' ON ')
+               || CASE WHEN t.tgenabled = 'D' THEN ' (DISABLED)' ELSE '' END
+        FROM pg_trigger t
+        JOIN pg_class c ON c.oid = t.tgrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = :schema AND NOT t.tgisinternal
+    """,
+    "function": """
+        SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+               replace(pg_get_functiondef(p.oid), :schema || '.', '')
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = :schema
     """,
     "enum": """
         SELECT t.typname, string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)

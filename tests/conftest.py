@@ -24,14 +24,12 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from glisk_cli.config import Settings
 from glisk_cli.embedded import EmbeddedServer
 
 GLISK = Path(sys.executable).with_name("glisk")
-# Settings a test process could inherit from a developer's shell and that would change behaviour.
-_SCRUBBED_ENV = (
-    "DATABASE_URL", "DB_POOL_SIZE", "APP_ENV", "LOG_LEVEL", "CORS_ORIGINS", "HOST", "PORT",
-    "GLISK_DATA_DIR", "GLISK_MAX_ATTEMPTS", "GLISK_LEASE", "GLISK_CONNECT_TIMEOUT",
-)  # fmt: skip
+# Every setting: a test must not inherit one from the developer's shell.
+SETTING_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -154,7 +152,7 @@ def migrated_url(pg_server: PostgresServer, migrated_template: str) -> Iterator[
 @pytest.fixture
 def glisk_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a `glisk` subprocess: none of the developer's settings, a private HOME."""
-    env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED_ENV}
+    env = {key: value for key, value in os.environ.items() if key not in SETTING_VARIABLES}
     home = tmp_path / "home"
     home.mkdir(mode=0o700, exist_ok=True)
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"), TZ="UTC")
@@ -205,7 +203,7 @@ def cli(
     from glisk_cli.cli.app import run
 
     def invoke(*args: str, env: dict[str, str | None] | None = None) -> CliResult:
-        for name in _SCRUBBED_ENV:
+        for name in SETTING_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         for name, value in {**glisk_env, **(env or {})}.items():
             if value is None:

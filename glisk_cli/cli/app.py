@@ -18,7 +18,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from glisk_cli import __version__
-from glisk_cli.cli import context, db
+from glisk_cli.cli import authors, context, db, dev, mints, state, tokens
 from glisk_cli.errors import GliskError, InvalidInput
 from glisk_cli.redact import redact
 
@@ -30,6 +30,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(state.app, name="state")
+app.add_typer(authors.app, name="authors")
+app.add_typer(mints.app, name="mints")
+app.add_typer(dev.app, name="dev")
 
 
 def _show_version(value: bool) -> None:
@@ -89,7 +94,7 @@ def run(args: list[str]) -> int:
             sys.stderr.write(redact("".join(traceback.format_exception(error))))
         _report(
             "internal_error",
-            f"unexpected {type(error).__name__}: {error}",
+            f"unexpected {type(error).__name__}: {_first_line(error)}",
             None if debug else "rerun with --debug for the traceback",
             as_json=as_json,
         )
@@ -108,3 +113,8 @@ def _report(code: str, message: str, hint: str | None, *, as_json: bool) -> None
     if hint:
         lines[-1] += f" ({hint})"
     sys.stderr.write("".join(f"error: {line}\n" for line in lines))
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

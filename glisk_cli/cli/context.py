@@ -11,10 +11,13 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from glisk_cli.config import Settings
+    from glisk_cli.uow import UnitOfWork
 
 debug = False  # set by the global --debug option before any command runs
 
@@ -44,8 +47,26 @@ def session_factory() -> sessionmaker[Session]:
 
     current = settings()
     return setup_db_session(
-        database_url(), current.db_pool_size, connect_timeout=current.glisk_connect_timeout
+        database_url(),
+        current.db_pool_size,
+        connect_timeout=current.glisk_connect_timeout,
+        lock_timeout=current.glisk_lock_timeout,
+        statement_timeout=current.glisk_statement_timeout,
     )
+
+
+@cache
+def uow_factory() -> Callable[[], UnitOfWork]:
+    """Units of Work on the configured database, once its schema is known to be at head."""
+    from glisk_cli.uow import create_uow_factory
+
+    require_schema_at_head()
+    return create_uow_factory(session_factory())
+
+
+def unit_of_work() -> UnitOfWork:
+    """A new Unit of Work (one transaction): `with context.unit_of_work() as uow: …`."""
+    return uow_factory()()
 
 
 @cache
@@ -80,5 +101,5 @@ def reset() -> None:
     (for callers that run several commands in one process, such as tests)."""
     if session_factory.cache_info().currsize:
         engine().dispose()
-    for cached in (settings, database_url, session_factory, schema_revision):
+    for cached in (settings, database_url, session_factory, schema_revision, uow_factory):
         cached.cache_clear()

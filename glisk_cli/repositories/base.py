@@ -16,7 +16,14 @@ from sqlalchemy import Executable, Result
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
-from glisk_cli.errors import Conflict, DatabaseTimeout, GliskError, InvalidInput, NotFound
+from glisk_cli.errors import (
+    Conflict,
+    DatabaseTimeout,
+    GliskError,
+    InvalidInput,
+    NotFound,
+    SchemaDrift,
+)
 
 
 class Repository:
@@ -65,6 +72,11 @@ def translate(error: DBAPIError) -> GliskError | None:
     if sqlstate in ("23514", "23502") or sqlstate.startswith("22"):
         primary = getattr(diag, "message_primary", None) or str(error.orig).splitlines()[0]
         return InvalidInput(f"rejected by the database: {primary}")
+    if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
+        return SchemaDrift(
+            "the database schema does not match this glisk version",
+            hint="run: glisk db verify",
+        )
     if sqlstate in ("55P03", "57014"):
         what = "a lock" if sqlstate == "55P03" else "the statement to finish"
         return DatabaseTimeout(

@@ -22,8 +22,8 @@ def test_verify_reports_ok_with_exit_0_on_a_fresh_head(cli, migrated_url: str) -
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
         "status": "ok",
-        "current": "0001",
-        "head": "0001",
+        "current": "0002",
+        "head": "0002",
         "findings": [],
     }
 
@@ -36,7 +36,7 @@ def test_verify_exits_7_on_an_empty_database_naming_the_pending_revisions(
     report = json.loads(result.stdout)
     assert report["status"] == "pending"
     assert report["current"] is None
-    assert [finding["object"] for finding in report["findings"]] == ["revision 0001"]
+    assert [f["object"] for f in report["findings"]] == ["revision 0001", "revision 0002"]
     assert "glisk db upgrade" in json.loads(result.stderr)["error"]["hint"]
 
 
@@ -58,8 +58,20 @@ def test_verify_exits_7_on_an_empty_database_naming_the_pending_revisions(
         ("ALTER TYPE token_status ADD VALUE 'archived'", "enum token_status", "differs"),
         ("ALTER TABLE tokens_s0 DROP COLUMN image_path", "column tokens_s0.image_path", "missing"),
         ("CREATE INDEX ix_extra ON system_state (updated_at)", "index ix_extra", "extra"),
+        (
+            "DROP TRIGGER tokens_s0_notify_claimable_insert ON tokens_s0",
+            "trigger tokens_s0_notify_claimable_insert",
+            "missing",
+        ),
     ],
-    ids=["dropped-index", "changed-fk-action", "extra-enum-value", "dropped-column", "extra-index"],
+    ids=[
+        "dropped-index",
+        "changed-fk-action",
+        "extra-enum-value",
+        "dropped-column",
+        "extra-index",
+        "dropped-trigger",
+    ],
 )
 def test_verify_exits_8_with_a_finding_naming_the_drifted_object(
     cli, migrated_url: str, damage: str, object_name: str, problem: str
@@ -92,8 +104,8 @@ def test_upgrade_reports_what_it_applied_and_how_long_it_took(cli, database_url:
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["before"] is None
-    assert report["after"] == "0001"
-    assert [step["revision"] for step in report["applied"]] == ["0001"]
+    assert report["after"] == "0002"
+    assert [step["revision"] for step in report["applied"]] == ["0001", "0002"]
     assert report["seconds"] > 0
     assert second.exit_code == 0
     assert "nothing to do" in second.stdout
@@ -114,7 +126,7 @@ def test_downgrade_without_a_terminal_or_yes_refuses_and_changes_nothing(
     assert result.exit_code == 2
     assert "--yes" in result.stderr
     after = cli("db", "current", "--json", env={"DATABASE_URL": migrated_url})
-    assert json.loads(after.stdout)["current"] == "0001"
+    assert json.loads(after.stdout)["current"] == "0002"
 
 
 def test_relative_downgrade_minus_one_with_yes_is_a_revision_not_an_option(
@@ -123,9 +135,9 @@ def test_relative_downgrade_minus_one_with_yes_is_a_revision_not_an_option(
     env: dict[str, str | None] = {"DATABASE_URL": migrated_url}
     result = cli("db", "downgrade", "-1", "--yes", "--json", env=env)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["after"] is None
+    assert json.loads(result.stdout)["after"] == "0001"
     current = json.loads(cli("db", "current", "--json", env=env).stdout)
-    assert current == {"current": None, "head": "0001", "at_head": False}
+    assert current == {"current": "0001", "head": "0002", "at_head": False}
 
 
 def test_unknown_revision_is_invalid_input(cli, migrated_url: str) -> None:
@@ -138,16 +150,15 @@ def test_history_lists_migrations_without_a_database(cli) -> None:
     unreachable = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/none"}
     result = cli("db", "history", "--json", env=unreachable)
     assert result.exit_code == 0
-    [entry] = json.loads(result.stdout)
-    assert entry["revision"] == "0001"
-    assert entry["is_head"] is True
+    entries = json.loads(result.stdout)
+    assert [(e["revision"], e["is_head"]) for e in entries] == [("0002", True), ("0001", False)]
 
 
 def test_status_reports_the_revision_against_the_head(cli, migrated_url: str) -> None:
     result = cli("db", "status", "--json", env={"DATABASE_URL": migrated_url})
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert (report["revision"], report["head"], report["mode"]) == ("0001", "0001", "external")
+    assert (report["revision"], report["head"], report["mode"]) == ("0002", "0002", "external")
 
 
 def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
@@ -170,5 +181,5 @@ def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
     reports = [json.loads(stdout) for stdout, _ in outputs]
     applied = [step["revision"] for report in reports for step in report["applied"]]
-    assert applied == ["0001"]
-    assert {report["after"] for report in reports} == {"0001"}
+    assert sorted(applied) == ["0001", "0002"]
+    assert {report["after"] for report in reports} == {"0002"}

@@ -221,14 +221,18 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
             )
         ).scalar_one()
         enum_left = conn.execute(text("SELECT to_regtype('token_status')")).scalar_one()
+        functions_left = conn.execute(
+            text("SELECT count(*) FROM pg_proc WHERE proname LIKE 'glisk%'")
+        ).scalar_one()
     again = migrations.upgrade(engine)
 
-    assert [step.revision for step in first.steps] == ["0001"]
-    assert [step.direction for step in down.steps] == ["downgrade"]
+    assert [step.revision for step in first.steps] == ["0001", "0002"]
+    assert [step.direction for step in down.steps] == ["downgrade", "downgrade"]
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
-    assert again.after == ("0001",)
+    assert functions_left == 0
+    assert again.after == ("0002",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:

@@ -7,16 +7,12 @@ import pytest
 
 from glisk_cli.config import load_settings
 from glisk_cli.errors import ConfigError
-
-ALL_VARIABLES = (
-    "DATABASE_URL", "DB_POOL_SIZE", "APP_ENV", "LOG_LEVEL", "CORS_ORIGINS", "HOST", "PORT",
-    "GLISK_DATA_DIR", "GLISK_MAX_ATTEMPTS", "GLISK_LEASE", "GLISK_CONNECT_TIMEOUT",
-)  # fmt: skip
+from tests.conftest import SETTING_VARIABLES
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ALL_VARIABLES:
+    for name in SETTING_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # an empty directory: no .env unless a test writes one
 

@@ -1,0 +1,71 @@
+"""`glisk state …`: the pipeline's named JSON values (cursors, flags) in system_state."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from glisk_cli.cli import context
+from glisk_cli.cli.output import JsonOption, emit, print_json, say
+from glisk_cli.cli.values import json_value
+
+app = typer.Typer(help="Read and write named JSON values (system_state).", no_args_is_help=True)
+
+Key = Annotated[str, typer.Argument(help="The state key (matched literally).")]
+
+
+@app.command()
+def get(key: Key, as_json: JsonOption = False) -> None:
+    """Print the JSON value stored under KEY (exit 5 if there is none)."""
+    with context.unit_of_work() as uow:
+        value = uow.system_state.get_state(key)
+    print_json(value)  # the value is JSON already: --json changes nothing
+
+
+@app.command("set")
+def set_(
+    key: Key,
+    value: Annotated[str, typer.Argument(help="A JSON value, or - to read it from stdin.")],
+    as_string: Annotated[
+        bool, typer.Option("--string", help="Store VALUE as a JSON string, not parsed as JSON.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store VALUE under KEY, replacing what was there."""
+    text = sys.stdin.read() if value == "-" else value
+    parsed = text if as_string else json_value(text.strip() if value == "-" else text)
+    with context.unit_of_work() as uow:
+        uow.system_state.set_state(key, parsed)
+    if as_json:
+        print_json({"key": key, "value": parsed})
+    else:
+        say(f"set {key}")
+
+
+@app.command()
+def delete(key: Key, as_json: JsonOption = False) -> None:
+    """Remove KEY. Removing a key that does not exist succeeds too."""
+    with context.unit_of_work() as uow:
+        existed = uow.system_state.delete_state(key)
+    if as_json:
+        print_json({"key": key, "deleted": existed})
+    else:
+        say(f"deleted {key}" if existed else f"{key} did not exist")
+
+
+@app.command("list")
+def list_(
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only keys starting with this (literally).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every key with its value, sorted by key."""
+    with context.unit_of_work() as uow:
+        rows = [
+            {"key": entry.key, "value": entry.state_value, "updated_at": entry.updated_at}
+            for entry in uow.system_state.list(prefix)
+        ]
+    emit(rows, as_json=as_json, columns=["key", "value", "updated_at"])

@@ -1,0 +1,230 @@
+"""`glisk tokens …`: the work queue — claim, inspect, move through the state machine, recover."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from glisk_cli.cli import context, values
+from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say
+
+if TYPE_CHECKING:
+    from glisk_cli.models import Token
+
+app = typer.Typer(help="Claim, inspect and move tokens through the pipeline.", no_args_is_help=True)
+
+
+class Stage(enum.StrEnum):
+    generation = "generation"
+    upload = "upload"
+    reveal = "reveal"
+
+
+class Status(enum.StrEnum):
+    detected = "detected"
+    generating = "generating"
+    uploading = "uploading"
+    ready = "ready"
+    revealed = "revealed"
+    failed = "failed"
+
+
+TokenIdArgument = Annotated[int, typer.Argument(help="On-chain token id.", min=0)]
+WorkerOption = Annotated[
+    str | None,
+    typer.Option("--worker", help="Act as this worker: refused unless it holds the lease."),
+]
+SUMMARY_COLUMNS = ["token_id", "status", "mint_timestamp", "claimed_by", "lease_expires_at",
+                   "attempts"]  # fmt: skip
+
+
+def token_document(token: Token) -> dict[str, Any]:
+    """A token as DESIGN §8's JSON object (same keys, same order, for every command)."""
+    return {
+        "id": token.id,
+        "token_id": token.token_id,
+        "author_id": token.author_id,
+        "minter_address": token.minter_address,
+        "status": token.status,
+        "mint_timestamp": token.mint_timestamp,
+        "image_path": token.image_path,
+        "image_cid": token.image_cid,
+        "metadata_cid": token.metadata_cid,
+        "reveal_tx_hash": token.reveal_tx_hash,
+        "error_data": token.error_data,
+        "claimed_by": token.claimed_by,
+        "lease_expires_at": token.lease_expires_at,
+        "attempts": token.attempts,
+        "created_at": token.created_at,
+        "updated_at": token.updated_at,
+    }
+
+
+def _emit_tokens(tokens: list[Token], *, as_json: bool) -> None:
+    emit([token_document(token) for token in tokens], as_json=as_json, columns=SUMMARY_COLUMNS)
+
+
+@app.command()
+def claim(
+    stage: Annotated[Stage, typer.Option("--stage", help="Which queue to claim from.")] = (
+        Stage.generation
+    ),
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 10,
+    worker: Annotated[
+        str | None, typer.Option("--worker", help="Who claims (default: hostname:pid).")
+    ] = None,
+    lease: Annotated[
+        str | None, typer.Option("--lease", help="How long the claim lasts: 90s, 15m, 1h.")
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, help="If nothing is claimable, wait up to this many seconds."
+        ),
+    ] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Claim up to --limit tokens of --stage, oldest mint first, under a lease."""
+    from glisk_cli.queue import claim_or_wait
+
+    lease_length = values.duration(lease) or context.settings().glisk_lease
+    holder = worker or f"{socket.gethostname()}:{os.getpid()}"
+    max_attempts = context.settings().glisk_max_attempts
+
+    def attempt() -> list[Token]:
+        with context.unit_of_work() as uow:
+            return uow.tokens.claim(stage.value, limit, holder, lease_length, max_attempts)
+
+    tokens = claim_or_wait(context.engine(), attempt, wait)
+    _emit_tokens(tokens, as_json=as_json)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        list[Status] | None, typer.Option("--status", help="Only these statuses (repeatable).")
+    ] = None,
+    author: Annotated[str | None, typer.Option("--author", help="Only this author's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    after: Annotated[
+        int | None, typer.Option("--after", help="Start after this token id (next page).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tokens by on-chain id, one page at a time (continue with --after LAST_ID)."""
+    from glisk_cli.errors import NotFound
+    from glisk_cli.models import TokenStatus
+
+    with context.unit_of_work() as uow:
+        author_id = None
+        if author is not None:
+            found = uow.authors.get_by_wallet(author)
+            if found is None:
+                raise NotFound(f"author {author} not found")
+            author_id = found.id
+        statuses = [TokenStatus(value) for value in status or []]
+        tokens = list(uow.tokens.list(statuses, author_id, limit, after))
+    _emit_tokens(tokens, as_json=as_json)
+
+
+@app.command()
+def show(token_id: TokenIdArgument, as_json: JsonOption = False) -> None:
+    """Everything about one token (exit 5 if there is none)."""
+    with context.unit_of_work() as uow:
+        token = uow.tokens.require(token_id)
+    emit(token_document(token), as_json=as_json, title=f"token {token_id}")
+
+
+@app.command()
+def stats(as_json: JsonOption = False) -> None:
+    """Tokens per status with the oldest one's age, leases, and failures by reason."""
+    with context.unit_of_work() as uow:
+        report = uow.tokens.stats()
+    if as_json:
+        emit(report, as_json=True)
+        return
+    rows = [{"status": name, **figures} for name, figures in report["statuses"].items()]
+    emit(rows, as_json=False, columns=["status", "count", "oldest_mint_timestamp",
+                                       "oldest_age_seconds"])  # fmt: skip
+    say(f"leases: {report['leases']['live']} live, {report['leases']['expired']} expired")
+    for reason, count in report["failed_by_reason"].items():
+        say(f"failed ({reason}): {count}")
+
+
+@app.command()
+def mark(
+    token_id: TokenIdArgument,
+    status: Annotated[Status, typer.Argument(help="The status to move the token to.")],
+    image_path: Annotated[str | None, typer.Option("--image-path")] = None,
+    metadata_cid: Annotated[str | None, typer.Option("--metadata-cid")] = None,
+    tx_hash: Annotated[str | None, typer.Option("--tx-hash", callback=values.tx_hash)] = None,
+    error: Annotated[
+        str | None, typer.Option("--error", help="JSON object recorded with failed.")
+    ] = None,
+    worker: WorkerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a token through the state machine (exit 6 for an illegal move or a foreign lease)."""
+    from glisk_cli.models import TokenStatus
+
+    error_data = values.json_object(error)
+    with context.unit_of_work() as uow:
+        token = uow.tokens.transition(
+            token_id,
+            TokenStatus(status.value),
+            worker=worker,
+            image_path=image_path,
+            metadata_cid=metadata_cid,
+            tx_hash=tx_hash,
+            error=error_data,
+        )
+    emit(token_document(token), as_json=as_json, title=f"token {token_id}")
+
+
+@app.command()
+def release(
+    token_ids: Annotated[list[int], typer.Argument(help="On-chain token ids.", min=0)],
+    worker: WorkerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """End the leases on tokens so any worker may claim them again."""
+    with context.unit_of_work() as uow:
+        tokens = uow.tokens.release(token_ids, worker=worker)
+    _emit_tokens(tokens, as_json=as_json)
+
+
+@app.command()
+def reap(as_json: JsonOption = False) -> None:
+    """Fail every unfinished token that used up GLISK_MAX_ATTEMPTS and holds no live lease."""
+    with context.unit_of_work() as uow:
+        tokens = uow.tokens.reap(context.settings().glisk_max_attempts)
+    _emit_tokens(tokens, as_json=as_json)
+    if not as_json:
+        say(f"reaped {len(tokens)} token(s)")
+
+
+@app.command()
+def retry(
+    token_ids: Annotated[
+        list[int] | None, typer.Argument(help="On-chain ids of failed tokens.", min=0)
+    ] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Retry every failed token.")
+    ] = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Send failed tokens back to detected, with their attempts reset."""
+    from glisk_cli.errors import InvalidInput
+
+    if bool(token_ids) == all_failed:
+        raise InvalidInput("name the failed tokens to retry, or pass --all-failed (not both)")
+    if all_failed:
+        confirm_or_refuse("Send every failed token back to detected?", yes=yes)
+    with context.unit_of_work() as uow:
+        tokens = uow.tokens.retry(None if all_failed else token_ids)
+    _emit_tokens(tokens, as_json=as_json)

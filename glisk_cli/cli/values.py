@@ -1,0 +1,76 @@
+"""Parsing and validating what operators type: durations, hashes, addresses, timestamps, JSON.
+
+Each parser raises typer.BadParameter with a message naming the expected form, which the error
+boundary reports as a usage error (exit 2) — never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+
+from glisk_cli.durations import parse_duration
+
+_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def duration(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if value <= timedelta(0):
+        raise typer.BadParameter("must be longer than zero")
+    return value
+
+
+def tx_hash(text: str | None) -> str | None:
+    if text is not None and not _TX_HASH.fullmatch(text):
+        raise typer.BadParameter(f"{text!r} is not a transaction hash (0x and 64 hex digits)")
+    return text
+
+
+def address(text: str | None) -> str | None:
+    if text is not None and not _ADDRESS.fullmatch(text):
+        raise typer.BadParameter(f"{text!r} is not an address (0x and 40 hex digits)")
+    return text
+
+
+def timestamp(text: str | None) -> datetime | None:
+    """ISO 8601 with a time zone (`2026-01-01T12:00:00Z`), or Unix seconds (always UTC)."""
+    if text is None:
+        return None
+    if re.fullmatch(r"\d{1,12}", text):
+        return datetime.fromtimestamp(int(text), tz=UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a timestamp (use ISO 8601 like 2026-01-01T12:00:00Z, or Unix seconds)"
+        ) from None
+    if value.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no time zone (add Z or an offset like +00:00)")
+    return value.astimezone(UTC)
+
+
+def json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not valid JSON: {error}") from None
+
+
+def json_object(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    value = json_value(text)
+    if not isinstance(value, dict):
+        raise typer.BadParameter('must be a JSON object, like {"reason": "..."}')
+    return value
