@@ -86,6 +86,9 @@ def setup_db_session(
 def _translate_unavailable(context: ExceptionContext) -> Any:
     """Turn "cannot reach the server" into DatabaseUnavailable; leave every other error alone."""
     original = context.original_exception
+    if not isinstance(original, Exception):
+        # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
+        return None
     connecting = context.connection is None or context.is_pre_ping
     if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
         engine = context.engine

@@ -16,13 +16,16 @@ def parse_duration(text: str) -> timedelta:
     """
     spec = text.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", spec):
-        return timedelta(seconds=float(spec))
+        spec += "s"
     parts = _PART.findall(spec)
     if not spec or "".join(number + unit for number, unit in parts) != spec:
         raise ValueError(
             f"invalid duration {text!r}: use a number with a unit, like 90s, 15m, 1h or 1h30m"
         )
-    return timedelta(seconds=sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts))
+    try:
+        return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts))
+    except OverflowError:
+        raise ValueError(f"invalid duration {text!r}: too long") from None
 
 
 def format_duration(value: timedelta) -> str:

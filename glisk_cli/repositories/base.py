@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Executable, Result
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from glisk_cli.errors import (
@@ -54,6 +54,9 @@ def translate_errors() -> Iterator[None]:
         if isinstance(error.orig, GliskError):
             raise error.orig from error
         raise
+    except UnicodeEncodeError:
+        # Text from the command line can carry lone surrogates (undecodable bytes in argv).
+        raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
 
 
 def translate(error: DBAPIError) -> GliskError | None:
@@ -69,7 +72,9 @@ def translate(error: DBAPIError) -> GliskError | None:
             return Conflict(f"{referenced}: {detail}" if detail else referenced)
         missing = f"referenced row does not exist ({constraint})"
         return NotFound(f"{missing}: {detail}" if detail else missing)
-    if sqlstate in ("23514", "23502") or sqlstate.startswith("22"):
+    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or isinstance(error, DataError):
+        # 22xxx: a value the type rejects; a DataError without a state: refused by the driver
+        # before sending, such as a NUL character, which PostgreSQL text cannot hold.
         primary = getattr(diag, "message_primary", None) or str(error.orig).splitlines()[0]
         return InvalidInput(f"rejected by the database: {primary}")
     if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
