@@ -32,6 +32,12 @@ GLISK = Path(sys.executable).with_name("glisk")
 SETTING_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 
 
+# Cached bytecode: every `glisk` process a test starts would otherwise recompile each module it
+# imports, which costs seconds per process on a small machine.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def utc_timezone() -> Iterator[None]:
     """Every test runs in UTC, whatever TZ the developer's shell has."""
