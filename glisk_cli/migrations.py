@@ -25,6 +25,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
 from glisk_cli.errors import Conflict, InvalidInput
+from glisk_cli.repositories.base import translate_errors
 
 # pg_advisory_lock key: any constant bigint other software on the database is unlikely to use.
 MIGRATION_LOCK_KEY = 0x676C69736B  # "glisk"
@@ -122,7 +123,8 @@ def _migrate(engine: Engine, direction: str, target: str) -> MigrationRun:
 
         config = alembic_config(connection)
         config.attributes["on_version_apply"] = record
-        with _alembic_errors():
+        # A DDL lock wait past lock_timeout is a DatabaseTimeout (exit 3), like any other.
+        with _alembic_errors(), translate_errors():
             getattr(command, direction)(config, target)
         run.after = current_revisions(connection)
         connection.commit()

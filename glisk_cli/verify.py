@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from glisk_cli import migrations
-from glisk_cli.errors import GliskError
+from glisk_cli.errors import ConfigError
 
 # Catalog facts of one schema: each query yields (object, value) rows.
 _FACT_QUERIES: dict[str, str] = {
@@ -152,7 +152,7 @@ def _catalog_findings(connection: Connection) -> list[Finding]:
             try:
                 connection.exec_driver_sql(f'CREATE SCHEMA "{reference_schema}"')
             except ProgrammingError as error:
-                raise GliskError(
+                raise ConfigError(
                     "db verify could not create its scratch schema (it is always rolled back)",
                     hint="the database user needs the CREATE privilege on the database",
                 ) from error
