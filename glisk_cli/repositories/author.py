@@ -11,21 +11,14 @@ from glisk_cli.models import Author
 from glisk_cli.repositories.base import Repository
 
 
-class AuthorRepository(Repository):
-    def get_by_id(self, id: uuid.UUID) -> Author | None:
-        return self.session.get(Author, id)
+class AuthorRepository(Repository[Author]):
+    model = Author
 
     def get_by_wallet(self, wallet_address: str) -> Author | None:
         """Case-insensitive: `lower(wallet_address)` is what the unique index on authors holds,
         so this is an index lookup, and `0xABC…` finds an author stored as `0xabc…`."""
         query = select(Author).where(func.lower(Author.wallet_address) == wallet_address.lower())
         return self._execute(query).scalar_one_or_none()
-
-    def add(self, author: Author) -> Author:
-        """Insert `author`; a wallet that exists in any letter case is a Conflict."""
-        self.session.add(author)
-        self._flush()
-        return author
 
     def list_all(self, limit: int = 100, offset: int = 0) -> Sequence[Author]:
         """One page of authors, oldest first."""

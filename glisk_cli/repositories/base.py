@@ -8,9 +8,10 @@ lock or statement timeout is a DatabaseTimeout, and a dropped connection is Data
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Executable, Result
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
@@ -24,11 +25,28 @@ from glisk_cli.errors import (
     NotFound,
     SchemaDrift,
 )
+from glisk_cli.models import Base
+
+M = TypeVar("M", bound=Base)
 
 
-class Repository:
+class Repository(Generic[M]):
+    """Base of the per-table repositories: `add` and `get_by_id` for the table's model."""
+
+    model: type[M]
+
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def add(self, instance: M) -> M:
+        """Insert `instance` now (flushed, so its defaults and any conflict show at once)."""
+        self.session.add(instance)
+        self._flush()
+        return instance
+
+    def get_by_id(self, id: uuid.UUID) -> M | None:
+        with translate_errors():
+            return self.session.get(self.model, id)
 
     def _execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result:
         with translate_errors():

@@ -11,14 +11,8 @@ from glisk_cli.models import ImageGenerationJob
 from glisk_cli.repositories.base import Repository
 
 
-class ImageGenerationJobRepository(Repository):
-    def add(self, job: ImageGenerationJob) -> ImageGenerationJob:
-        self.session.add(job)
-        self._flush()
-        return job
-
-    def get_by_id(self, id: uuid.UUID) -> ImageGenerationJob | None:
-        return self.session.get(ImageGenerationJob, id)
+class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
+    model = ImageGenerationJob
 
     def get_by_token(self, token_id: uuid.UUID) -> Sequence[ImageGenerationJob]:
         """Every job of one token (tokens_s0.id), oldest first."""

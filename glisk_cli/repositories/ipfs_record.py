@@ -11,14 +11,8 @@ from glisk_cli.models import IPFSUploadRecord
 from glisk_cli.repositories.base import Repository
 
 
-class IPFSUploadRecordRepository(Repository):
-    def add(self, record: IPFSUploadRecord) -> IPFSUploadRecord:
-        self.session.add(record)
-        self._flush()
-        return record
-
-    def get_by_id(self, id: uuid.UUID) -> IPFSUploadRecord | None:
-        return self.session.get(IPFSUploadRecord, id)
+class IPFSUploadRecordRepository(Repository[IPFSUploadRecord]):
+    model = IPFSUploadRecord
 
     def get_by_token(
         self, token_id: uuid.UUID, record_type: str | None = None

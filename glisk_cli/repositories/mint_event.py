@@ -11,12 +11,8 @@ from glisk_cli.models import MintEvent
 from glisk_cli.repositories.base import Repository
 
 
-class MintEventRepository(Repository):
-    def add(self, event: MintEvent) -> MintEvent:
-        """Insert `event`; the same (tx_hash, log_index) twice is a Conflict."""
-        self.session.add(event)
-        self._flush()
-        return event
+class MintEventRepository(Repository[MintEvent]):
+    model = MintEvent
 
     def exists(self, tx_hash: str, log_index: int) -> bool:
         """Whether this log was recorded already — duplicate detection for the chain listener,

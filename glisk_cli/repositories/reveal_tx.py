@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -11,14 +10,8 @@ from glisk_cli.models import RevealTransaction
 from glisk_cli.repositories.base import Repository
 
 
-class RevealTransactionRepository(Repository):
-    def add(self, transaction: RevealTransaction) -> RevealTransaction:
-        self.session.add(transaction)
-        self._flush()
-        return transaction
-
-    def get_by_id(self, id: uuid.UUID) -> RevealTransaction | None:
-        return self.session.get(RevealTransaction, id)
+class RevealTransactionRepository(Repository[RevealTransaction]):
+    model = RevealTransaction
 
     def get_by_tx_hash(self, tx_hash: str) -> RevealTransaction | None:
         query = select(RevealTransaction).where(RevealTransaction.tx_hash == tx_hash)

@@ -76,11 +76,10 @@ def _enum(status: TokenStatus) -> ColumnElement[Any]:
     return literal_column(f"'{status.value}'::token_status", token_status_enum)
 
 
-class TokenRepository(Repository):
-    # -- lookups ------------------------------------------------------------------------------
+class TokenRepository(Repository[Token]):
+    model = Token
 
-    def get_by_id(self, id: uuid.UUID) -> Token | None:
-        return self.session.get(Token, id)
+    # -- lookups ------------------------------------------------------------------------------
 
     def get_by_token_id(self, token_id: int) -> Token | None:
         """The token with on-chain id `token_id` (served by its unique index)."""
@@ -90,11 +89,6 @@ class TokenRepository(Repository):
         token = self.get_by_token_id(token_id)
         if token is None:
             raise NotFound(f"token {token_id} not found")
-        return token
-
-    def add(self, token: Token) -> Token:
-        self.session.add(token)
-        self._flush()
         return token
 
     def get_by_author(self, author_id: uuid.UUID, limit: int = 100) -> Sequence[Token]:
