@@ -70,11 +70,10 @@ def test_claimers_ride_out_a_database_restart_without_losing_or_doubling_a_token
         )
         assert max(finished.values()) == 1, "a token's generation was finished twice"
         with engine.connect() as connection:
-            statuses = dict(
-                connection.execute(text("SELECT status, count(*) FROM tokens_s0 GROUP BY status"))
-                .tuples()
-                .all()
+            rows = connection.execute(
+                text("SELECT status, count(*) FROM tokens_s0 GROUP BY status")
             )
+            statuses = {status: count for status, count in rows}
         # Every token made it through; one whose finishing commit was cut off by the restart
         # is done without its worker knowing, so it is counted by the database, not the logs.
         assert statuses == {"uploading": TOKENS}

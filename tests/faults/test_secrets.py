@@ -11,15 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 SECRET = "pa55-w0rd-never-shown"
-COMMANDS = [
-    ["db", "status"],
-    ["db", "current"],
-    ["db", "verify"],
-    ["tokens", "claim"],
-    ["tokens", "stats"],
-    ["state", "get", "cursor"],
-    ["authors", "list"],
-]
+COMMANDS = [["db", "status"], ["db", "verify"], ["tokens", "claim"], ["state", "get", "cursor"]]
 FLAGS = [[], ["--json"], ["--debug"], ["--debug", "--json"]]
 
 
@@ -44,7 +36,7 @@ def test_the_password_appears_nowhere_on_any_failure_path(
             result = cli(*args, env={"DATABASE_URL": url, "LOG_LEVEL": "DEBUG"})
             shown = result.stdout + result.stderr
             assert SECRET not in shown, (args, shown)
-            if command[:2] in (["db", "status"], ["db", "current"], ["db", "verify"]):
+            if command[0] == "db":
                 continue  # db commands report these states in their own ways
             assert result.exit_code == expected_exit, (args, result.stderr)
 

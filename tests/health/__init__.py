@@ -1,0 +1,1 @@
+"""Tests of `glisk serve`, the health server: real server processes, real PostgreSQL."""
