@@ -18,7 +18,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from glisk_cli import __version__
-from glisk_cli.cli import authors, context, db, dev, mints, state, tokens
+from glisk_cli.cli import authors, context, db, dev, mints, serve, state, tokens
 from glisk_cli.errors import GliskError, InvalidInput
 from glisk_cli.redact import redact
 
@@ -35,6 +35,7 @@ app.add_typer(state.app, name="state")
 app.add_typer(authors.app, name="authors")
 app.add_typer(mints.app, name="mints")
 app.add_typer(dev.app, name="dev")
+app.command("serve")(serve.serve)
 
 
 def _show_version(value: bool) -> None:

@@ -23,12 +23,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PostgresServer
+from tests.conftest import PostgresServer, seed_tokens
 from tests.health.conftest import PostgresProxy, ServeProcess, start_serve
 
 ALLOWED_ORIGIN = "http://dashboard.example"
 PATHS = ["/health", "/readyz", "/livez", "/metrics"]
 CANARY_PASSWORD = "canary-pw-5e1f"
+TOKENS = [("detected", 3, 1), ("ready", 2, 10), ("failed", 1, 20)]  # status, count, first id
 UNAVAILABLE = {
     "status": "unhealthy",
     "error": {"code": "database_unavailable", "message": "database is unavailable"},
@@ -44,13 +45,22 @@ def proxy(pg_server: PostgresServer) -> Iterator[PostgresProxy]:
 
 
 @pytest.fixture(scope="module")
-def database_url(pg_server: PostgresServer, proxy: PostgresProxy) -> Iterator[str]:
-    """A fresh database through the proxy, with a password that must never be shown.
+def database_url(
+    pg_server: PostgresServer, proxy: PostgresProxy, migrated_template: str
+) -> Iterator[str]:
+    """A migrated database with tokens in several states, through the proxy, with a password
+    that must never be shown.
 
     The embedded test server trusts local connections and ignores the password, so a canary
     stands in; any other server gets its real password, which is as secret.
     """
-    database = pg_server.create_database()
+    from glisk_cli.database import setup_db_session
+
+    database = pg_server.create_database(template=migrated_template)
+    factory = setup_db_session(pg_server.url_for(database), pool_size=1)
+    for status, count, first_id in TOKENS:
+        seed_tokens(factory, count, status=status, first_id=first_id)
+    factory.kw["bind"].dispose()
     url = make_url(proxy.url_for(database))
     if url.password is None and str(make_url(pg_server.admin_url).query.get("host", "")):
         url = url.set(password=CANARY_PASSWORD)
@@ -129,17 +139,26 @@ def test_unknown_paths_are_404(server: ServeProcess, path: str) -> None:
     assert reply.headers["cache-control"] == "no-store"
 
 
-def test_metrics_are_prometheus_text(server: ServeProcess) -> None:
-    reply = server.request("GET", "/metrics")
+def test_metrics_are_prometheus_text_matching_the_table(server: ServeProcess) -> None:
+    deadline = time.monotonic() + 10
+    while True:  # the first token reading lands a moment after the first scrape asks for it
+        reply = server.request("GET", "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
+        if "glisk_tokens" in families or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
-    families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
     assert families["glisk_database_up"].samples[0].value == 1
     assert families["glisk_health_check_seconds"].type == "histogram"
     count = [s for s in families["glisk_health_check_seconds"].samples if s.name.endswith("_count")]
     assert count[0].value >= 1
-    # No token source is plugged in yet: the token metrics are left out, not made up.
-    assert "glisk_tokens" not in families
+    per_status = {s.labels["status"]: s.value for s in families["glisk_tokens"].samples}
+    assert per_status == {
+        "detected": 3, "generating": 0, "uploading": 0, "ready": 2, "revealed": 0, "failed": 1,
+    }  # fmt: skip
+    assert families["glisk_expired_leases"].samples[0].value == 0
+    assert families["glisk_oldest_detected_age_seconds"].samples[0].value > 0
 
 
 def test_allowed_origin_gets_cors_headers_and_others_do_not(server: ServeProcess) -> None:
