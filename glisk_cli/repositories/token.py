@@ -8,6 +8,7 @@ worker owns them. When a worker dies its lease runs out and the next claim takes
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,10 +16,14 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
+    Integer,
+    Interval,
+    Text,
     and_,
+    bindparam,
     case,
     func,
-    literal,
     literal_column,
     or_,
     select,
@@ -74,6 +79,50 @@ def _claimable(stage: str) -> ColumnElement[bool]:
 def _enum(status: TokenStatus) -> ColumnElement[Any]:
     """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
     return literal_column(f"'{status.value}'::token_status", token_status_enum)
+
+
+@functools.cache
+def _claim_statement(stage: str) -> Executable:
+    """The claim of one stage, built once and reused with bind parameters (limit, worker, lease,
+    max_attempts): building it is most of a claim's CPU time, and a reused statement also reuses
+    SQLAlchemy's compiled form."""
+    # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
+    # instant instead of queueing behind it, so N workers get N disjoint batches in one round
+    # trip each. The lock lives only until this statement's transaction commits; from then on
+    # the lease (claimed_by, lease_expires_at) is what keeps other claims away.
+    picked = (
+        select(Token.id)
+        .where(_claimable(stage))
+        .order_by(Token.mint_timestamp)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    exhausted = Token.attempts >= bindparam("max_attempts", type_=Integer)
+    failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
+        func.jsonb_build_object(
+            "reason", "max_attempts", "stage", stage, "attempts", Token.attempts,
+            "last_worker", Token.claimed_by,
+        )
+    )  # fmt: skip
+    return (
+        update(Token)
+        .where(Token.id == picked.c.id)
+        .values(
+            status=case(
+                (exhausted, _enum(TokenStatus.FAILED)), else_=_enum(_CLAIMED_STATUS[stage])
+            ),
+            claimed_by=case((exhausted, None), else_=bindparam("worker", type_=Text)),
+            lease_expires_at=case(
+                (exhausted, None), else_=func.now() + bindparam("lease", type_=Interval)
+            ),
+            attempts=case((exhausted, Token.attempts), else_=Token.attempts + 1),
+            error_data=case((exhausted, failure), else_=Token.error_data),
+            updated_at=func.now(),
+        )
+        .returning(Token)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
 
 
 class TokenRepository(Repository[Token]):
@@ -232,42 +281,11 @@ class TokenRepository(Repository[Token]):
             raise InvalidInput(f"limit must be between 1 and 1000, not {limit}")
         if lease <= timedelta(0):
             raise InvalidInput("lease must be longer than zero")
-        # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
-        # instant instead of queueing behind it, so N workers get N disjoint batches in one round
-        # trip each. The lock lives only until this statement's transaction commits; from then
-        # on the lease (claimed_by, lease_expires_at) is what keeps other claims away.
-        picked = (
-            select(Token.id)
-            .where(_claimable(stage))
-            .order_by(Token.mint_timestamp)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("picked")
-        )
-        exhausted = Token.attempts >= max_attempts
-        failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
-            func.jsonb_build_object(
-                "reason", "max_attempts", "stage", stage, "attempts", Token.attempts,
-                "last_worker", Token.claimed_by,
-            )
-        )  # fmt: skip
-        statement = (
-            update(Token)
-            .where(Token.id == picked.c.id)
-            .values(
-                status=case(
-                    (exhausted, _enum(TokenStatus.FAILED)), else_=_enum(_CLAIMED_STATUS[stage])
-                ),
-                claimed_by=case((exhausted, None), else_=literal(worker)),
-                lease_expires_at=case((exhausted, None), else_=func.now() + lease),
-                attempts=case((exhausted, Token.attempts), else_=Token.attempts + 1),
-                error_data=case((exhausted, failure), else_=Token.error_data),
-                updated_at=func.now(),
-            )
-            .returning(Token)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-        tokens = self._execute(statement).scalars().all()
+        if stage not in _STAGE_STATUSES:
+            raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+        statement = _claim_statement(stage)
+        params = {"limit": limit, "worker": worker, "lease": lease, "max_attempts": max_attempts}
+        tokens = self._execute(statement, params).scalars().all()
         claimed = [token for token in tokens if token.status is not TokenStatus.FAILED]
         return sorted(claimed, key=lambda token: (token.mint_timestamp, token.token_id))
 

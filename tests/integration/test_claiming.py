@@ -195,26 +195,25 @@ def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
     with session_factory() as session:
         session.execute(text("ANALYZE tokens_s0"))
         for stage in ("generation", "upload", "reveal"):
-            repository = TokenRepository(session)
-            statement = _compiled_claim(repository, stage)
-            plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {statement}")).scalar_one()
-            nodes = json.dumps(plan)
+            statement, parameters = _compiled_claim(TokenRepository(session), stage)
+            explain = session.connection().exec_driver_sql(
+                f"EXPLAIN (FORMAT JSON) {statement}", parameters
+            )
+            nodes = json.dumps(explain.scalar_one())
             assert "Seq Scan" not in nodes, (stage, nodes)
         session.rollback()
 
 
-def _compiled_claim(repository: TokenRepository, stage: str) -> str:
-    """The SQL of a claim with its parameters inlined, captured instead of executed."""
-    from sqlalchemy.dialects import postgresql
+def _compiled_claim(repository: TokenRepository, stage: str) -> tuple[str, dict]:
+    """The SQL and parameters of a claim, captured instead of executed."""
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
 
-    captured: list[str] = []
+    captured: list[tuple[str, dict]] = []
 
     class Capture:
         def execute(self, statement, params=None):
-            compiled = statement.compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-            )
-            captured.append(str(compiled))
+            compiled = statement.compile(dialect=dialect())
+            captured.append((str(compiled), compiled.construct_params(params or {})))
             raise StopIteration
 
     repository.session = Capture()  # type: ignore[assignment]
