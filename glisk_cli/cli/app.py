@@ -27,6 +27,9 @@ app = typer.Typer(
     help="The operator's toolkit for the GLISK NFT pipeline database.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help text: Rich's formatter (with markdown and syntax highlighting) would triple
+    # the start-up time of `glisk --help`, which should be instant.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db.app, name="db")

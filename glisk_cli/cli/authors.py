@@ -10,7 +10,7 @@ from glisk_cli.cli import context
 from glisk_cli.cli.output import JsonOption, emit
 from glisk_cli.errors import NotFound
 
-app = typer.Typer(help="Add and look up authors.", no_args_is_help=True)
+app = typer.Typer(help="Add and look up authors.", no_args_is_help=True, rich_markup_mode=None)
 
 COLUMNS = ["wallet_address", "twitter_handle", "farcaster_handle", "prompt_text", "created_at"]
 

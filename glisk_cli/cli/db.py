@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Manage the database: migrations, verification, the embedded server.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 # Relative revisions such as -1 look like options; these commands take them as arguments.

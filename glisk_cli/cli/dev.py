@@ -9,7 +9,9 @@ import typer
 from glisk_cli.cli import context
 from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, print_json, say
 
-app = typer.Typer(help="Development helpers (refused when APP_ENV=production).")
+app = typer.Typer(
+    help="Development helpers (refused when APP_ENV=production).", rich_markup_mode=None
+)
 
 BATCH = 50_000
 

@@ -11,7 +11,11 @@ from glisk_cli.cli import context
 from glisk_cli.cli.output import JsonOption, emit, print_json, say
 from glisk_cli.cli.values import json_value
 
-app = typer.Typer(help="Read and write named JSON values (system_state).", no_args_is_help=True)
+app = typer.Typer(
+    help="Read and write named JSON values (system_state).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 Key = Annotated[str, typer.Argument(help="The state key (matched literally).")]
 

@@ -15,7 +15,11 @@ from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit,
 if TYPE_CHECKING:
     from glisk_cli.models import Token
 
-app = typer.Typer(help="Claim, inspect and move tokens through the pipeline.", no_args_is_help=True)
+app = typer.Typer(
+    help="Claim, inspect and move tokens through the pipeline.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 class Stage(enum.StrEnum):
