@@ -36,6 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     commands = args.command or DEFAULT_COMMANDS
     env = dict(os.environ)
+    # Measure what users get: bytecode cached after the warm-up run (some machines disable it).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     glisk = str(VENV_BIN / "glisk")
     targets = {"floor: import sqlalchemy.orm, psycopg": FLOOR}
     targets |= {f"glisk {command}": [glisk, *command.split()] for command in commands}

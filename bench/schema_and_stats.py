@@ -1,0 +1,102 @@
+"""Schema and big-table timings: `glisk db upgrade` from empty to head and `glisk db verify`
+(whole processes, start-up included), `glisk dev seed --tokens 1000000`, and `tokens stats` on
+the resulting million-token table (library call and whole process).
+
+    uv run python bench/schema_and_stats.py [--runs 5] [--tokens 1000000]
+
+Everything runs against a throwaway embedded server in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scratch import scratch_server
+
+GLISK = str(Path(sys.executable).with_name("glisk"))
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=1_000_000)
+    args = parser.parse_args()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+    with scratch_server() as server:
+        base = make_url(server.url)
+        conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+        upgrades, verifies = [], []
+        for run in range(args.runs + 1):  # the first run warms bytecode caches; not counted
+            name = f"bench_schema_{run}"
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            run_env = {**env, "DATABASE_URL": base.set(database=name).render_as_string(False)}
+            upgrade = timed([GLISK, "db", "upgrade"], run_env)
+            verify = timed([GLISK, "db", "verify"], run_env)
+            if run:
+                upgrades.append(upgrade)
+                verifies.append(verify)
+
+        big_env = {
+            **env,
+            "DATABASE_URL": base.set(database="bench_schema_1").render_as_string(False),
+        }
+        seed_s = timed([GLISK, "dev", "seed", "--tokens", str(args.tokens), "--yes"], big_env)
+        with psycopg.connect(base.set(database="bench_schema_1", drivername="postgresql")
+                             .render_as_string(False), autocommit=True) as conn:  # fmt: skip
+            # A realistic spread: most tokens finished, some in every other state.
+            conn.execute("UPDATE tokens_s0 SET status = 'revealed' WHERE token_id % 10 < 7")
+            conn.execute("UPDATE tokens_s0 SET status = 'failed', error_data = "
+                         "'{\"reason\": \"max_attempts\"}' WHERE token_id % 100 = 71")  # fmt: skip
+            conn.execute("UPDATE tokens_s0 SET status = 'generating', claimed_by = 'w', "
+                         "lease_expires_at = now() + interval '5 minutes' "
+                         "WHERE token_id % 1000 = 72")  # fmt: skip
+            conn.execute("VACUUM ANALYZE tokens_s0")
+
+        from glisk_cli.database import setup_db_session
+        from glisk_cli.uow import create_uow_factory
+
+        uow_factory = create_uow_factory(setup_db_session(big_env["DATABASE_URL"], pool_size=1))
+        library = []
+        for _ in range(args.runs * 2 + 1):
+            started = time.perf_counter()
+            with uow_factory() as uow:
+                report = uow.tokens.stats()
+            library.append(time.perf_counter() - started)
+        process = [timed([GLISK, "tokens", "stats", "--json"], big_env) for _ in range(args.runs)]
+        floor = [timed([sys.executable, "-c", "import sqlalchemy.orm, psycopg"], env)
+                 for _ in range(args.runs)]  # fmt: skip
+
+    def ms(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:.0f} ms"
+
+    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.runs} runs (medians)")
+    print(f"glisk db upgrade, empty → head (process):   {ms(upgrades)}")
+    print(f"glisk db verify at head (process):          {ms(verifies)}")
+    print(f"glisk dev seed --tokens {args.tokens}:       {seed_s:.1f} s")
+    print(f"tokens stats on {report['total']} tokens, library call: {ms(library[1:])}")
+    print(f"glisk tokens stats --json (process):        {ms(process)}")
+    print(f"floor: import sqlalchemy.orm, psycopg:      {ms(floor)}")
+
+
+if __name__ == "__main__":
+    main()
