@@ -28,7 +28,8 @@ def get(key: Key, as_json: JsonOption = False) -> None:
     print_json(value)  # the value is JSON already: --json changes nothing
 
 
-@app.command("set")
+# A JSON value may be a negative number: take `-1` as VALUE, not as an unknown option.
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(
     key: Key,
     value: Annotated[str, typer.Argument(help="A JSON value, or - to read it from stdin.")],

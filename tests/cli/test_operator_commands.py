@@ -184,6 +184,8 @@ def test_release_reap_and_retry(glisk, three_tokens) -> None:
 def test_state_set_get_list_delete(glisk, monkeypatch: pytest.MonkeyPatch) -> None:
     glisk("state", "set", "cursor", '{"block": 19000000, "hash": "0xabc"}')
     glisk("state", "set", "name", "plain words", "--string")
+    glisk("state", "set", "offset", "-1")  # a negative number is a value, not an option
+    assert as_json(glisk("state", "get", "offset")) == -1
     monkeypatch.setattr("sys.stdin", io.StringIO('[1, 2, {"three": null}]\n'))
     glisk("state", "set", "from-stdin", "-")
 
