@@ -42,17 +42,12 @@ import os
 import platform
 import pstats
 import queue
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import traceback
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.context import SpawnProcess
@@ -61,12 +56,10 @@ from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import psycopg
-from psycopg import sql
+from scratch import conninfo, no_interrupts, scratch_database
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from glisk_cli.database import create_db_engine, setup_db_session
-from glisk_cli.embedded import EmbeddedServer
 from glisk_cli.logging import configure_logging
 from glisk_cli.migrations import upgrade
 from glisk_cli.models import TokenStatus
@@ -235,50 +228,6 @@ def worker_main(
 
 
 # -- the parent: server, database, seeding, runs ---------------------------------------------
-
-
-@contextmanager
-def no_interrupts() -> Iterator[None]:
-    """Ctrl-C waits until the block is done (uv forwards a second SIGINT to cleanup, too)."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def scratch_database(database_url: str | None) -> Iterator[str]:
-    """A fresh database of our own, on the given server or on a throwaway embedded one."""
-    server: EmbeddedServer | None = None
-    data_dir: Path | None = None
-    try:
-        if database_url:
-            admin_url = database_url
-        else:
-            data_dir = Path(tempfile.mkdtemp(prefix="glisk-bench-"))
-            data_dir.chmod(0o755)  # as root the server runs as another user who must enter it
-            server = EmbeddedServer(data_dir, durable=False)
-            admin_url = server.ensure_running()
-        name = f"glisk_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with no_interrupts(), psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
-                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                conn.execute(drop.format(sql.Identifier(name)))
-    finally:
-        with no_interrupts():
-            if server is not None:
-                server.stop()
-            if data_dir is not None:
-                shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def migrate(url: str) -> None:

@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scratch import scratch_server
+from sqlalchemy.engine import make_url
 
 GLISK = str(Path(sys.executable).with_name("glisk"))
 

@@ -1,14 +1,39 @@
-"""A throwaway embedded PostgreSQL for benchmarks, so they never touch anyone's data."""
+"""Throwaway databases for benchmarks, so they never touch anyone's data.
+
+A benchmark gets a fresh database of its own, on the server it was pointed at or on an embedded
+server started for it in a temporary directory; both are removed afterwards, even on Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
 from glisk_cli.embedded import EmbeddedServer
+
+
+def conninfo(url: str) -> str:
+    """A libpq connection string for a SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def no_interrupts() -> Iterator[None]:
+    """Ctrl-C waits until the block is done (uv forwards a second SIGINT to cleanup, too)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -21,5 +46,30 @@ def scratch_server() -> Iterator[EmbeddedServer]:
         server.ensure_running()
         yield server
     finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        with no_interrupts():
+            server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(database_url: str | None, prefix: str = "glisk_bench") -> Iterator[str]:
+    """A fresh database of our own, on `database_url`'s server or on a throwaway embedded one."""
+    with _admin_url(database_url) as admin_url:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with no_interrupts(), psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))
+
+
+@contextmanager
+def _admin_url(database_url: str | None) -> Iterator[str]:
+    if database_url:
+        yield database_url
+        return
+    with scratch_server() as server:
+        yield server.url

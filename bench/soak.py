@@ -76,9 +76,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing.context import ForkServerContext
@@ -87,12 +86,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
+from scratch import conninfo, scratch_database
 from sqlalchemy.engine import make_url
 
 from glisk_cli.database import create_db_engine, setup_db_session
-from glisk_cli.embedded import EmbeddedServer
 from glisk_cli.errors import Conflict, DatabaseUnavailable
 from glisk_cli.logging import configure_logging
 from glisk_cli.migrations import upgrade
@@ -289,39 +287,6 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 # -- the parent: database, audit, workers, chaos ----------------------------------------------
-
-
-def conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def scratch_database(database_url: str | None) -> Iterator[str]:
-    """A fresh database of our own, on the given server or on a throwaway embedded one."""
-    server: EmbeddedServer | None = None
-    data_dir: Path | None = None
-    try:
-        if database_url:
-            admin_url = database_url
-        else:
-            data_dir = Path(tempfile.mkdtemp(prefix="glisk-soak-"))
-            data_dir.chmod(0o755)  # as root the server runs as another user who must enter it
-            server = EmbeddedServer(data_dir, durable=False)
-            admin_url = server.ensure_running()
-        name = f"glisk_soak_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with psycopg.connect(conninfo(admin_url), autocommit=True) as conn:
-                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                conn.execute(drop.format(sql.Identifier(name)))
-    finally:
-        if server is not None:
-            server.stop()
-        if data_dir is not None:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def prepare(url: str) -> None:
@@ -853,7 +818,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="glisk-soak-workers-"))
     results: list[RunResult] = []
     try:
-        with scratch_database(args.database_url) as url:
+        with scratch_database(args.database_url, prefix="glisk_soak") as url:
             prepare(url)
             with psycopg.connect(conninfo(url), autocommit=True) as conn:
                 version = conn.execute("SHOW server_version").fetchone()
