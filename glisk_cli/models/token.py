@@ -47,15 +47,30 @@ class InvalidStateTransition(Conflict):
 class Token(Base):
     __tablename__ = "tokens_s0"
     __table_args__ = (
-        # Serves the upload and reveal claims (one status, oldest mint first) and stats.
+        # Serves get_by_status, the oldest token per status and the per-status counts of stats.
         Index("ix_tokens_s0_status_mint_timestamp", "status", "mint_timestamp"),
-        # Serves the generation claim, whose candidates span two statuses (detected, and
-        # generating with an expired lease) yet must come out oldest mint first. Finished
-        # tokens are not in it, so the queue stays fast however much history accumulates.
+        # The claim's two sources (migration 0003): tokens nobody holds, oldest mint first, per
+        # stage; and every lease by its expiry, so the expired ones are a short range scan.
+        # Leased tokens are in neither queue index, so a claim never walks past work in flight,
+        # and finished tokens are in none, so history does not slow the queue down.
         Index(
             "ix_tokens_s0_generation_queue",
             "mint_timestamp",
-            postgresql_where=text("status IN ('detected', 'generating')"),
+            postgresql_where=text(
+                "lease_expires_at IS NULL AND status IN ('detected', 'generating')"
+            ),
+        ),
+        Index(
+            "ix_tokens_s0_upload_reveal_queue",
+            "status",
+            "mint_timestamp",
+            postgresql_where=text("lease_expires_at IS NULL AND status IN ('uploading', 'ready')"),
+        ),
+        Index(
+            "ix_tokens_s0_lease_expiry",
+            "status",
+            "lease_expires_at",
+            postgresql_where=text("lease_expires_at IS NOT NULL"),
         ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )

@@ -20,9 +20,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     Text,
-    and_,
     bindparam,
-    case,
     func,
     literal_column,
     or_,
@@ -61,68 +59,93 @@ def _no_live_lease() -> ColumnElement[bool]:
     return or_(Token.lease_expires_at.is_(None), Token.lease_expires_at < func.now())
 
 
-def _claimable(stage: str) -> ColumnElement[bool]:
-    """Tokens a claim of `stage` may take: in the stage's statuses and held by no live lease.
-
-    A detected token never carries a lease; a generating one whose lease ran out belongs to a
-    worker that died or stalled, and goes back into the generation queue.
-    """
-    if stage not in _STAGE_STATUSES:
-        raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
-    # Statuses inline as SQL literals, not bind parameters: the planner can then match the
-    # generation claim to the partial index `WHERE status IN ('detected', 'generating')` in
-    # every plan, prepared or not.
-    statuses = [literal_column(f"'{status.value}'") for status in _STAGE_STATUSES[stage]]
-    return and_(Token.status.in_(statuses), _no_live_lease())
-
-
 def _enum(status: TokenStatus) -> ColumnElement[Any]:
     """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
     return literal_column(f"'{status.value}'::token_status", token_status_enum)
 
 
+# The candidates of one stage, oldest mint first, as three CTEs ending in `picked`. They come
+# from two sources, each read in mint order through its own partial index (migration 0003), so
+# each LIMIT stops after :limit rows whatever the table holds: tokens nobody holds, and tokens
+# whose holder's lease ran out (a worker that died or stalled). The oldest :limit of the two
+# are picked. Statuses are written in as literals so the planner matches the partial indexes in
+# every plan, prepared or not.
+#
+# FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
+# instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
+# locks last until the transaction ends; after a claim commits, the lease (claimed_by,
+# lease_expires_at) is what keeps other claims away.
+_PICK = """
+    unleased AS (
+        SELECT id, mint_timestamp, attempts FROM tokens_s0
+        WHERE status IN ({statuses}) AND lease_expires_at IS NULL
+        ORDER BY mint_timestamp LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ),
+    expired AS (
+        SELECT id, mint_timestamp, attempts FROM tokens_s0
+        WHERE status IN ({statuses}) AND lease_expires_at < now()
+        ORDER BY mint_timestamp LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ),
+    picked AS (
+        SELECT id, mint_timestamp, attempts FROM unleased
+        UNION ALL
+        SELECT id, mint_timestamp, attempts FROM expired
+        ORDER BY mint_timestamp LIMIT :limit
+    )"""
+
+# A claim: lease the picked tokens to :worker, counting an attempt, except those that already
+# used :max_attempts claims, which are failed with the reason recorded instead.
+_CLAIM = """
+WITH {pick}
+UPDATE tokens_s0 AS token SET
+    status = (CASE WHEN exhausted THEN 'failed' ELSE '{claimed}' END)::token_status,
+    claimed_by = CASE WHEN exhausted THEN NULL ELSE :worker END,
+    lease_expires_at = CASE WHEN exhausted THEN NULL ELSE now() + :lease END,
+    attempts = CASE WHEN exhausted THEN attempts ELSE attempts + 1 END,
+    error_data = CASE WHEN exhausted
+        THEN coalesce(error_data, jsonb_build_object()) || jsonb_build_object(
+            'reason', 'max_attempts', 'stage', '{stage}', 'attempts', attempts,
+            'last_worker', claimed_by)
+        ELSE error_data END,
+    updated_at = now()
+FROM (SELECT id, attempts >= :max_attempts AS exhausted FROM picked) AS batch
+WHERE token.id = batch.id
+RETURNING {columns}
+"""
+
+# The candidates themselves, locked in the caller's transaction and not leased.
+_LOCK_CANDIDATES = """
+WITH {pick}
+SELECT {columns} FROM tokens_s0 AS token JOIN picked USING (id)
+ORDER BY token.mint_timestamp, token.token_id
+"""
+
+
 @functools.cache
-def _claim_statement(stage: str) -> Executable:
-    """The claim of one stage, built once and reused with bind parameters (limit, worker, lease,
-    max_attempts): building it is most of a claim's CPU time, and a reused statement also reuses
-    SQLAlchemy's compiled form."""
-    # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
-    # instant instead of queueing behind it, so N workers get N disjoint batches in one round
-    # trip each. The lock lives only until this statement's transaction commits; from then on
-    # the lease (claimed_by, lease_expires_at) is what keeps other claims away.
-    picked = (
-        select(Token.id)
-        .where(_claimable(stage))
-        .order_by(Token.mint_timestamp)
-        .limit(bindparam("limit", type_=Integer))
-        .with_for_update(skip_locked=True)
-        .cte("picked")
+def _stage_statement(template: str, stage: str) -> Executable:
+    """`template` for `stage` as an ORM statement loading Tokens, built once per process: the
+    SQL text is cheap to look up in SQLAlchemy's statement cache, where a statement built from
+    expressions has to be walked on every execution to find its cache key."""
+    if stage not in _STAGE_STATUSES:
+        raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    columns = Token.__table__.columns
+    sql = template.format(
+        pick=_PICK.format(statuses=", ".join(f"'{s.value}'" for s in _STAGE_STATUSES[stage])),
+        claimed=_CLAIMED_STATUS[stage].value,
+        stage=stage,
+        columns=", ".join(f"token.{column.name}" for column in columns),
     )
-    exhausted = Token.attempts >= bindparam("max_attempts", type_=Integer)
-    failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
-        func.jsonb_build_object(
-            "reason", "max_attempts", "stage", stage, "attempts", Token.attempts,
-            "last_worker", Token.claimed_by,
-        )
-    )  # fmt: skip
-    return (
-        update(Token)
-        .where(Token.id == picked.c.id)
-        .values(
-            status=case(
-                (exhausted, _enum(TokenStatus.FAILED)), else_=_enum(_CLAIMED_STATUS[stage])
-            ),
-            claimed_by=case((exhausted, None), else_=bindparam("worker", type_=Text)),
-            lease_expires_at=case(
-                (exhausted, None), else_=func.now() + bindparam("lease", type_=Interval)
-            ),
-            attempts=case((exhausted, Token.attempts), else_=Token.attempts + 1),
-            error_data=case((exhausted, failure), else_=Token.error_data),
-            updated_at=func.now(),
-        )
-        .returning(Token)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    parameters = (
+        bindparam("limit", type_=Integer),
+        bindparam("max_attempts", type_=Integer),
+        bindparam("worker", type_=Text),
+        bindparam("lease", type_=Interval),
     )
+    used = [parameter for parameter in parameters if f":{parameter.key}" in sql]
+    textual = text(sql).bindparams(*used).columns(*columns)
+    return select(Token).from_statement(textual).execution_options(populate_existing=True)
 
 
 class TokenRepository(Repository[Token]):
@@ -249,17 +272,13 @@ class TokenRepository(Repository[Token]):
         return self._lock_claimable("reveal", limit)
 
     def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
-        # FOR UPDATE SKIP LOCKED: the rows stay locked until the caller's transaction ends, and
-        # rows another transaction has locked are skipped rather than waited for — so concurrent
-        # workers each get different tokens, and none blocks on another.
-        query = (
-            select(Token)
-            .where(_claimable(stage))
-            .order_by(Token.mint_timestamp)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return self._execute(query).scalars().all()
+        # The claim's candidates (see _PICK), locked FOR UPDATE SKIP LOCKED until the caller's
+        # transaction ends: concurrent workers each get different tokens, and none blocks on
+        # another.
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be between 1 and 1000, not {limit}")
+        statement = _stage_statement(_LOCK_CANDIDATES, stage)
+        return self._execute(statement, {"limit": limit}).scalars().all()
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -281,9 +300,7 @@ class TokenRepository(Repository[Token]):
             raise InvalidInput(f"limit must be between 1 and 1000, not {limit}")
         if lease <= timedelta(0):
             raise InvalidInput("lease must be longer than zero")
-        if stage not in _STAGE_STATUSES:
-            raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
-        statement = _claim_statement(stage)
+        statement = _stage_statement(_CLAIM, stage)
         params = {"limit": limit, "worker": worker, "lease": lease, "max_attempts": max_attempts}
         tokens = self._execute(statement, params).scalars().all()
         claimed = [token for token in tokens if token.status is not TokenStatus.FAILED]

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from glisk_cli.errors import Conflict, InvalidInput
 from glisk_cli.models import TokenStatus
@@ -194,29 +194,57 @@ def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
     seed_tokens(session_factory, 20_000, first_id=200_001)
     with session_factory() as session:
         session.execute(text("ANALYZE tokens_s0"))
+        session.commit()
         for stage in ("generation", "upload", "reveal"):
-            statement, parameters = _compiled_claim(TokenRepository(session), stage)
-            explain = session.connection().exec_driver_sql(
-                f"EXPLAIN (FORMAT JSON) {statement}", parameters
-            )
-            nodes = json.dumps(explain.scalar_one())
-            assert "Seq Scan" not in nodes, (stage, nodes)
+            plan = _claim_plan(session, stage)
+            assert "Seq Scan" not in json.dumps(plan), (stage, plan)
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["stale-statistics", "analyzed"])
+@pytest.mark.parametrize(("stage", "status"), [("generation", "detected"), ("upload", "uploading")])
+def test_a_claim_reads_no_token_another_worker_holds(
+    session_factory, uow_factory, analyzed: bool, stage: str, status: str
+) -> None:
+    # Draining a backlog must not slow down as it goes: a claim that walked past every token
+    # claimed before it (and still leased) made a drain quadratic. With or without fresh
+    # planner statistics, a claim reads only the tokens it takes.
+    seed_tokens(session_factory, 3_000, status=status)
+    for _ in range(25):
+        claim(uow_factory, stage, limit=100, worker="busy")
+    with session_factory() as session:
+        if analyzed:
+            session.execute(text("ANALYZE tokens_s0"))
+            session.commit()
+        plan = _claim_plan(session, stage, analyze=True)
+
+    scans = [node for node in _plan_nodes(plan) if "Scan" in node["Node Type"]]
+    assert sum(node.get("Rows Removed by Filter", 0) for node in scans) == 0, plan
+    assert all(node["Actual Rows"] <= 10 for node in scans), [
+        (n["Node Type"], n.get("Index Name"), n["Actual Rows"]) for n in scans
+    ]
+
+
+def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
+    """PostgreSQL's plan for the claim the library sends (EXPLAIN ANALYZE runs it, rolled back)."""
+    sent: list[tuple[str, dict]] = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        sent.append((statement, parameters))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        TokenRepository(session).claim(stage, 10, "explain", LEASE)
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
         session.rollback()
+    [(statement, parameters)] = [(sql, params) for sql, params in sent if "SKIP LOCKED" in sql]
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    explain = session.connection().exec_driver_sql(f"EXPLAIN ({options}) {statement}", parameters)
+    plan = explain.scalar_one()[0]["Plan"]
+    session.rollback()
+    return plan
 
 
-def _compiled_claim(repository: TokenRepository, stage: str) -> tuple[str, dict]:
-    """The SQL and parameters of a claim, captured instead of executed."""
-    from sqlalchemy.dialects.postgresql.psycopg import dialect
-
-    captured: list[tuple[str, dict]] = []
-
-    class Capture:
-        def execute(self, statement, params=None):
-            compiled = statement.compile(dialect=dialect())
-            captured.append((str(compiled), compiled.construct_params(params or {})))
-            raise StopIteration
-
-    repository.session = Capture()  # type: ignore[assignment]
-    with pytest.raises(StopIteration):
-        repository.claim(stage, 10, "explain", LEASE)
-    return captured[0]
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node, *(found for child in node.get("Plans", []) for found in _plan_nodes(child))]
