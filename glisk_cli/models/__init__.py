@@ -19,7 +19,7 @@ from glisk_cli.models.token import (
     TokenStatus,
 )
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 __all__ = [
     "IMAGE_JOB_STATUSES",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -191,25 +192,35 @@ class TokenRepository(Repository[Token]):
         return self._execute(query).scalars().all()
 
     def stats(self) -> dict[str, Any]:
-        """Counts and ages per status, leases, and failures by reason — in three statements.
+        """Counts and ages per status, leases, and failures by reason — exact, in three
+        statements that never scan the table:
 
-        The per-status figures come from one pass over the (status, mint_timestamp) index; the
-        lease and failure figures read only in-flight and failed rows, through the same index.
+        - the counts, by an index-only scan of `ix_tokens_s0_status` (migration 0004), and the
+          oldest mint of each status present, one probe of the (status, mint_timestamp) index;
+        - live and expired leases, from `ix_tokens_s0_lease_expiry` (only leased tokens);
+        - failed tokens by reason, fetching only the failed rows.
         """
+        counts = select(Token.status, func.count().label("tokens")).group_by(Token.status).cte()
+        oldest = (
+            select(Token.mint_timestamp)
+            .where(Token.status == counts.c.status)
+            .order_by(Token.mint_timestamp)
+            .limit(1)
+            .lateral()
+        )
         per_status = self._execute(
             select(
-                Token.status,
-                func.count(),
-                func.min(Token.mint_timestamp),
-                func.extract("epoch", func.now() - func.min(Token.mint_timestamp)),
-            ).group_by(Token.status)
+                counts.c.status,
+                counts.c.tokens,
+                oldest.c.mint_timestamp,
+                func.extract("epoch", func.now() - oldest.c.mint_timestamp),
+            ).select_from(counts.join(oldest, true()))
         ).all()
-        in_flight = (TokenStatus.GENERATING, TokenStatus.UPLOADING, TokenStatus.READY)
         leases = self._execute(
             select(
                 func.count().filter(Token.lease_expires_at >= func.now()),
                 func.count().filter(Token.lease_expires_at < func.now()),
-            ).where(Token.status.in_([literal_column(f"'{s.value}'") for s in in_flight]))
+            ).where(Token.lease_expires_at.is_not(None))
         ).one()
         reason = func.coalesce(Token.error_data["reason"].astext, "unknown")
         failures = self._execute(
@@ -221,10 +232,10 @@ class TokenRepository(Repository[Token]):
             status.value: {"count": 0, "oldest_mint_timestamp": None, "oldest_age_seconds": None}
             for status in TokenStatus
         }
-        for status, count, oldest, age in per_status:
+        for status, count, oldest_mint, age in per_status:
             statuses[status.value] = {
                 "count": count,
-                "oldest_mint_timestamp": oldest,
+                "oldest_mint_timestamp": oldest_mint,
                 "oldest_age_seconds": round(float(age), 3),
             }
         return {
@@ -350,7 +361,7 @@ class TokenRepository(Repository[Token]):
             .returning(Token)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
-        return list(self._execute(statement).scalars().all())
+        return _by_token_id(self._execute(statement).scalars().all())
 
     def retry(self, token_ids: Sequence[int] | None = None) -> list[Token]:
         """Send failed tokens back to detected with fresh attempts (all failed tokens if None)."""
@@ -375,7 +386,7 @@ class TokenRepository(Repository[Token]):
         )
         if token_ids is not None:
             statement = statement.where(Token.token_id.in_(token_ids))
-        return list(self._execute(statement).scalars().all())
+        return _by_token_id(self._execute(statement).scalars().all())
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -432,6 +443,11 @@ class TokenRepository(Repository[Token]):
         if token.claimed_by != worker:
             holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
             raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
+
+
+def _by_token_id(tokens: Sequence[Token]) -> list[Token]:
+    # UPDATE … RETURNING yields rows in whatever order the plan visited them.
+    return sorted(tokens, key=lambda token: token.token_id)
 
 
 def _given(value: str | None, name: str) -> str:

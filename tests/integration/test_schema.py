@@ -98,6 +98,8 @@ EXPECTED_INDEXES = {
     "ix_tokens_s0_lease_expiry": "CREATE INDEX ix_tokens_s0_lease_expiry "
     "ON public.tokens_s0 USING btree (status, lease_expires_at) "
     "WHERE (lease_expires_at IS NOT NULL)",
+    "ix_tokens_s0_status": "CREATE INDEX ix_tokens_s0_status "
+    "ON public.tokens_s0 USING btree (status)",
     "ix_tokens_s0_author_id": "CREATE INDEX ix_tokens_s0_author_id "
     "ON public.tokens_s0 USING btree (author_id)",
     "ix_mint_events_block_number": "CREATE INDEX ix_mint_events_block_number "
@@ -232,13 +234,13 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
         ).scalar_one()
     again = migrations.upgrade(engine)
 
-    assert [step.revision for step in first.steps] == ["0001", "0002", "0003"]
-    assert [step.direction for step in down.steps] == ["downgrade"] * 3
+    assert [step.revision for step in first.steps] == ["0001", "0002", "0003", "0004"]
+    assert [step.direction for step in down.steps] == ["downgrade"] * 4
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
     assert functions_left == 0
-    assert again.after == ("0003",)
+    assert again.after == ("0004",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:
