@@ -8,10 +8,12 @@ exits 1 with a hint to rerun with --debug — never a traceback unless --debug a
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from typing import Annotated, NoReturn
 
 import typer
@@ -22,23 +24,53 @@ from glisk_cli.cli import authors, context, db, dev, mints, serve, state, tokens
 from glisk_cli.errors import GliskError, InvalidInput
 from glisk_cli.redact import redact
 
-app = typer.Typer(
-    name="glisk",
-    help="The operator's toolkit for the GLISK NFT pipeline database.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Plain help text: Rich's formatter (with markdown and syntax highlighting) would triple
-    # the start-up time of `glisk --help`, which should be instant.
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(db.app, name="db")
-app.add_typer(tokens.app, name="tokens")
-app.add_typer(state.app, name="state")
-app.add_typer(authors.app, name="authors")
-app.add_typer(mints.app, name="mints")
-app.add_typer(dev.app, name="dev")
-app.command("serve")(serve.serve)
+
+def _root() -> typer.Typer:
+    return typer.Typer(
+        name="glisk",
+        help="The operator's toolkit for the GLISK NFT pipeline database.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        # Plain help text: Rich's formatter (with markdown and syntax highlighting) would triple
+        # the start-up time of `glisk --help`, which should be instant.
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+# What each top-level name adds to the root app.
+_COMMANDS: dict[str, Callable[[typer.Typer], object]] = {
+    "db": lambda root: root.add_typer(db.app, name="db"),
+    "tokens": lambda root: root.add_typer(tokens.app, name="tokens"),
+    "state": lambda root: root.add_typer(state.app, name="state"),
+    "authors": lambda root: root.add_typer(authors.app, name="authors"),
+    "mints": lambda root: root.add_typer(mints.app, name="mints"),
+    "dev": lambda root: root.add_typer(dev.app, name="dev"),
+    "serve": lambda root: root.command("serve")(serve.serve),
+}
+
+
+def _app_with(names: Iterable[str]) -> typer.Typer:
+    root = _root()
+    root.callback()(_global_options)
+    for name in names:
+        _COMMANDS[name](root)
+    return root
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The root app with only the command `args` runs, when that is plain to see.
+
+    Typer turns every command's signature into Click parameters each time the app runs, which
+    costs a one-shot command tens of milliseconds for the commands it does not run. Anything
+    else (help, completion, a name that is not a command) gets the whole app, so what users see
+    never differs.
+    """
+    leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), args))
+    name = args[len(leading)] if len(args) > len(leading) else None
+    if name in _COMMANDS and set(leading) <= {"--debug"}:
+        return _app_with([name])
+    return app
 
 
 def _show_version(value: bool) -> None:
@@ -47,7 +79,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _global_options(
     version: Annotated[
         bool,
@@ -58,6 +89,9 @@ def _global_options(
     ] = False,
 ) -> None:
     context.debug = debug
+
+
+app = _app_with(_COMMANDS)  # the whole command tree: help, completion, tests
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -73,7 +107,7 @@ def run(args: list[str]) -> int:
     """Run one glisk command in this process and return its exit code (never raises)."""
     as_json, debug = "--json" in args, "--debug" in args
     try:
-        result = app(args=args, prog_name="glisk", standalone_mode=False)
+        result = _app_for(args)(args=args, prog_name="glisk", standalone_mode=False)
     except GliskError as error:
         _report(error.code, error.message, error.hint, as_json=as_json)
         return error.exit_code

@@ -150,3 +150,18 @@ def test_no_arguments_prints_help(cli) -> None:
     result = cli()
     assert result.exit_code == 2
     assert "Usage" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--help", "state"], ["--debug", "--help", "db"]])
+def test_root_help_lists_every_command_whatever_follows(cli, args: list[str]) -> None:
+    # A command runs with only its own branch of the tree built; root help must not notice.
+    result = cli(*args)
+    assert result.exit_code == 0
+    for command in ("db", "tokens", "state", "authors", "mints", "dev", "serve"):
+        assert f"  {command} " in result.stdout
+
+
+def test_an_unknown_command_is_a_usage_error_naming_it(cli) -> None:
+    result = cli("--debug", "frobnicate")
+    assert result.exit_code == 2
+    assert "frobnicate" in result.stderr
