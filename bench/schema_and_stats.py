@@ -70,8 +70,10 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE tokens_s0")
 
         from glisk_cli.database import setup_db_session
+        from glisk_cli.logging import configure_logging
         from glisk_cli.uow import create_uow_factory
 
+        configure_logging("WARNING")  # glisk's default: no INFO line per transaction
         uow_factory = create_uow_factory(setup_db_session(big_env["DATABASE_URL"], pool_size=1))
         library = []
         for _ in range(args.runs * 2 + 1):
