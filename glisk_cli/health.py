@@ -10,12 +10,9 @@ and since only four fixed paths exist, a minimal HTTP/1.1 with keep-alive is all
 needed. Anything unusual (a request body, a malformed head) is answered and the connection closed
 rather than interpreted.
 
-The database is never on a request's path: a `SharedCheck` runs `SELECT 1` in one worker thread
-at a time, bounded to 1 s, and requests within the next second reuse its outcome. Under steady
-traffic the outcome is refreshed once it is half a second old while requests go on being answered
-from it, so no request waits for a check and PostgreSQL sees about two checks a second whatever
-the request rate. Only after a quiet second does a request wait (at most 1 s) for a fresh check,
-and while the database is failing, requests get the failure at once while the re-check runs.
+The database check that /health, /readyz and /metrics share is in `glisk_cli.health_check`
+(which explains why no request waits for the database); the metrics are in
+`glisk_cli.health_metrics`.
 """
 
 from __future__ import annotations
@@ -27,38 +24,27 @@ import gc
 import json
 import resource
 import signal
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from email.utils import formatdate
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from loguru import logger
-from prometheus_client import (
-    CollectorRegistry,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from sqlalchemy import event
 
-from glisk_cli.errors import GliskError, InvalidInput
-from glisk_cli.redact import redact
+from glisk_cli.errors import InvalidInput
+from glisk_cli.health_check import Outcome, SharedCheck, bound_connection_waits, select_one
+from glisk_cli.health_metrics import (
+    CONTENT_TYPE,
+    Metrics,
+    TokenMetrics,
+    TokenMetricsSource,
+    no_token_metrics,
+)
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
     from sqlalchemy import Engine
 
-T = TypeVar("T")
-
-CHECK_TIMEOUT_S = 1.0  # a check slower than this means "database unavailable"
-CACHE_S = 1.0  # how long one check's outcome answers requests
-REFRESH_AFTER_S = 0.5  # under traffic, re-check this early so that no request waits for a check
 HEAD_TIMEOUT_S = 10.0  # a client must send a whole request head within this (slowloris)
 IDLE_TIMEOUT_S = 10.0  # keep-alive connections idle this long are closed
 WRITE_TIMEOUT_S = 10.0  # a client that stops reading its responses is dropped after this
@@ -69,236 +55,7 @@ MAX_HEAD_BYTES = 8192
 NOTICE = "NOTICE"
 
 
-# -- token metrics: fed by whoever knows the tables ------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenMetrics:
-    """One reading of the pipeline's tokens, exported on /metrics."""
-
-    by_status: Mapping[str, int]
-    expired_leases: int
-    oldest_detected_age_seconds: float | None  # None: no token is waiting in `detected`
-
-
-TokenMetricsSource = Callable[[], "TokenMetrics | None"]
-
-
-def no_token_metrics() -> TokenMetrics | None:
-    """The default source: no token tables to read yet, so the token metrics are left out."""
-    return None
-
-
-# -- the database check, shared by every request ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome(Generic[T]):
-    """What one check found. `error` is for the logs only: it may name the host."""
-
-    ok: bool
-    value: T | None
-    error: str | None
-    seconds: float | None  # None: no check ran (the previous one had not come back)
-    finished_at: float
-
-
-class SharedCheck(Generic[T]):
-    """Runs `probe` in a worker thread — never two at once — and shares and caches its outcome.
-
-    A probe that has not answered within `timeout` makes a failed outcome. Its thread is left to
-    finish (a thread cannot be interrupted), and no other probe starts until it has.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        probe: Callable[[], T],
-        on_outcome: Callable[[Outcome[T]], None],
-        *,
-        timeout: float = CHECK_TIMEOUT_S,
-        max_age: float = CACHE_S,
-        refresh_after: float = REFRESH_AFTER_S,
-    ) -> None:
-        self.name = name
-        self._probe = probe
-        self._on_outcome = on_outcome
-        self._timeout = timeout
-        self._max_age = max_age
-        self._refresh_after = refresh_after
-        self._outcome: Outcome[T] | None = None
-        self._refresh: asyncio.Task[Outcome[T]] | None = None
-        self._running: asyncio.Future[T] | None = None
-
-    def cached(self) -> Outcome[T] | None:
-        """The last outcome while it is young enough to answer with (refreshing it early)."""
-        outcome = self._outcome
-        if outcome is None:
-            return None
-        age = time.monotonic() - outcome.finished_at
-        if age >= self._max_age:
-            # A failure stays the answer while the check that may overturn it runs: a database
-            # that hangs must not make every request hang with it. A success is never stretched.
-            return outcome if not outcome.ok and self._refresh is not None else None
-        if age >= self._refresh_after and self._refresh is None:
-            self._start_refresh()
-        return outcome
-
-    async def get(self) -> Outcome[T]:
-        """A current outcome: the cached one, or the one all waiters share from a new check."""
-        outcome = self.cached()
-        if outcome is not None:
-            return outcome
-        refresh = self._refresh or self._start_refresh()
-        # shield: a client hanging up must not cancel the check that others are waiting for.
-        return await asyncio.shield(refresh)
-
-    def _start_refresh(self) -> asyncio.Task[Outcome[T]]:
-        self._refresh = asyncio.get_running_loop().create_task(self._check())
-        return self._refresh
-
-    async def _check(self) -> Outcome[T]:
-        started = time.monotonic()
-        if self._running is not None and not self._running.done():
-            # Waiting on it again would make every request slow for as long as the database is.
-            error = "the previous check has not come back yet"
-            outcome: Outcome[T] = Outcome(False, None, error, None, started)
-        else:
-            self._running = running = self._in_thread()
-            try:
-                value = await asyncio.wait_for(asyncio.shield(running), self._timeout)
-                outcome = Outcome(True, value, None, time.monotonic() - started, time.monotonic())
-            except TimeoutError:
-                error = f"no answer within {self._timeout:g} s"
-                outcome = Outcome(False, None, error, self._timeout, time.monotonic())
-            except Exception as exc:
-                error = describe_error(exc)
-                outcome = Outcome(False, None, error, time.monotonic() - started, time.monotonic())
-        self._outcome, self._refresh = outcome, None
-        self._on_outcome(outcome)
-        return outcome
-
-    def _in_thread(self) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # Nobody may be waiting any more when a timed-out probe finally fails: mark the error
-        # retrieved, or asyncio logs "exception was never retrieved".
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-        def settle(value: Any, error: Exception | None) -> None:
-            if not future.done():
-                future.set_result(value) if error is None else future.set_exception(error)
-
-        def work() -> None:
-            try:
-                result: tuple[Any, Exception | None] = (self._probe(), None)
-            except Exception as exc:
-                result = (None, exc)
-            with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-                loop.call_soon_threadsafe(settle, *result)
-
-        # A daemon thread per check (two a second at most): a probe stuck in the driver must not
-        # keep the process alive after SIGTERM, as an executor's worker thread would.
-        threading.Thread(target=work, name=f"glisk-{self.name}", daemon=True).start()
-        return future
-
-
-def describe_error(exc: BaseException) -> str:
-    """One log line about a failed probe: password masked, host and driver text kept."""
-    if isinstance(exc, GliskError):
-        return redact(exc.message)
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {redact(lines[0])}" if lines else type(exc).__name__
-
-
-def select_one(engine: Engine) -> None:
-    """The health check itself: a pooled connection answers `SELECT 1`."""
-    with engine.connect() as connection:
-        connection.exec_driver_sql("SELECT 1").scalar_one()
-
-
-def bound_connection_waits(engine: Engine) -> None:
-    """Make every new connection of `engine` give up quickly, so the check thread comes back.
-
-    libpq's connect_timeout cannot go below 2 s (the 1 s bound is the waiter's); statement_timeout
-    bounds slow queries (the token metrics); TCP keepalives and tcp_user_timeout notice a server
-    that vanished from the network, which no server-side timeout can. libpq ignores the TCP
-    settings on a Unix socket (the embedded server).
-    """
-
-    def bounded(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        options = cparams.get("options", "")
-        cparams.update(
-            connect_timeout=2,
-            options=f"{options} -c statement_timeout={round(CHECK_TIMEOUT_S * 1000)}".strip(),
-            keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
-            tcp_user_timeout=3000,
-        )  # fmt: skip
-
-    event.listen(engine, "do_connect", bounded)
-
-
-# -- /metrics -----------------------------------------------------------------------------------
-
-
-class _TokenCollector:
-    """Exports the last TokenMetrics reading, or nothing while there is none."""
-
-    def __init__(self) -> None:
-        self.reading: TokenMetrics | None = None
-
-    def describe(self) -> list[Metric]:
-        return self._families(TokenMetrics({}, 0, None))
-
-    def collect(self) -> list[Metric]:
-        return self._families(self.reading) if self.reading is not None else []
-
-    @staticmethod
-    def _families(reading: TokenMetrics) -> list[Metric]:
-        tokens = GaugeMetricFamily("glisk_tokens", "Tokens per status.", labels=["status"])
-        for status, count in reading.by_status.items():
-            tokens.add_metric([status], count)
-        expired = GaugeMetricFamily(
-            "glisk_expired_leases", "Claimed tokens whose lease expired.", reading.expired_leases
-        )
-        oldest = GaugeMetricFamily(
-            "glisk_oldest_detected_age_seconds",
-            "Age of the oldest token still in detected (0 when there is none).",
-            reading.oldest_detected_age_seconds or 0.0,
-        )
-        return [tokens, expired, oldest]
-
-
-class Metrics:
-    """The registry behind /metrics, fed by the checks' outcomes and rendered once per change."""
-
-    def __init__(self) -> None:
-        # No `_created` series: they only add noise to a scrape (process-wide; this process serves).
-        disable_created_metrics()
-        self.registry = CollectorRegistry()
-        self.database_up = Gauge(
-            "glisk_database_up", "1 when the last database check succeeded, else 0.",
-            registry=self.registry,
-        )  # fmt: skip
-        self.check_seconds = Histogram(
-            "glisk_health_check_seconds",
-            "Duration of database health checks (a timed-out check counts as its timeout).",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=self.registry,
-        )
-        self.tokens = _TokenCollector()
-        self.registry.register(self.tokens)
-        self._version = 0
-        self._rendered: tuple[int, Response] | None = None
-
-    def changed(self) -> None:
-        self._version += 1
-
-    def response(self) -> Response:
-        if self._rendered is None or self._rendered[0] != self._version:
-            body = generate_latest(self.registry)
-            self._rendered = (self._version, _response(200, "OK", body, CONTENT_TYPE_PLAIN_0_0_4))
-        return self._rendered[1]
+# -- the checks' state, in the logs -------------------------------------------------------------
 
 
 class _StateLog:
@@ -431,6 +188,7 @@ class HealthApp:
         self.stopping = False
         self.all_closed = asyncio.Event()
         self._date_second, self._date_header = -1, b""
+        self._metrics_rendered: tuple[int, Response] | None = None
 
     def answer_now(self, request: Request) -> Response | None:
         """The response when it needs no waiting (nearly always); None when it must wait."""
@@ -444,14 +202,22 @@ class HealthApp:
         if request.path == b"/livez":
             return ALIVE
         fresh = self.database.cached() is not None and self.tokens.cached() is not None
-        return self.metrics.response() if fresh else None
+        return self.metrics_response() if fresh else None
 
     async def answer(self, request: Request) -> Response:
         """The response once the checks it needs have come back (≤ the check timeout)."""
         if request.path == b"/metrics":
             await asyncio.gather(self.database.get(), self.tokens.get())
-            return self.metrics.response()
+            return self.metrics_response()
         return HEALTHY if (await self.database.get()).ok else UNHEALTHY
+
+    def metrics_response(self) -> Response:
+        """/metrics, rendered once per change of the metrics rather than once per scrape."""
+        version = self.metrics.version
+        if self._metrics_rendered is None or self._metrics_rendered[0] != version:
+            body = self.metrics.render()
+            self._metrics_rendered = (version, _response(200, "OK", body, CONTENT_TYPE))
+        return self._metrics_rendered[1]
 
     def date_header(self) -> bytes:
         now = time.time()

@@ -13,7 +13,7 @@ import typer
 from glisk_cli.cli import context
 
 if TYPE_CHECKING:
-    from glisk_cli.health import TokenMetrics
+    from glisk_cli.health_metrics import TokenMetrics
 
 HostOption = Annotated[
     str | None,
@@ -60,7 +60,7 @@ def read_token_metrics() -> TokenMetrics:
     Runs in the health server's check thread, at most a few times a second however often
     /metrics is scraped; an unmigrated database raises, and the token metrics are left out.
     """
-    from glisk_cli.health import TokenMetrics
+    from glisk_cli.health_metrics import TokenMetrics
 
     with context.unit_of_work() as uow:
         stats = uow.tokens.stats()

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from glisk_cli.errors import DatabaseUnavailable
-from glisk_cli.health import Outcome, SharedCheck, parse_head
+from glisk_cli.health import parse_head
+from glisk_cli.health_check import Outcome, SharedCheck
 
 
 class Probe:
