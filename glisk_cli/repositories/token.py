@@ -75,7 +75,8 @@ def _enum(status: TokenStatus) -> ColumnElement[Any]:
 # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
 # instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
 # locks last until the transaction ends; after a claim commits, the lease (claimed_by,
-# lease_expires_at) is what keeps other claims away.
+# lease_expires_at) is what keeps other claims away. Each source locks up to :limit rows, so
+# while expired leases exist a few more rows are locked than picked, until that commit.
 _PICK = """
     unleased AS (
         SELECT id, mint_timestamp, attempts FROM tokens_s0
