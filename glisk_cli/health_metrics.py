@@ -81,7 +81,8 @@ class _TokenCollector:
 class Metrics:
     """The registry behind /metrics, fed by the checks' outcomes.
 
-    `version` counts its changes, so that the server renders it once per change, not per scrape.
+    Callers call `changed()` after updating it; `version` counts those calls, so that the server
+    renders the metrics once per change, not once per scrape.
     """
 
     def __init__(self) -> None:

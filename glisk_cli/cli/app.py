@@ -66,6 +66,8 @@ def _app_for(args: list[str]) -> typer.Typer:
     else (help, completion, a name that is not a command) gets the whole app, so what users see
     never differs.
     """
+    if "_GLISK_COMPLETE" in os.environ:  # shell completion reads its words from elsewhere
+        return app
     leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), args))
     name = args[len(leading)] if len(args) > len(leading) else None
     if name in _COMMANDS and set(leading) <= {"--debug"}:

@@ -165,3 +165,26 @@ def test_an_unknown_command_is_a_usage_error_naming_it(cli) -> None:
     result = cli("--debug", "frobnicate")
     assert result.exit_code == 2
     assert "frobnicate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["state", "--help"],
+        ["--debug", "tokens", "claim", "--help"],
+        ["tokens", "claim", "--bogus"],
+        ["state", "gett"],
+        ["serve", "--port", "abc"],
+        ["db", "downgrade", "--help"],
+        ["state", "--version"],
+    ],
+)
+def test_a_command_behaves_the_same_with_only_its_branch_built(
+    cli, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    from glisk_cli.cli import app as app_module
+
+    slim = cli(*args)
+    monkeypatch.setattr(app_module, "_app_for", lambda _args: app_module.app)
+    full = cli(*args)
+    assert (slim.exit_code, slim.stdout, slim.stderr) == (full.exit_code, full.stdout, full.stderr)
