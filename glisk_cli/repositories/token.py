@@ -65,63 +65,68 @@ def _enum(status: TokenStatus) -> ColumnElement[Any]:
     return literal_column(f"'{status.value}'::token_status", token_status_enum)
 
 
-# The candidates of one stage, oldest mint first, as three CTEs ending in `picked`. They come
-# from two sources, each read in mint order through its own partial index (migration 0003), so
-# each LIMIT stops after :limit rows whatever the table holds: tokens nobody holds, and tokens
-# whose holder's lease ran out (a worker that died or stalled). The oldest :limit of the two
-# are picked. Statuses are written in as literals so the planner matches the partial indexes in
-# every plan, prepared or not.
+# The candidates of one stage, as CTEs ending in `picked`, from two sources, each read in order
+# through its own index (migration 0003) so that its LIMIT stops early whatever the table holds:
+#
+# - tokens whose holder's lease ran out (a worker that died or stalled), longest expired first.
+#   They go first: their work was handed out once already, and there are normally none;
+# - then, for the rest of the batch, tokens nobody holds, oldest mint first.
+#
+# Statuses are written in as literals so the planner matches the partial indexes in every plan,
+# prepared or not.
 #
 # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
 # instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
 # locks last until the transaction ends; after a claim commits, the lease (claimed_by,
-# lease_expires_at) is what keeps other claims away. Each source locks up to :limit rows, so
-# while expired leases exist a few more rows are locked than picked, until that commit.
+# lease_expires_at) is what keeps other claims away. The second source only asks for the rows
+# the first did not supply, so a claim locks exactly the tokens it picks and never holds back a
+# free token it does not take.
 _PICK = """
-    unleased AS (
-        SELECT id, mint_timestamp, attempts FROM tokens_s0
-        WHERE status IN ({statuses}) AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT :limit
+    expired AS (
+        SELECT id FROM tokens_s0
+        WHERE status = '{claimed}' AND lease_expires_at < now()
+        ORDER BY lease_expires_at LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ),
-    expired AS (
-        SELECT id, mint_timestamp, attempts FROM tokens_s0
-        WHERE status IN ({statuses}) AND lease_expires_at < now()
-        ORDER BY mint_timestamp LIMIT :limit
+    unleased AS (
+        SELECT id FROM tokens_s0
+        WHERE status IN ({statuses}) AND lease_expires_at IS NULL
+        ORDER BY mint_timestamp LIMIT :limit - (SELECT count(*) FROM expired)
         FOR UPDATE SKIP LOCKED
     ),
     picked AS (
-        SELECT id, mint_timestamp, attempts FROM unleased
+        SELECT id FROM expired
         UNION ALL
-        SELECT id, mint_timestamp, attempts FROM expired
-        ORDER BY mint_timestamp LIMIT :limit
+        SELECT id FROM unleased
     )"""
 
 # A claim: lease the picked tokens to :worker, counting an attempt, except those that already
-# used :max_attempts claims, which are failed with the reason recorded instead.
+# used :max_attempts claims, which are failed with the reason recorded instead. The picked ids
+# are matched as an array: how many there are is unknown when the plan is made, and a join
+# could then choose to read the whole table.
 _CLAIM = """
 WITH {pick}
-UPDATE tokens_s0 AS token SET
-    status = (CASE WHEN exhausted THEN 'failed' ELSE '{claimed}' END)::token_status,
-    claimed_by = CASE WHEN exhausted THEN NULL ELSE :worker END,
-    lease_expires_at = CASE WHEN exhausted THEN NULL ELSE now() + :lease END,
-    attempts = CASE WHEN exhausted THEN attempts ELSE attempts + 1 END,
-    error_data = CASE WHEN exhausted
+UPDATE tokens_s0 SET
+    status = (CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE '{claimed}' END)::token_status,
+    claimed_by = CASE WHEN attempts >= :max_attempts THEN NULL ELSE :worker END,
+    lease_expires_at = CASE WHEN attempts >= :max_attempts THEN NULL ELSE now() + :lease END,
+    attempts = CASE WHEN attempts >= :max_attempts THEN attempts ELSE attempts + 1 END,
+    error_data = CASE WHEN attempts >= :max_attempts
         THEN coalesce(error_data, jsonb_build_object()) || jsonb_build_object(
             'reason', 'max_attempts', 'stage', '{stage}', 'attempts', attempts,
             'last_worker', claimed_by)
         ELSE error_data END,
     updated_at = now()
-FROM (SELECT id, attempts >= :max_attempts AS exhausted FROM picked) AS batch
-WHERE token.id = batch.id
+WHERE id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING {columns}
 """
 
 # The candidates themselves, locked in the caller's transaction and not leased.
 _LOCK_CANDIDATES = """
 WITH {pick}
-SELECT {columns} FROM tokens_s0 AS token JOIN picked USING (id)
-ORDER BY token.mint_timestamp, token.token_id
+SELECT {columns} FROM tokens_s0
+WHERE id = ANY (ARRAY(SELECT id FROM picked))
+ORDER BY mint_timestamp, token_id
 """
 
 
@@ -133,11 +138,13 @@ def _stage_statement(template: str, stage: str) -> Executable:
     if stage not in _STAGE_STATUSES:
         raise InvalidInput(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
     columns = Token.__table__.columns
+    claimed = _CLAIMED_STATUS[stage].value
+    statuses = ", ".join(f"'{status.value}'" for status in _STAGE_STATUSES[stage])
     sql = template.format(
-        pick=_PICK.format(statuses=", ".join(f"'{s.value}'" for s in _STAGE_STATUSES[stage])),
-        claimed=_CLAIMED_STATUS[stage].value,
+        pick=_PICK.format(statuses=statuses, claimed=claimed),
+        claimed=claimed,
         stage=stage,
-        columns=", ".join(f"token.{column.name}" for column in columns),
+        columns=", ".join(column.name for column in columns),
     )
     parameters = (
         bindparam("limit", type_=Integer),
@@ -194,7 +201,8 @@ class TokenRepository(Repository[Token]):
 
     def stats(self) -> dict[str, Any]:
         """Counts and ages per status, leases, and failures by reason — exact, in three
-        statements that never scan the table:
+        statements that never scan the table (an index-only scan still visits the rows of pages
+        changed since the last vacuum; autovacuum keeps those few on this table):
 
         - the counts, by an index-only scan of `ix_tokens_s0_status` (migration 0004), and the
           oldest mint of each status present, one probe of the (status, mint_timestamp) index;
@@ -302,9 +310,11 @@ class TokenRepository(Repository[Token]):
         lease: timedelta,
         max_attempts: int = 5,
     ) -> list[Token]:
-        """Hand `worker` up to `limit` tokens of `stage`, oldest mint first, under a lease.
+        """Hand `worker` up to `limit` tokens of `stage` under a lease, returned oldest mint first.
 
-        One statement: pick the candidates, lock them, write the lease, return them. A picked
+        Tokens whose lease ran out are taken over first, longest expired first; the rest of the
+        batch is the oldest mints nobody holds. One statement: pick the candidates, lock them,
+        write the lease, return them. A picked
         token that already used `max_attempts` claims is failed (reason max_attempts) instead of
         handed out, so a claim may return fewer tokens than it picked.
         """

@@ -24,7 +24,12 @@ def claim(uow_factory, stage="generation", limit=10, worker="w1", lease=LEASE, m
 
 def expire_leases(session_factory) -> None:
     with session_factory() as session, session.begin():
-        session.execute(text("UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second'"))
+        session.execute(
+            text(
+                "UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second' "
+                "WHERE lease_expires_at IS NOT NULL"
+            )
+        )
 
 
 def test_claim_returns_the_oldest_mints_first_and_writes_the_lease(
@@ -189,6 +194,67 @@ def test_eight_concurrent_workers_drain_ten_thousand_tokens_each_claimed_exactly
     assert sum(1 for batch in claimed if batch) >= 2  # the work really was shared
 
 
+def test_expired_leases_are_taken_over_first_and_the_batch_comes_back_in_mint_order(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 8)
+    claim(uow_factory, limit=2, worker="first")  # tokens 1, 2
+    _lease_to_the_dead(session_factory, {5: 3, 6: 2, 7: 1})  # 5 ran out longest ago
+
+    batch = claim(uow_factory, limit=4, worker="rescuer")
+
+    # The three orphaned tokens, then the oldest free one; tokens 1, 2 are held by a live lease.
+    assert [t.token_id for t in batch] == [3, 5, 6, 7]
+    assert {t.token_id: t.attempts for t in batch} == {3: 1, 5: 2, 6: 2, 7: 2}
+    assert [t.token_id for t in claim(uow_factory, limit=1, worker="rescuer")] == [4]
+
+
+def test_a_claim_locks_only_the_tokens_it_takes(session_factory, uow_factory) -> None:
+    # A claim that locked more rows than it picked would make concurrent claims skip free
+    # tokens it never hands out (and hold them for a get_pending_* caller's whole transaction).
+    seed_tokens(session_factory, 8)
+    _lease_to_the_dead(session_factory, {1: 4, 2: 3, 3: 2, 4: 1})
+    with session_factory() as holding:
+        taken = [t.token_id for t in TokenRepository(holding).claim("generation", 2, "a", LEASE)]
+        pending = [t.token_id for t in TokenRepository(holding).get_pending_for_generation(1)]
+        others = [t.token_id for t in claim(uow_factory, limit=10, worker="b")]
+        holding.rollback()
+
+    assert taken == [1, 2]
+    assert pending == [3]
+    assert others == [4, 5, 6, 7, 8]
+
+
+def test_a_generating_token_nobody_holds_is_claimed_for_generation(
+    session_factory, uow_factory
+) -> None:
+    # `glisk tokens mark N generating` moves a token without leasing it; it must not be stranded.
+    seed_tokens(session_factory, 2)
+    with uow_factory() as uow:
+        uow.tokens.transition(2, TokenStatus.GENERATING)
+
+    batch = claim(uow_factory, limit=10, worker="w")
+
+    assert [(t.token_id, t.status) for t in batch] == [
+        (1, TokenStatus.GENERATING),
+        (2, TokenStatus.GENERATING),
+    ]
+
+
+def _lease_to_the_dead(session_factory, minutes_expired: dict[int, int]) -> None:
+    """Give tokens an expired lease, as a worker that died holding them would leave them."""
+    with session_factory() as session, session.begin():
+        for token_id, minutes in minutes_expired.items():
+            session.execute(
+                text(
+                    "UPDATE tokens_s0 SET status = 'generating', claimed_by = 'dead', "
+                    "attempts = 1, lease_expires_at = now() - make_interval(mins => :minutes) "
+                    "WHERE token_id = :token_id"
+                ),
+                {"minutes": minutes, "token_id": token_id},
+            )
+
+
 def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
     seed_tokens(session_factory, 100_000, status="revealed")
     seed_tokens(session_factory, 20_000, first_id=200_001)
@@ -201,27 +267,38 @@ def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["stale-statistics", "analyzed"])
+@pytest.mark.parametrize("leases", ["live", "expired"])
 @pytest.mark.parametrize(("stage", "status"), [("generation", "detected"), ("upload", "uploading")])
-def test_a_claim_reads_no_token_another_worker_holds(
-    session_factory, uow_factory, analyzed: bool, stage: str, status: str
+def test_a_claim_reads_only_the_tokens_it_takes(
+    session_factory, uow_factory, analyzed: bool, leases: str, stage: str, status: str
 ) -> None:
     # Draining a backlog must not slow down as it goes: a claim that walked past every token
-    # claimed before it (and still leased) made a drain quadratic. With or without fresh
-    # planner statistics, a claim reads only the tokens it takes.
+    # claimed before it (and still leased) made a drain quadratic, and so would one that sorted
+    # every expired lease after a crash of many workers. With or without fresh planner
+    # statistics, a claim reads only the tokens it takes.
     seed_tokens(session_factory, 3_000, status=status)
     for _ in range(25):
         claim(uow_factory, stage, limit=100, worker="busy")
+    if leases == "expired":
+        expire_leases(session_factory)
     with session_factory() as session:
         if analyzed:
             session.execute(text("ANALYZE tokens_s0"))
             session.commit()
         plan = _claim_plan(session, stage, analyze=True)
 
-    scans = [node for node in _plan_nodes(plan) if "Scan" in node["Node Type"]]
-    assert sum(node.get("Rows Removed by Filter", 0) for node in scans) == 0, plan
-    assert all(node["Actual Rows"] <= 10 for node in scans), [
-        (n["Node Type"], n.get("Index Name"), n["Actual Rows"]) for n in scans
-    ]
+    nodes = _plan_nodes(plan)
+    seen = [(n["Node Type"], n.get("Index Name"), n.get("Actual Rows")) for n in nodes]
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], seen
+    # Nothing read is thrown away, and the queue of free tokens is read no further than needed.
+    assert sum(n.get("Rows Removed by Filter", 0) for n in nodes) == 0, seen
+    free = [n for n in nodes if str(n.get("Index Name", "")).endswith("_queue")]
+    assert free, seen
+    assert all(n["Actual Rows"] <= 10 for n in free), seen
+    if leases == "live":  # nor are the leases, when none has run out
+        expiry = [n for n in nodes if n.get("Index Name") == "ix_tokens_s0_lease_expiry"]
+        assert expiry, seen
+        assert all(n["Actual Rows"] == 0 for n in expiry), seen
 
 
 def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
