@@ -8,13 +8,13 @@ no index can hold; whether a token has a lease at all it can. So a claim now rea
 ordered sources:
 
 - tokens whose lease has run out: `ix_tokens_s0_lease_expiry`, every lease by status and expiry,
-  so `lease_expires_at < now()` reads only the expired ones (normally none), longest expired
-  first. The status column lets this one index answer the whole condition;
+  so `lease_expires_at < now()` reads only the expired ones (normally none). The status column
+  lets this one index answer the whole condition;
 - then tokens with no lease, oldest mint first: `ix_tokens_s0_generation_queue` (detected, and
   generating with no holder) and `ix_tokens_s0_upload_reveal_queue` (uploading, ready).
 
-A token leaves the first source when it is claimed and enters the second; a transition ends the
-lease and puts it back into the first, for the next stage. Finished tokens are in neither.
+A claimed token leaves the queue indexes and enters the lease index; a transition ends the lease
+and puts it back into a queue index, for the next stage. Finished tokens are in none.
 
 The indexes are built with plain CREATE INDEX inside the migration's transaction, which blocks
 writes to tokens_s0 while each is built (about a second per million tokens on a small machine).

@@ -68,8 +68,10 @@ def _enum(status: TokenStatus) -> ColumnElement[Any]:
 # The candidates of one stage, as CTEs ending in `picked`, from two sources, each read in order
 # through its own index (migration 0003) so that its LIMIT stops early whatever the table holds:
 #
-# - tokens whose holder's lease ran out (a worker that died or stalled), longest expired first.
-#   They go first: their work was handed out once already, and there are normally none;
+# - tokens whose holder's lease ran out (a worker that died or stalled), oldest mint first.
+#   They go first: their work was handed out once already, and there are normally none. The
+#   lease index finds them by expiry; after many workers died at once, each claim sorts the
+#   expired ones by mint until they are drained;
 # - then, for the rest of the batch, tokens nobody holds, oldest mint first.
 #
 # Statuses are written in as literals so the planner matches the partial indexes in every plan,
@@ -78,26 +80,29 @@ def _enum(status: TokenStatus) -> ColumnElement[Any]:
 # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
 # instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
 # locks last until the transaction ends; after a claim commits, the lease (claimed_by,
-# lease_expires_at) is what keeps other claims away. The second source only asks for the rows
-# the first did not supply, so a claim locks exactly the tokens it picks and never holds back a
-# free token it does not take.
+# lease_expires_at) is what keeps other claims away. A WITH query runs only as far as it is
+# read, and `picked` reads the free tokens only for the rows the expired ones did not supply, so
+# a claim locks exactly the tokens it picks and never holds back a free token it does not take.
+# (Each LIMIT stays a plain :limit, which the planner can cost; an expression there would be
+# costed as a tenth of the table and could turn the ordered index scan into a sort.)
 _PICK = """
     expired AS (
         SELECT id FROM tokens_s0
-        WHERE status = '{claimed}' AND lease_expires_at < now()
-        ORDER BY lease_expires_at LIMIT :limit
+        WHERE status IN ({statuses}) AND lease_expires_at < now()
+        ORDER BY mint_timestamp LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ),
     unleased AS (
         SELECT id FROM tokens_s0
         WHERE status IN ({statuses}) AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT :limit - (SELECT count(*) FROM expired)
+        ORDER BY mint_timestamp LIMIT :limit
         FOR UPDATE SKIP LOCKED
     ),
     picked AS (
         SELECT id FROM expired
         UNION ALL
         SELECT id FROM unleased
+        LIMIT :limit
     )"""
 
 # A claim: lease the picked tokens to :worker, counting an attempt, except those that already
@@ -141,7 +146,7 @@ def _stage_statement(template: str, stage: str) -> Executable:
     claimed = _CLAIMED_STATUS[stage].value
     statuses = ", ".join(f"'{status.value}'" for status in _STAGE_STATUSES[stage])
     sql = template.format(
-        pick=_PICK.format(statuses=statuses, claimed=claimed),
+        pick=_PICK.format(statuses=statuses),
         claimed=claimed,
         stage=stage,
         columns=", ".join(column.name for column in columns),
@@ -312,8 +317,8 @@ class TokenRepository(Repository[Token]):
     ) -> list[Token]:
         """Hand `worker` up to `limit` tokens of `stage` under a lease, returned oldest mint first.
 
-        Tokens whose lease ran out are taken over first, longest expired first; the rest of the
-        batch is the oldest mints nobody holds. One statement: pick the candidates, lock them,
+        Tokens whose lease ran out are taken over first; the rest of the batch is the oldest
+        mints nobody holds. One statement: pick the candidates, lock them,
         write the lease, return them. A picked
         token that already used `max_attempts` claims is failed (reason max_attempts) instead of
         handed out, so a claim may return fewer tokens than it picked.
