@@ -276,9 +276,9 @@ def test_a_claim_reads_only_the_tokens_it_takes(
     # claimed before it (and still leased) made a drain quadratic, and so would one that sorted
     # every expired lease after a crash of many workers. With or without fresh planner
     # statistics, a claim reads only the tokens it takes.
-    seed_tokens(session_factory, 20_000, status="revealed", first_id=100_001)  # history
-    seed_tokens(session_factory, 3_000, status=status)
-    for _ in range(25):
+    seed_tokens(session_factory, 10_000, status="revealed", first_id=100_001)  # history
+    seed_tokens(session_factory, 1_500, status=status)
+    for _ in range(12):
         claim(uow_factory, stage, limit=100, worker="busy")
     if leases == "expired":
         expire_leases(session_factory)
