@@ -92,7 +92,8 @@ def claim(
     ] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Claim up to --limit tokens of --stage, oldest mint first, under a lease."""
+    """Claim up to --limit tokens of --stage under a lease: expired leases first, then the
+    oldest mints nobody holds. Printed oldest mint first."""
     from glisk_cli.queue import claim_or_wait
 
     lease_length = values.duration(lease) or context.settings().glisk_lease
