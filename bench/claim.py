@@ -56,12 +56,11 @@ from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import psycopg
-from scratch import conninfo, no_interrupts, scratch_database
+from scratch import conninfo, migrate_with_author, no_interrupts, scratch_database
 from sqlalchemy import event
 
-from glisk_cli.database import create_db_engine, setup_db_session
+from glisk_cli.database import setup_db_session
 from glisk_cli.logging import configure_logging
-from glisk_cli.migrations import upgrade
 from glisk_cli.models import TokenStatus
 from glisk_cli.repositories.token import TokenRepository
 from glisk_cli.uow import UnitOfWork, create_uow_factory
@@ -228,19 +227,6 @@ def worker_main(
 
 
 # -- the parent: server, database, seeding, runs ---------------------------------------------
-
-
-def migrate(url: str) -> None:
-    engine = create_db_engine(url, pool_size=1)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO authors (wallet_address, prompt_text) "
-            "VALUES ('0x00000000000000000000000000000000000000aa', 'bench')"
-        )
 
 
 def capture_claim(url: str) -> ClaimStatement:
@@ -450,7 +436,7 @@ def main() -> None:
         scratch_database(args.database_url) as url,
         psycopg.connect(conninfo(url), autocommit=True) as conn,
     ):
-        migrate(url)
+        migrate_with_author(url, "bench")
         version = conn.execute("SHOW server_version").fetchone()
         statement = capture_claim(url)
         print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"

@@ -13,20 +13,15 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from scratch import process_env, timed
+
 VENV_BIN = Path(sys.executable).parent
 FLOOR = [sys.executable, "-c", "import sqlalchemy.orm, psycopg"]
 DEFAULT_COMMANDS = ["--help", "db status --json"]
-
-
-def time_once(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -35,19 +30,17 @@ def main() -> None:
     parser.add_argument("--command", action="append", help="glisk arguments, quoted as one string")
     args = parser.parse_args()
     commands = args.command or DEFAULT_COMMANDS
-    env = dict(os.environ)
-    # Measure what users get: bytecode cached after the warm-up run (some machines disable it).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = process_env()  # bytecode cached after the warm-up run, as users have it
     glisk = str(VENV_BIN / "glisk")
     targets = {"floor: import sqlalchemy.orm, psycopg": FLOOR}
     targets |= {f"glisk {command}": [glisk, *command.split()] for command in commands}
 
     for argv in targets.values():  # warm-up: bytecode caches, embedded server start
-        time_once(argv, env)
+        timed(argv, env)
     samples: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(args.runs):
         for name, argv in targets.items():
-            samples[name].append(time_once(argv, env))
+            samples[name].append(timed(argv, env))
 
     floor = statistics.median(samples["floor: import sqlalchemy.orm, psycopg"])
     print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")

@@ -13,22 +13,15 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psycopg
-from scratch import scratch_server
+from scratch import process_env, scratch_server, timed
 from sqlalchemy.engine import make_url
 
 GLISK = str(Path(sys.executable).with_name("glisk"))
-
-
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -36,7 +29,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1_000_000)
     args = parser.parse_args()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env = process_env()
 
     with scratch_server() as server:
         base = make_url(server.url)

@@ -1,4 +1,5 @@
-"""Throwaway databases for benchmarks, so they never touch anyone's data.
+"""What every benchmark needs: throwaway databases, so none touches anyone's data, and timed
+`glisk` processes.
 
 A benchmark gets a fresh database of its own, on the server it was pointed at or on an embedded
 server started for it in a temporary directory; both are removed afterwards, even on Ctrl-C.
@@ -6,9 +7,12 @@ server started for it in a temporary directory; both are removed afterwards, eve
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +23,41 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from glisk_cli.embedded import EmbeddedServer
+
+_BENCH_WALLET = "0x00000000000000000000000000000000000000aa"
+
+
+def process_env() -> dict[str, str]:
+    """This process's environment for the processes a benchmark times.
+
+    Bytecode stays cached as users have it: some machines set PYTHONDONTWRITEBYTECODE, which
+    makes every process recompile every module it imports.
+    """
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one process, which must succeed (its stderr is in the error if not)."""
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return time.perf_counter() - started
+
+
+def migrate_with_author(url: str, prompt: str) -> None:
+    """Migrate `url` to head with glisk's own migrations and add the one author tokens need."""
+    from glisk_cli.database import create_db_engine
+    from glisk_cli.migrations import upgrade
+
+    engine = create_db_engine(url, pool_size=1)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO authors (wallet_address, prompt_text) VALUES (%s, %s)",
+            [_BENCH_WALLET, prompt],
+        )
 
 
 def conninfo(url: str) -> str:

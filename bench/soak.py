@@ -87,13 +87,12 @@ from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
-from scratch import conninfo, scratch_database
+from scratch import conninfo, migrate_with_author, scratch_database
 from sqlalchemy.engine import make_url
 
-from glisk_cli.database import create_db_engine, setup_db_session
+from glisk_cli.database import setup_db_session
 from glisk_cli.errors import Conflict, DatabaseUnavailable
 from glisk_cli.logging import configure_logging
-from glisk_cli.migrations import upgrade
 from glisk_cli.models import TERMINAL_STATUSES, InvalidStateTransition, TokenStatus
 from glisk_cli.uow import UnitOfWork, create_uow_factory
 
@@ -291,16 +290,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def prepare(url: str) -> None:
     """Migrate with glisk's own migrations, then add one author and the soak's audit."""
-    engine = create_db_engine(url, pool_size=1)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
+    migrate_with_author(url, "soak")
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO authors (wallet_address, prompt_text) "
-            "VALUES ('0x00000000000000000000000000000000000000aa', 'soak')"
-        )
         conn.execute(AUDIT_DDL)
 
 

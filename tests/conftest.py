@@ -190,6 +190,28 @@ def run_glisk(tmp_path: Path, glisk_env: dict[str, str]):
     return run
 
 
+def glisk_at_once(
+    count: int, *args: str, env: dict[str, str], cwd: Path
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start `count` identical `glisk` processes together and wait for every one of them."""
+    processes = [
+        subprocess.Popen(
+            [str(GLISK), *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    return [
+        subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        for process, (stdout, stderr) in zip(processes, outputs, strict=True)
+    ]
+
+
 @dataclass
 class CliResult:
     exit_code: int

@@ -1,14 +1,13 @@
 """`glisk db upgrade|downgrade|current|history|verify|status` against a real PostgreSQL."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import GLISK
+from tests.conftest import glisk_at_once
 
 
 def psql(url: str, statement: str) -> None:
@@ -180,21 +179,10 @@ def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
     database_url: str, glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**glisk_env, "DATABASE_URL": database_url}
-    processes = [
-        subprocess.Popen(
-            [str(GLISK), "db", "upgrade", "--json"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    outputs = [process.communicate(timeout=120) for process in processes]
+    results = glisk_at_once(4, "db", "upgrade", "--json", env=env, cwd=tmp_path)
 
-    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
-    reports = [json.loads(stdout) for stdout, _ in outputs]
+    assert [result.returncode for result in results] == [0, 0, 0, 0], results
+    reports = [json.loads(result.stdout) for result in results]
     applied = [step["revision"] for report in reports for step in report["applied"]]
     assert sorted(applied) == ["0001", "0002", "0003", "0004"]
     assert {report["after"] for report in reports} == {"0004"}

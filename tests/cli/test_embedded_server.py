@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 from glisk_cli.embedded import EmbeddedServer, default_data_dir
-from tests.conftest import GLISK, new_embedded_server
+from tests.conftest import glisk_at_once, new_embedded_server
 
 IS_ROOT = os.geteuid() == 0
 
@@ -42,20 +41,9 @@ def test_two_processes_starting_at_once_share_one_server(
     embedded: EmbeddedServer, glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**glisk_env, "GLISK_DATA_DIR": str(embedded.data_dir)}
-    starts = [
-        subprocess.Popen(
-            [str(GLISK), "db", "start", "--json"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=120) for process in starts]
-    assert [process.returncode for process in starts] == [0, 0], outputs
-    reports = [json.loads(stdout) for stdout, _ in outputs]
+    results = glisk_at_once(2, "db", "start", "--json", env=env, cwd=tmp_path)
+    assert [result.returncode for result in results] == [0, 0], results
+    reports = [json.loads(result.stdout) for result in results]
     assert reports[0]["pid"] == reports[1]["pid"] == embedded.state().pid
     assert all(report["reachable"] and report["running"] for report in reports)
     assert reports[0]["mode"] == "embedded"
