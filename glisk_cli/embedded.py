@@ -45,6 +45,7 @@ SUPERUSER = "glisk"
 ROOT_SERVER_USER = "glisk-postgres"
 ROOT_DEFAULT_DATA_DIR = Path("/var/lib/glisk")
 ROOT_BINARY_CACHE = Path("/var/cache/glisk")
+ROOT_USER_LOCK = ROOT_BINARY_CACHE / "useradd.lock"
 PORT = 5432  # only names the socket file; the server opens no TCP port
 LOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 60
@@ -328,15 +329,25 @@ def _ensure_server_user() -> tuple[int, int]:
     """The unprivileged system account that runs PostgreSQL when glisk runs as root."""
     import pwd
 
-    try:
+    with contextlib.suppress(KeyError):
         entry = pwd.getpwnam(ROOT_SERVER_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             ROOT_SERVER_USER],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        entry = pwd.getpwnam(ROOT_SERVER_USER)
+        return entry.pw_uid, entry.pw_gid
+    # Two glisk processes making their first embedded servers at once (a test run on every
+    # core) must not run useradd together: concurrent useradds can both pick the same free uid
+    # and one's entry replaces the other's, leaving a server running as a uid that no longer
+    # exists. One at a time, and whoever comes second finds the account made.
+    ROOT_USER_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT_USER_LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            entry = pwd.getpwnam(ROOT_SERVER_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                 ROOT_SERVER_USER],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            entry = pwd.getpwnam(ROOT_SERVER_USER)
     return entry.pw_uid, entry.pw_gid
 
 
