@@ -91,7 +91,7 @@ def main() -> None:
     print(f"glisk db upgrade, empty → head (process):   {ms(upgrades)}")
     print(f"glisk db verify at head (process):          {ms(verifies)}")
     print(f"glisk dev seed --tokens {args.tokens}:       {seed_s:.1f} s")
-    print(f"tokens stats on {report['total']} tokens, library call: {ms(library[1:])}")
+    print(f"tokens stats on {report.total} tokens, library call: {ms(library[1:])}")
     print(f"glisk tokens stats --json (process):        {ms(process)}")
     print(f"floor: import sqlalchemy.orm, psycopg:      {ms(floor)}")
     print("sizes: " + ", ".join(f"{name} {size}" for name, size in sizes))

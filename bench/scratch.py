@@ -45,14 +45,14 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def migrate_with_author(url: str, prompt: str) -> None:
     """Migrate `url` to head with glisk's own migrations and add the one author tokens need."""
-    from glisk_cli.database import create_db_engine
+    from glisk_cli.database import Database
     from glisk_cli.migrations import upgrade
 
-    engine = create_db_engine(url, pool_size=1)
+    database = Database(url, pool_size=1)
     try:
-        upgrade(engine)
+        upgrade(database.engine)
     finally:
-        engine.dispose()
+        database.dispose()
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO authors (wallet_address, prompt_text) VALUES (%s, %s)",

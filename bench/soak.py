@@ -267,8 +267,8 @@ def run_worker(args: argparse.Namespace) -> int:
                     break
             if not tokens:
                 with uow_factory() as uow:
-                    counts = uow.tokens.stats()["statuses"]
-                if all(counts[s]["count"] == 0 for s in TokenStatus if s not in TERMINAL_STATUSES):
+                    counts = uow.tokens.stats().statuses
+                if all(counts[s].count == 0 for s in TokenStatus if s not in TERMINAL_STATUSES):
                     break
                 stats["idle"] += 1
                 time.sleep(IDLE_S)

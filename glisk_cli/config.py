@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -16,11 +16,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from glisk_cli.durations import parse_duration
 from glisk_cli.errors import ConfigError
+from glisk_cli.policy import QueuePolicy, Timeouts
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 # SQLAlchemy would pick psycopg2 for a bare postgresql:// URL; glisk ships psycopg 3 only.
 _ACCEPTED_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
+# The defaults are the library's own (policy.py), so the CLI and a worker start from the same.
+_DEFAULT_TIMEOUTS = Timeouts()
 
 
 class Settings(BaseSettings):
@@ -42,11 +45,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     glisk_data_dir: Path | None = None
-    glisk_max_attempts: int = Field(default=5, ge=1, le=1000)
-    glisk_lease: timedelta = timedelta(minutes=15)
-    glisk_connect_timeout: timedelta = timedelta(seconds=5)
-    glisk_lock_timeout: timedelta = timedelta(seconds=5)
-    glisk_statement_timeout: timedelta = timedelta(seconds=30)
+    glisk_max_attempts: int = Field(default=QueuePolicy.max_attempts, ge=1, le=1000)
+    glisk_lease: timedelta = QueuePolicy.lease
+    glisk_connect_timeout: timedelta = _DEFAULT_TIMEOUTS.connect
+    glisk_lock_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.lock)
+    glisk_statement_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.statement)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -1,108 +1,156 @@
-"""Engine and session factory: UTC-pinned sessions, fast connect failures, translated errors.
+"""The database handle every layer shares, and the one place driver errors become glisk's.
 
-Every connection glisk opens runs with the server-side TimeZone = UTC, whatever the server's or
-the database's default, so `now()` and timestamptz text are UTC everywhere. A connection that
-cannot be made (refused, timed out, dropped) surfaces as DatabaseUnavailable (exit 3) with the
-URL's password masked, never as a driver traceback.
+`Database.from_settings(settings)` resolves the URL (DATABASE_URL, or the embedded server, started
+on first use), and builds the engine and session factory with the configured timeouts and queue
+policy — the CLI and a worker that imports glisk get the same database, the same way
+(docs/architecture.md, "One database handle"). `setup_db_session(url, pool_size)` is the seed's
+explicit entry point over the same engine, with glisk's default numbers.
+
+Every connection runs with the server-side TimeZone = UTC, whatever the server's or the database's
+default, so `now()` and timestamptz text are UTC everywhere. A connection that cannot be made
+(refused, timed out, dropped) surfaces as DatabaseUnavailable (exit 3) with the URL's password
+masked; other driver errors are translated by SQLSTATE in `translate_errors`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from glisk_cli.errors import DatabaseUnavailable
-from glisk_cli.redact import redact
+from glisk_cli.errors import (
+    Conflict,
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    GliskError,
+    InvalidInput,
+    NotFound,
+    SchemaDrift,
+)
+from glisk_cli.policy import QueuePolicy, Timeouts
+from glisk_cli.redact import mask_url, redact
 
 if TYPE_CHECKING:
     from glisk_cli.config import Settings
 
-DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=5)
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_POLICY = QueuePolicy()
+# The health check gives up on the database after this long (`glisk serve`).
+HEALTH_CHECK_TIMEOUT = timedelta(seconds=1)
 
 
-def create_db_engine(
-    database_url: str,
-    pool_size: int = 5,
-    *,
-    connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT,
-    lock_timeout: timedelta | None = None,
-    statement_timeout: timedelta | None = None,
-) -> Engine:
-    """An Engine whose every connection is UTC-pinned and gives up after `connect_timeout`.
-
-    `lock_timeout` and `statement_timeout` bound how long any statement may wait for a lock or
-    run, so a command facing a table another session has locked fails instead of hanging.
+class Database:
+    """One PostgreSQL database: where it is, its engine (a pool), its session factory, and the
+    queue policy its Units of Work apply. Nothing connects until a session or connection is used.
     """
-    options = ["-c TimeZone=UTC"]
-    for name, limit in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
-        if limit is not None:
-            options.append(f"-c {name}={max(1, round(limit.total_seconds() * 1000))}")
-    url = make_url(database_url)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args={
-            # libpq takes whole seconds and treats anything under 2 as 2.
-            "connect_timeout": max(2, round(connect_timeout.total_seconds())),
-            # Set at connection start-up, so it costs no round trip and survives pool resets.
-            "options": " ".join(options),
-        },
-    )
-    event.listen(engine, "handle_error", _translate_unavailable)
-    return engine
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        policy: QueuePolicy = DEFAULT_POLICY,
+        keepalives: bool = False,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.timeouts = timeouts
+        self.policy = policy
+        self.engine = _create_engine(url, pool_size, timeouts, keepalives=keepalives)
+        # expire_on_commit=False: objects returned from a Unit of Work stay readable after it.
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Database:
+        """The database the settings name (read from the environment when not given)."""
+        if settings is None:
+            from glisk_cli.config import load_settings
+
+            settings = load_settings()
+        return cls(
+            resolve_database_url(settings),
+            pool_size=settings.db_pool_size,
+            timeouts=Timeouts(
+                connect=settings.glisk_connect_timeout,
+                lock=settings.glisk_lock_timeout,
+                statement=settings.glisk_statement_timeout,
+            ),
+            policy=QueuePolicy(
+                max_attempts=settings.glisk_max_attempts, lease=settings.glisk_lease
+            ),
+        )
+
+    def for_health_checks(self) -> Database:
+        """The same database with the health check's limits: every connection attempt and query
+        gives up within about a second (libpq's connect timeout cannot go below 2 s; the waiter
+        bounds the rest), and TCP keepalives notice a server that vanished from the network."""
+        limits = Timeouts(
+            connect=timedelta(seconds=2), lock=HEALTH_CHECK_TIMEOUT, statement=HEALTH_CHECK_TIMEOUT
+        )
+        return Database(
+            self.url, pool_size=self.pool_size, timeouts=limits, policy=self.policy, keepalives=True
+        )
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
 
 
 def setup_db_session(
     database_url: str,
-    pool_size: int = 5,
+    pool_size: int = 10,
     *,
-    connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT,
-    lock_timeout: timedelta | None = None,
-    statement_timeout: timedelta | None = None,
+    connect_timeout: timedelta = DEFAULT_TIMEOUTS.connect,
+    lock_timeout: timedelta | None = DEFAULT_TIMEOUTS.lock,
+    statement_timeout: timedelta | None = DEFAULT_TIMEOUTS.statement,
 ) -> sessionmaker[Session]:
-    """The session factory every command and worker shares (DESIGN §5).
+    """The session factory of `database_url`, with glisk's default timeouts unless given."""
+    timeouts = Timeouts(connect=connect_timeout, lock=lock_timeout, statement=statement_timeout)
+    return Database(database_url, pool_size=pool_size, timeouts=timeouts).sessions
 
-    `expire_on_commit=False` keeps objects returned from a Unit of Work readable after it commits.
-    """
-    engine = create_db_engine(
-        database_url,
-        pool_size,
-        connect_timeout=connect_timeout,
-        lock_timeout=lock_timeout,
-        statement_timeout=statement_timeout,
+
+def _create_engine(url: str, pool_size: int, timeouts: Timeouts, *, keepalives: bool) -> Engine:
+    """An Engine whose every connection is UTC-pinned and bounded by `timeouts`."""
+    options = ["-c TimeZone=UTC"]
+    for name, limit in (("lock_timeout", timeouts.lock), ("statement_timeout", timeouts.statement)):
+        if limit is not None:
+            options.append(f"-c {name}={max(1, round(limit.total_seconds() * 1000))}")
+    connect_args: dict[str, Any] = {
+        # libpq takes whole seconds and treats anything under 2 as 2.
+        "connect_timeout": max(2, round(timeouts.connect.total_seconds())),
+        # Set at connection start-up, so it costs no round trip and survives pool resets.
+        "options": " ".join(options),
+    }
+    if keepalives:
+        # libpq ignores these on a Unix socket (the embedded server).
+        connect_args.update(
+            keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
+            tcp_user_timeout=3000,
+        )  # fmt: skip
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
     )
-    return sessionmaker(bind=engine, expire_on_commit=False)
-
-
-def _translate_unavailable(context: ExceptionContext) -> Any:
-    """Turn "cannot reach the server" into DatabaseUnavailable; leave every other error alone."""
-    original = context.original_exception
-    if not isinstance(original, Exception):
-        # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
-        return None
-    connecting = context.connection is None or context.is_pre_ping
-    if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
-        engine = context.engine
-        where = engine.url.render_as_string(hide_password=True) if engine else "the database"
-        raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {where}: {_first_line(original)}",
-            hint="is the server running? is DATABASE_URL right?",
-        ) from original
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return redact(text[0]) if text else type(exc).__name__
+    event.listen(engine, "handle_error", _translate_unavailable)
+    return engine
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -131,3 +179,81 @@ def recorded_revisions(engine: Engine) -> tuple[str, ...]:
             return ()
         rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
         return tuple(sorted(str(row[0]) for row in rows))
+
+
+# -- driver errors → glisk errors ---------------------------------------------------------------
+
+
+def _translate_unavailable(context: ExceptionContext) -> Any:
+    """Turn "cannot reach the server" into DatabaseUnavailable; leave every other error alone."""
+    original = context.original_exception
+    if not isinstance(original, Exception):
+        # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
+        return None
+    connecting = context.connection is None or context.is_pre_ping
+    if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
+        engine = context.engine
+        where = engine.url.render_as_string(hide_password=True) if engine else "the database"
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {where}: {_first_line(original)}",
+            hint="is the server running? is DATABASE_URL right?",
+        ) from original
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0]) if text else type(exc).__name__
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise database errors as GliskErrors; anything else passes through unchanged."""
+    try:
+        yield
+    except DBAPIError as error:
+        translated = translate(error)
+        if translated is None:
+            raise
+        raise translated from error
+    except StatementError as error:
+        # Raised before reaching the server, e.g. a naive datetime refused by a column type.
+        if isinstance(error.orig, GliskError):
+            raise error.orig from error
+        raise
+    except UnicodeEncodeError:
+        # Text from the command line can carry lone surrogates (undecodable bytes in argv).
+        raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
+
+
+def translate(error: DBAPIError) -> GliskError | None:
+    """The GliskError a driver error means, by SQLSTATE; None for one glisk does not expect."""
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    diag = getattr(error.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "a constraint"
+    detail = getattr(diag, "message_detail", None)
+    if sqlstate == "23505":
+        return Conflict(f"duplicate: {detail or constraint} already exists")
+    if sqlstate in ("23503", "23001"):  # foreign_key_violation, restrict_violation
+        if sqlstate == "23001" or getattr(diag, "message_primary", "").startswith("update or"):
+            referenced = f"still referenced ({constraint})"
+            return Conflict(f"{referenced}: {detail}" if detail else referenced)
+        missing = f"referenced row does not exist ({constraint})"
+        return NotFound(f"{missing}: {detail}" if detail else missing)
+    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or isinstance(error, DataError):
+        # 22xxx: a value the type rejects; a DataError without a state: refused by the driver
+        # before sending, such as a NUL character, which PostgreSQL text cannot hold.
+        primary = getattr(diag, "message_primary", None) or str(error.orig).splitlines()[0]
+        return InvalidInput(f"rejected by the database: {primary}")
+    if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
+        return SchemaDrift(
+            "the database schema does not match this glisk version",
+            hint="run: glisk db verify",
+        )
+    if sqlstate in ("55P03", "57014"):
+        what = "a lock" if sqlstate == "55P03" else "the statement to finish"
+        return DatabaseTimeout(
+            f"gave up waiting for {what} (another session may be holding rows or tables)",
+            hint="retry; see GLISK_LOCK_TIMEOUT and GLISK_STATEMENT_TIMEOUT",
+        )
+    return None

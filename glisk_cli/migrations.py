@@ -24,8 +24,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
+from glisk_cli.database import translate_errors
 from glisk_cli.errors import Conflict, InvalidInput
-from glisk_cli.repositories.base import translate_errors
 
 # pg_advisory_lock key: any constant bigint other software on the database is unlikely to use.
 MIGRATION_LOCK_KEY = 0x676C69736B  # "glisk"

@@ -1,8 +1,9 @@
-"""The Unit of Work: one transaction, the seven repositories that work inside it (DESIGN §5).
+"""The Unit of Work: one transaction, the repositories that work inside it.
 
-    uow_factory = create_uow_factory(setup_db_session(url, pool_size=10))
+    database = Database.from_settings()           # the same settings as the `glisk` command
+    uow_factory = create_uow_factory(database)    # or create_uow_factory(setup_db_session(url))
     with uow_factory() as uow:
-        tokens = uow.tokens.claim(stage="generation", limit=10, worker="w1", lease=lease)
+        tokens = uow.tokens.claim(stage="generation", limit=10, worker="w1")
 
 Leaving the block normally commits; an exception rolls everything back and propagates.
 Repositories never commit on their own. Objects returned inside the block stay readable after it
@@ -17,16 +18,18 @@ from types import TracebackType
 from loguru import logger
 from sqlalchemy.orm import Session, sessionmaker
 
+from glisk_cli.database import DEFAULT_POLICY, Database, translate_errors
+from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories import (
     AuthorRepository,
     ImageGenerationJobRepository,
     IPFSUploadRecordRepository,
     MintEventRepository,
     RevealTransactionRepository,
+    SyntheticData,
     SystemStateRepository,
     TokenRepository,
 )
-from glisk_cli.repositories.base import translate_errors
 
 
 class UnitOfWork:
@@ -37,9 +40,13 @@ class UnitOfWork:
     ipfs_records: IPFSUploadRecordRepository
     reveal_txs: RevealTransactionRepository
     system_state: SystemStateRepository
+    synthetic: SyntheticData
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], policy: QueuePolicy = DEFAULT_POLICY
+    ) -> None:
         self._session_factory = session_factory
+        self.policy = policy
         self._session: Session | None = None
 
     @property
@@ -51,12 +58,13 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         session = self._session = self._session_factory()
         self.authors = AuthorRepository(session)
-        self.tokens = TokenRepository(session)
+        self.tokens = TokenRepository(session, self.policy)
         self.mint_events = MintEventRepository(session)
         self.image_jobs = ImageGenerationJobRepository(session)
         self.ipfs_records = IPFSUploadRecordRepository(session)
         self.reveal_txs = RevealTransactionRepository(session)
         self.system_state = SystemStateRepository(session)
+        self.synthetic = SyntheticData(session)
         return self
 
     def __exit__(
@@ -88,10 +96,20 @@ class UnitOfWork:
         logger.info("transaction.rolled_back", reason=reason)
 
 
-def create_uow_factory(session_factory: sessionmaker[Session]) -> Callable[[], UnitOfWork]:
-    """A callable that makes a fresh Unit of Work (one transaction) each time it is called."""
+def create_uow_factory(
+    database: Database | sessionmaker[Session],
+) -> Callable[[], UnitOfWork]:
+    """A callable that makes a fresh Unit of Work (one transaction) each time it is called.
+
+    Given a `Database` (see `Database.from_settings`), the Units of Work apply its queue policy
+    (GLISK_MAX_ATTEMPTS, GLISK_LEASE); given a bare session factory, glisk's defaults.
+    """
+    if isinstance(database, Database):
+        sessions, policy = database.sessions, database.policy
+    else:
+        sessions, policy = database, DEFAULT_POLICY
 
     def make_uow() -> UnitOfWork:
-        return UnitOfWork(session_factory)
+        return UnitOfWork(sessions, policy)
 
     return make_uow

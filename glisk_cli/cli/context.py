@@ -2,7 +2,8 @@
 
 Nothing here runs at import time: `glisk --help` must not pay for settings, logging or the
 database driver. The first command that calls `settings()` validates the configuration and
-configures logging; `session_factory()` picks the database (DATABASE_URL or embedded).
+configures logging; `database()` builds the one database handle from those settings (DATABASE_URL
+or the embedded server), exactly as a worker's `Database.from_settings()` does.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sqlalchemy import Engine
-    from sqlalchemy.orm import Session, sessionmaker
 
     from glisk_cli.config import Settings
+    from glisk_cli.database import Database
     from glisk_cli.uow import UnitOfWork
 
 debug = False  # set by the global --debug option before any command runs
@@ -35,24 +36,14 @@ def settings() -> Settings:
 
 
 @cache
-def database_url() -> str:
-    from glisk_cli.database import resolve_database_url
+def database() -> Database:
+    from glisk_cli.database import Database
 
-    return resolve_database_url(settings())
+    return Database.from_settings(settings())
 
 
-@cache
-def session_factory() -> sessionmaker[Session]:
-    from glisk_cli.database import setup_db_session
-
-    current = settings()
-    return setup_db_session(
-        database_url(),
-        current.db_pool_size,
-        connect_timeout=current.glisk_connect_timeout,
-        lock_timeout=current.glisk_lock_timeout,
-        statement_timeout=current.glisk_statement_timeout,
-    )
+def engine() -> Engine:
+    return database().engine
 
 
 @cache
@@ -61,7 +52,7 @@ def uow_factory() -> Callable[[], UnitOfWork]:
     from glisk_cli.uow import create_uow_factory
 
     require_schema_at_head()
-    return create_uow_factory(session_factory())
+    return create_uow_factory(database())
 
 
 def unit_of_work() -> UnitOfWork:
@@ -92,14 +83,10 @@ def require_schema_at_head() -> None:
         raise SchemaNotAtHead(f"the database {state}", hint="run: glisk db upgrade")
 
 
-def engine() -> Engine:
-    return session_factory().kw["bind"]
-
-
 def reset() -> None:
     """Forget loaded settings and close the connection pool, so the next command starts afresh
     (for callers that run several commands in one process, such as tests)."""
-    if session_factory.cache_info().currsize:
-        engine().dispose()
-    for cached in (settings, database_url, session_factory, schema_revision, uow_factory):
+    if database.cache_info().currsize:
+        database().dispose()
+    for cached in (settings, database, schema_revision, uow_factory):
         cached.cache_clear()

@@ -162,9 +162,7 @@ def _report_run(run: MigrationRun, *, as_json: bool) -> None:
 
 
 def _masked_url() -> str:
-    from glisk_cli.redact import mask_url
-
-    return mask_url(context.database_url())
+    return context.database().masked_url
 
 
 def _embedded_or_refuse(verb: str) -> EmbeddedServer:

@@ -36,8 +36,8 @@ def seed(
         raise InvalidInput("glisk dev seed is refused when APP_ENV=production")
     confirm_or_refuse(f"Add {authors} authors and {tokens} tokens to the database?", yes=yes)
     with context.unit_of_work() as uow:
-        author_ids = uow.authors.seed_synthetic(authors)
-        next_token_id = uow.tokens.max_token_id() + 1
+        author_ids = uow.synthetic.add_authors(authors)
+        next_token_id = uow.synthetic.max_token_id() + 1
     committed = 0
     try:
         with Progress(transient=True, disable=tokens < BATCH) as progress:  # stderr by default
@@ -45,7 +45,7 @@ def seed(
             while committed < tokens:
                 batch = min(BATCH, tokens - committed)
                 with context.unit_of_work() as uow:
-                    uow.tokens.seed_synthetic(batch, next_token_id + committed, author_ids)
+                    uow.synthetic.add_tokens(batch, next_token_id + committed, author_ids)
                 committed += batch
                 progress.update(task, completed=committed)
     except KeyboardInterrupt:

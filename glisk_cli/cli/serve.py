@@ -1,11 +1,13 @@
-"""`glisk serve`: the HTTP health server (DESIGN §9), running until SIGTERM or Ctrl-C.
+"""`glisk serve`: the HTTP health server, running until SIGTERM or Ctrl-C.
 
-The command only gathers settings and the engine; the server lives in `glisk_cli.health`, which is
-imported when the command runs so that `glisk --help` stays free of SQLAlchemy and Prometheus.
+The command only gathers settings and the database handle; the server lives in the package
+`glisk_cli.serve`, imported when the command runs so that `glisk --help` stays free of SQLAlchemy
+and Prometheus.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +15,8 @@ import typer
 from glisk_cli.cli import context
 
 if TYPE_CHECKING:
-    from glisk_cli.health_metrics import TokenMetrics
+    from glisk_cli.database import Database
+    from glisk_cli.serve.metrics import TokenMetrics
 
 HostOption = Annotated[
     str | None,
@@ -34,38 +37,40 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
     /livez: 200 while the process runs. /metrics: Prometheus text.
     It starts even while the database is down, and follows it when it comes back.
     """
-    from glisk_cli import health
-    from glisk_cli.redact import mask_url
+    from glisk_cli.serve import app as health_app
 
     settings = context.settings()
-    database = mask_url(context.database_url())  # with no DATABASE_URL this starts the embedded one
-    engine = context.engine()  # connects lazily: an unreachable database does not stop start-up
+    # With no DATABASE_URL this starts the embedded server; nothing connects yet, so an
+    # unreachable database does not stop start-up.
+    database = context.database().for_health_checks()
     try:
-        health.run(
-            engine,
+        health_app.run(
+            database.engine,
             host=settings.host if host is None else host,
             port=settings.port if port is None else port,
-            database=database,
+            database=database.masked_url,
             cors_origins=settings.cors_origins,
             access_log=context.debug or settings.log_level in ("DEBUG", "TRACE"),
-            token_metrics=read_token_metrics,
+            token_metrics=partial(read_token_metrics, database),
         )
     finally:
-        engine.dispose()
+        database.dispose()
 
 
-def read_token_metrics() -> TokenMetrics:
+def read_token_metrics(database: Database) -> TokenMetrics:
     """One reading of the tokens for /metrics, from the same query as `glisk tokens stats`.
 
     Runs in the health server's check thread, at most a few times a second however often
     /metrics is scraped; an unmigrated database raises, and the token metrics are left out.
     """
-    from glisk_cli.health_metrics import TokenMetrics
+    from glisk_cli.pipeline import TokenStatus
+    from glisk_cli.serve.metrics import TokenMetrics
+    from glisk_cli.uow import create_uow_factory
 
-    with context.unit_of_work() as uow:
+    with create_uow_factory(database)() as uow:
         stats = uow.tokens.stats()
     return TokenMetrics(
-        by_status={status: figures["count"] for status, figures in stats["statuses"].items()},
-        expired_leases=stats["leases"]["expired"],
-        oldest_detected_age_seconds=stats["statuses"]["detected"]["oldest_age_seconds"],
+        by_status={status.value: figures.count for status, figures in stats.statuses.items()},
+        expired_leases=stats.expired_leases,
+        oldest_detected_age_seconds=stats.statuses[TokenStatus.DETECTED].oldest_age_seconds,
     )

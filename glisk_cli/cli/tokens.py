@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import socket
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,6 +10,7 @@ import typer
 
 from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say
+from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
 
 if TYPE_CHECKING:
     from glisk_cli.models import Token
@@ -20,21 +20,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-
-class Stage(enum.StrEnum):
-    generation = "generation"
-    upload = "upload"
-    reveal = "reveal"
-
-
-class Status(enum.StrEnum):
-    detected = "detected"
-    generating = "generating"
-    uploading = "uploading"
-    ready = "ready"
-    revealed = "revealed"
-    failed = "failed"
 
 
 TokenIdArgument = Annotated[int, typer.Argument(help="On-chain token id.", min=0)]
@@ -47,7 +32,8 @@ SUMMARY_COLUMNS = ["token_id", "status", "mint_timestamp", "claimed_by", "lease_
 
 
 def token_document(token: Token) -> dict[str, Any]:
-    """A token as DESIGN §8's JSON object (same keys, same order, for every command)."""
+    """A token as one JSON object: the same keys in the same order for every command (README,
+    "Commands"); scripts rely on them."""
     return {
         "id": token.id,
         "token_id": token.token_id,
@@ -74,10 +60,12 @@ def _emit_tokens(tokens: list[Token], *, as_json: bool) -> None:
 
 @app.command()
 def claim(
-    stage: Annotated[Stage, typer.Option("--stage", help="Which queue to claim from.")] = (
-        Stage.generation
+    stage: Annotated[StageName, typer.Option("--stage", help="Which queue to claim from.")] = (
+        StageName.GENERATION
     ),
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 10,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_BATCH, help="At most this many.")
+    ] = 10,
     worker: Annotated[
         str | None, typer.Option("--worker", help="Who claims (default: hostname:pid).")
     ] = None,
@@ -96,13 +84,12 @@ def claim(
     oldest mints nobody holds. Printed oldest mint first."""
     from glisk_cli.queue import claim_or_wait
 
-    lease_length = values.duration(lease) or context.settings().glisk_lease
+    lease_length = values.duration(lease)  # None: the configured GLISK_LEASE
     holder = worker or f"{socket.gethostname()}:{os.getpid()}"
-    max_attempts = context.settings().glisk_max_attempts
 
     def attempt() -> list[Token]:
         with context.unit_of_work() as uow:
-            return uow.tokens.claim(stage.value, limit, holder, lease_length, max_attempts)
+            return uow.tokens.claim(stage, limit, holder, lease_length)
 
     tokens = claim_or_wait(context.engine(), attempt, wait)
     _emit_tokens(tokens, as_json=as_json)
@@ -111,10 +98,11 @@ def claim(
 @app.command("list")
 def list_(
     status: Annotated[
-        list[Status] | None, typer.Option("--status", help="Only these statuses (repeatable).")
+        list[TokenStatus] | None,
+        typer.Option("--status", help="Only these statuses (repeatable)."),
     ] = None,
     author: Annotated[str | None, typer.Option("--author", help="Only this author's.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_BATCH)] = 50,
     after: Annotated[
         int | None, typer.Option("--after", help="Start after this token id (next page).")
     ] = None,
@@ -122,7 +110,6 @@ def list_(
 ) -> None:
     """Tokens by on-chain id, one page at a time (continue with --after LAST_ID)."""
     from glisk_cli.errors import NotFound
-    from glisk_cli.models import TokenStatus
 
     with context.unit_of_work() as uow:
         author_id = None
@@ -131,8 +118,7 @@ def list_(
             if found is None:
                 raise NotFound(f"author {author} not found")
             author_id = found.id
-        statuses = [TokenStatus(value) for value in status or []]
-        tokens = list(uow.tokens.list(statuses, author_id, limit, after))
+        tokens = list(uow.tokens.list(status or [], author_id, limit, after))
     _emit_tokens(tokens, as_json=as_json)
 
 
@@ -150,20 +136,20 @@ def stats(as_json: JsonOption = False) -> None:
     with context.unit_of_work() as uow:
         report = uow.tokens.stats()
     if as_json:
-        emit(report, as_json=True)
+        emit(report.as_document(), as_json=True)
         return
-    rows = [{"status": name, **figures} for name, figures in report["statuses"].items()]
+    rows = [{"status": status, **vars(figures)} for status, figures in report.statuses.items()]
     emit(rows, as_json=False, columns=["status", "count", "oldest_mint_timestamp",
                                        "oldest_age_seconds"])  # fmt: skip
-    say(f"leases: {report['leases']['live']} live, {report['leases']['expired']} expired")
-    for reason, count in report["failed_by_reason"].items():
+    say(f"leases: {report.live_leases} live, {report.expired_leases} expired")
+    for reason, count in report.failed_by_reason.items():
         say(f"failed ({reason}): {count}")
 
 
 @app.command()
 def mark(
     token_id: TokenIdArgument,
-    status: Annotated[Status, typer.Argument(help="The status to move the token to.")],
+    status: Annotated[TokenStatus, typer.Argument(help="The status to move the token to.")],
     image_path: Annotated[str | None, typer.Option("--image-path")] = None,
     metadata_cid: Annotated[str | None, typer.Option("--metadata-cid")] = None,
     tx_hash: Annotated[str | None, typer.Option("--tx-hash", callback=values.tx_hash)] = None,
@@ -174,13 +160,11 @@ def mark(
     as_json: JsonOption = False,
 ) -> None:
     """Move a token through the state machine (exit 6 for an illegal move or a foreign lease)."""
-    from glisk_cli.models import TokenStatus
-
     error_data = values.json_object(error)
     with context.unit_of_work() as uow:
         token = uow.tokens.transition(
             token_id,
-            TokenStatus(status.value),
+            status,
             worker=worker,
             image_path=image_path,
             metadata_cid=metadata_cid,
@@ -206,7 +190,7 @@ def release(
 def reap(as_json: JsonOption = False) -> None:
     """Fail every unfinished token that used up GLISK_MAX_ATTEMPTS and holds no live lease."""
     with context.unit_of_work() as uow:
-        tokens = uow.tokens.reap(context.settings().glisk_max_attempts)
+        tokens = uow.tokens.reap()  # the configured GLISK_MAX_ATTEMPTS
     _emit_tokens(tokens, as_json=as_json)
     if not as_json:
         say(f"reaped {len(tokens)} token(s)")

@@ -1,36 +1,31 @@
-"""tokens_s0: one row per minted token, moving through the pipeline's state machine (DESIGN §3).
+"""tokens_s0: one row per minted token, moving through the pipeline's state machine.
 
-detected → generating → uploading → ready → revealed; any non-terminal state → failed.
-Every transition stamps updated_at and ends the current lease, and a move to the next stage
-resets `attempts`, which counts the claims of the current stage (max_attempts is per stage).
+The statuses and the moves between them come from `glisk_cli.pipeline`: detected → generating →
+uploading → ready → revealed; any non-terminal state → failed (docs/architecture.md, "Token
+lifecycle"). Every transition stamps updated_at from the database clock and ends the current
+lease, and a move to the next stage resets `attempts`, which counts the claims of the current
+stage (max_attempts is per stage).
 """
 
 from __future__ import annotations
 
-import enum
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from glisk_cli.errors import Conflict
 from glisk_cli.models.base import Address, Base, DefaultNow, UUIDPrimaryKey, require_aware
-
-
-class TokenStatus(enum.StrEnum):
-    """Pipeline states, in pipeline order (the order of the PostgreSQL enum, too)."""
-
-    DETECTED = "detected"
-    GENERATING = "generating"
-    UPLOADING = "uploading"
-    READY = "ready"
-    REVEALED = "revealed"
-    FAILED = "failed"
-
-
-TERMINAL_STATUSES = frozenset({TokenStatus.REVEALED, TokenStatus.FAILED})
+from glisk_cli.pipeline import (
+    REQUIRED_BEFORE,
+    STAGES,
+    TERMINAL_STATUSES,
+    StageName,
+    TokenStatus,
+)
 
 token_status_enum = Enum(
     TokenStatus,
@@ -44,8 +39,22 @@ class InvalidStateTransition(Conflict):
     """A transition the state machine does not allow from the token's current status."""
 
 
+def status_in(statuses: Iterable[TokenStatus]) -> str:
+    """SQL for `status IN (…)` with the statuses as literals (so partial indexes match)."""
+    return f"status IN ({', '.join(repr(status.value) for status in statuses)})"
+
+
+_GENERATION_QUEUE = status_in(STAGES[StageName.GENERATION].claimable)
+_UPLOAD_REVEAL_QUEUE = status_in(
+    STAGES[StageName.UPLOAD].claimable + STAGES[StageName.REVEAL].claimable
+)
+
+
 class Token(Base):
     __tablename__ = "tokens_s0"
+    # Values the database computes in an UPDATE (updated_at = now()) come back in its RETURNING,
+    # so a token stays readable after its Unit of Work ends.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 — read by SQLAlchemy by name
     __table_args__ = (
         # Serves get_by_status and the oldest token per status.
         Index("ix_tokens_s0_status_mint_timestamp", "status", "mint_timestamp"),
@@ -59,15 +68,13 @@ class Token(Base):
         Index(
             "ix_tokens_s0_generation_queue",
             "mint_timestamp",
-            postgresql_where=text(
-                "lease_expires_at IS NULL AND status IN ('detected', 'generating')"
-            ),
+            postgresql_where=text(f"lease_expires_at IS NULL AND {_GENERATION_QUEUE}"),
         ),
         Index(
             "ix_tokens_s0_upload_reveal_queue",
             "status",
             "mint_timestamp",
-            postgresql_where=text("lease_expires_at IS NULL AND status IN ('uploading', 'ready')"),
+            postgresql_where=text(f"lease_expires_at IS NULL AND {_UPLOAD_REVEAL_QUEUE}"),
         ),
         Index(
             "ix_tokens_s0_lease_expiry",
@@ -112,49 +119,53 @@ class Token(Base):
     # -- state machine ------------------------------------------------------------------------
 
     def mark_generating(self) -> None:
-        self._move(TokenStatus.GENERATING, TokenStatus.DETECTED, "generating")
+        self._move(TokenStatus.GENERATING)
 
     def mark_uploading(self, image_path: str) -> None:
-        self._move(TokenStatus.UPLOADING, TokenStatus.GENERATING, "uploading")
+        self._move(TokenStatus.UPLOADING)
         self.image_path = image_path
         self.attempts = 0
 
-    def mark_ready(self, metadata_cid: str) -> None:
-        self._move(TokenStatus.READY, TokenStatus.UPLOADING, "ready")
+    def mark_ready(self, metadata_cid: str, image_cid: str | None = None) -> None:
+        self._move(TokenStatus.READY)
         self.metadata_cid = metadata_cid
+        if image_cid is not None:
+            self.image_cid = image_cid
         self.attempts = 0
 
     def mark_revealed(self, tx_hash: str) -> None:
-        self._move(TokenStatus.REVEALED, TokenStatus.READY, "revealed")
+        self._move(TokenStatus.REVEALED)
         self.reveal_tx_hash = tx_hash
 
     def mark_failed(self, error_dict: dict[str, Any]) -> None:
-        if self.status in TERMINAL_STATUSES:
-            raise InvalidStateTransition(
-                f"Cannot mark failed from {self.status.value}. "
-                "Token is already in a terminal state."
-            )
+        self._refuse_if_terminal("failed")
         self._finish_transition(TokenStatus.FAILED)
         self.error_data = error_dict
 
-    def _move(self, target: TokenStatus, required: TokenStatus, verb: str) -> None:
+    def _move(self, target: TokenStatus) -> None:
+        self._refuse_if_terminal(target.value)
+        required = REQUIRED_BEFORE[target]
+        if self.status is not required:
+            raise InvalidStateTransition(
+                f"Cannot mark {target.value} from {self.status.value}. "
+                f"Token must be in {required.value} state."
+            )
+        self._finish_transition(target)
+
+    def _refuse_if_terminal(self, verb: str) -> None:
         if self.status in TERMINAL_STATUSES:
             raise InvalidStateTransition(
                 f"Cannot mark {verb} from {self.status.value}. "
                 "Token is already in a terminal state."
             )
-        if self.status is not required:
-            raise InvalidStateTransition(
-                f"Cannot mark {verb} from {self.status.value}. "
-                f"Token must be in {required.value} state."
-            )
-        self._finish_transition(target)
 
     def _finish_transition(self, target: TokenStatus) -> None:
         self.status = target
         self.claimed_by = None
         self.lease_expires_at = None
-        self.updated_at = datetime.now(UTC)
+        # The database clock, as for claims: worker machines' clocks never reach the row. The
+        # mapper's eager_defaults reads the value back in the UPDATE's RETURNING.
+        self.updated_at = func.now()  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Token(token_id={self.token_id!r}, status={self.status!r})"

@@ -5,17 +5,20 @@ from glisk_cli.repositories.image_job import ImageGenerationJobRepository
 from glisk_cli.repositories.ipfs_record import IPFSUploadRecordRepository
 from glisk_cli.repositories.mint_event import MintEventRepository
 from glisk_cli.repositories.reveal_tx import RevealTransactionRepository
+from glisk_cli.repositories.synthetic import SyntheticData
 from glisk_cli.repositories.system_state import SystemStateRepository
-from glisk_cli.repositories.token import STAGES, Stage, TokenRepository
+from glisk_cli.repositories.token import TokenRepository
+from glisk_cli.repositories.token_stats import StatusFigures, TokenStats
 
 __all__ = [
-    "STAGES",
     "AuthorRepository",
     "IPFSUploadRecordRepository",
     "ImageGenerationJobRepository",
     "MintEventRepository",
     "RevealTransactionRepository",
-    "Stage",
+    "StatusFigures",
+    "SyntheticData",
     "SystemStateRepository",
     "TokenRepository",
+    "TokenStats",
 ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from glisk_cli.models import Author
 from glisk_cli.repositories.base import Repository
@@ -24,17 +23,3 @@ class AuthorRepository(Repository[Author]):
         """One page of authors, oldest first."""
         query = select(Author).order_by(Author.created_at, Author.id).limit(limit).offset(offset)
         return self._execute(query).scalars().all()
-
-    def seed_synthetic(self, count: int) -> list[uuid.UUID]:
-        """Insert `count` authors with random wallets; return their ids (`glisk dev seed`)."""
-        statement = text(
-            """
-            INSERT INTO authors (wallet_address, prompt_text)
-            SELECT '0x' || substr(md5(random()::text || n::text), 1, 32)
-                        || substr(md5(n::text), 1, 8),
-                   'synthetic author ' || n
-            FROM generate_series(1, :count) AS n
-            RETURNING id
-            """
-        )
-        return list(self._execute(statement, {"count": count}).scalars().all())

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from glisk_cli.errors import DatabaseUnavailable
-from glisk_cli.health import parse_head
-from glisk_cli.health_check import Outcome, SharedCheck
+from glisk_cli.serve.check import Outcome, SharedCheck
+from glisk_cli.serve.http import parse_head
 
 
 class Probe:

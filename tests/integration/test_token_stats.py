@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import event, text
 
+from glisk_cli.pipeline import TokenStatus
 from tests.conftest import seed_tokens
 
 
@@ -33,7 +34,10 @@ def test_stats_count_statuses_oldest_mints_leases_and_failure_reasons(
         )
 
     with uow_factory() as uow:
-        stats = uow.tokens.stats()
+        typed = uow.tokens.stats()
+    assert (typed.total, typed.live_leases, typed.expired_leases) == (9, 1, 1)
+    assert typed.statuses[TokenStatus.GENERATING].count == 2
+    stats = typed.as_document()  # what `glisk tokens stats --json` prints
 
     counts = {status: entry["count"] for status, entry in stats["statuses"].items()}
     assert counts == {
@@ -72,7 +76,7 @@ def test_stats_never_scan_the_table(session_factory, uow_factory) -> None:
     event.listen(engine, "before_cursor_execute", keep)
     try:
         with uow_factory() as uow:
-            assert uow.tokens.stats()["total"] == 91_000
+            assert uow.tokens.stats().total == 91_000
     finally:
         event.remove(engine, "before_cursor_execute", keep)
 

@@ -1,8 +1,8 @@
 """The Prometheus metrics behind /metrics: the database check's gauge and histogram, and the
 pipeline's token counts, read by whoever knows the tables (`glisk serve` passes its reader in).
 
-This module only keeps and renders the metrics; the HTTP server in `glisk_cli.health` feeds them
-from the checks' outcomes and decides when to render them again.
+This module only keeps and renders the metrics; the application in `glisk_cli.serve.app` feeds
+them from the checks' outcomes and decides when to render them again.
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import event
-
+from glisk_cli.database import HEALTH_CHECK_TIMEOUT
 from glisk_cli.errors import GliskError
 from glisk_cli.redact import redact
 
@@ -28,7 +27,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CHECK_TIMEOUT_S = 1.0  # a check slower than this means "database unavailable"
+# A check slower than this means "database unavailable"; the engine a check runs on gives up
+# connecting and querying in about as long (`Database.for_health_checks`).
+CHECK_TIMEOUT_S = HEALTH_CHECK_TIMEOUT.total_seconds()
 CACHE_S = 1.0  # how long one check's outcome answers requests
 REFRESH_AFTER_S = 0.5  # under traffic, re-check this early so that no request waits for a check
 
@@ -156,24 +157,3 @@ def select_one(engine: Engine) -> None:
     """The health check itself: a pooled connection answers `SELECT 1`."""
     with engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1").scalar_one()
-
-
-def bound_connection_waits(engine: Engine) -> None:
-    """Make every new connection of `engine` give up quickly, so the check thread comes back.
-
-    libpq's connect_timeout cannot go below 2 s (the 1 s bound is the waiter's); statement_timeout
-    bounds slow queries (the token metrics); TCP keepalives and tcp_user_timeout notice a server
-    that vanished from the network, which no server-side timeout can. libpq ignores the TCP
-    settings on a Unix socket (the embedded server).
-    """
-
-    def bounded(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        options = cparams.get("options", "")
-        cparams.update(
-            connect_timeout=2,
-            options=f"{options} -c statement_timeout={round(CHECK_TIMEOUT_S * 1000)}".strip(),
-            keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
-            tcp_user_timeout=3000,
-        )  # fmt: skip
-
-    event.listen(engine, "do_connect", bounded)

@@ -1,0 +1,235 @@
+"""TokenQueue: the work queue on tokens_s0 — claims under a lease, release, reap, retry, and the
+state machine's guarded transitions.
+
+Workers coordinate only through this table. A claim hands a worker up to `limit` tokens of one
+stage that no live lease holds, in one statement (`token_sql.py`); the lease says how long the
+worker owns them. When a worker dies its lease runs out and the next claim takes the tokens over
+(counting another attempt); a token that used up its attempts is failed instead of claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from glisk_cli.errors import Conflict, InvalidInput, NotFound
+from glisk_cli.models import Token
+from glisk_cli.models.token import token_status_enum
+from glisk_cli.pipeline import ACTIVE_STATUSES, TokenStatus, check_batch_size, stage_named
+from glisk_cli.policy import QueuePolicy
+from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.token_sql import claim_statement, lock_candidates_statement
+
+_EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
+
+
+class TokenQueue(Repository[Token]):
+    """The queue operations of the token repository (`uow.tokens`)."""
+
+    model = Token
+
+    def __init__(self, session: Session, policy: QueuePolicy | None = None) -> None:
+        super().__init__(session)
+        self.policy = policy or QueuePolicy()
+
+    # -- the queue, for callers that manage the transaction themselves -----------------------
+
+    def get_pending_for_generation(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("generation", limit)
+
+    def get_pending_for_upload(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("upload", limit)
+
+    def get_ready_for_reveal(self, limit: int = 10) -> Sequence[Token]:
+        return self._lock_claimable("reveal", limit)
+
+    def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
+        # The claim's candidates, locked FOR UPDATE SKIP LOCKED until the caller's transaction
+        # ends: concurrent workers each get different tokens, and none blocks on another.
+        statement = lock_candidates_statement(stage_named(stage))
+        return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        stage: str,
+        limit: int,
+        worker: str,
+        lease: timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Token]:
+        """Hand `worker` up to `limit` tokens of `stage` under a lease, returned oldest mint first.
+
+        Tokens whose lease ran out are taken over first; the rest of the batch is the oldest
+        mints nobody holds. One statement: pick the candidates, lock them, write the lease,
+        return them. A picked token that already used `max_attempts` claims is failed (reason
+        max_attempts) instead of handed out, so a claim may return fewer tokens than it picked.
+        `lease` and `max_attempts` default to the Unit of Work's policy (the settings).
+        """
+        lease = self.policy.lease if lease is None else lease
+        if lease <= timedelta(0):
+            raise InvalidInput("lease must be longer than zero")
+        params = {
+            "limit": check_batch_size(limit),
+            "worker": worker,
+            "lease": lease,
+            "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
+        }
+        tokens = self._execute(claim_statement(stage_named(stage)), params).scalars().all()
+        claimed = [token for token in tokens if token.status is not TokenStatus.FAILED]
+        return sorted(claimed, key=lambda token: (token.mint_timestamp, token.token_id))
+
+    def release(self, token_ids: Sequence[int], worker: str | None = None) -> list[Token]:
+        """End the leases on `token_ids` so any worker may claim them again.
+
+        A generating token goes back to detected. With `worker`, only that worker's leases may
+        be released: a token leased to someone else is a Conflict, and nothing is released.
+        """
+        tokens = self._lock_by_token_ids(token_ids)
+        if worker is not None:
+            for token in tokens:
+                self._check_holder(token, worker)
+        for token in tokens:
+            if token.status is TokenStatus.GENERATING:
+                token.status = TokenStatus.DETECTED
+            token.claimed_by = None
+            token.lease_expires_at = None
+            token.updated_at = func.now()  # type: ignore[assignment]
+        self._flush()
+        return tokens
+
+    def reap(self, max_attempts: int | None = None) -> list[Token]:
+        """Fail every unfinished token that used up its attempts and is held by no live lease."""
+        limit = self.policy.max_attempts if max_attempts is None else max_attempts
+        failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
+            func.jsonb_build_object(
+                "reason", "max_attempts", "attempts", Token.attempts,
+                "last_worker", Token.claimed_by, "reaped", True,
+            )
+        )  # fmt: skip
+        statement = (
+            update(Token)
+            .where(Token.status.in_(ACTIVE_STATUSES), Token.attempts >= limit, _no_live_lease())
+            .values(
+                status=_enum(TokenStatus.FAILED),
+                error_data=failure,
+                claimed_by=None,
+                lease_expires_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Token)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return _by_token_id(self._execute(statement).scalars().all())
+
+    def retry(self, token_ids: Sequence[int] | None = None) -> list[Token]:
+        """Send failed tokens back to detected with fresh attempts (all failed tokens if None)."""
+        if token_ids is not None:
+            tokens = self._lock_by_token_ids(token_ids)
+            not_failed = [t.token_id for t in tokens if t.status is not TokenStatus.FAILED]
+            if not_failed:
+                listed = ", ".join(map(str, not_failed))
+                raise Conflict(f"only failed tokens can be retried; not failed: {listed}")
+        statement = (
+            update(Token)
+            .where(Token.status == TokenStatus.FAILED)
+            .values(
+                status=_enum(TokenStatus.DETECTED),
+                attempts=0,
+                claimed_by=None,
+                lease_expires_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Token)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        if token_ids is not None:
+            statement = statement.where(Token.token_id.in_(token_ids))
+        return _by_token_id(self._execute(statement).scalars().all())
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def transition(
+        self,
+        token_id: int,
+        target: TokenStatus,
+        *,
+        worker: str | None = None,
+        image_path: str | None = None,
+        image_cid: str | None = None,
+        metadata_cid: str | None = None,
+        tx_hash: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> Token:
+        """Move token `token_id` to `target` through the state machine.
+
+        With `worker`, the move is refused (Conflict) unless that worker holds the token's lease,
+        so a worker whose lease ran out and was taken over cannot clobber its successor's work.
+        """
+        [token] = self._lock_by_token_ids([token_id])
+        if worker is not None:
+            self._check_holder(token, worker)
+        moves = {
+            TokenStatus.GENERATING: lambda: token.mark_generating(),
+            TokenStatus.UPLOADING: lambda: token.mark_uploading(_given(image_path, "image_path")),
+            TokenStatus.READY: lambda: token.mark_ready(
+                _given(metadata_cid, "metadata_cid"), image_cid
+            ),
+            TokenStatus.REVEALED: lambda: token.mark_revealed(_given(tx_hash, "tx_hash")),
+            TokenStatus.FAILED: lambda: token.mark_failed(error or {"reason": "marked failed"}),
+        }
+        if target not in moves:
+            raise InvalidInput(f"a token cannot be moved to {target.value}")
+        moves[target]()
+        self._flush()
+        return token
+
+    def _lock_by_token_ids(self, token_ids: Sequence[int]) -> list[Token]:
+        """Load and row-lock the given tokens (waiting for other writers), all of them or fail."""
+        wanted = list(dict.fromkeys(token_ids))
+        query = (
+            select(Token)
+            .where(Token.token_id.in_(wanted))
+            .order_by(Token.token_id)  # one lock order for everyone: no deadlocks between callers
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        tokens = list(self._execute(query).scalars().all())
+        missing = sorted(set(wanted) - {token.token_id for token in tokens})
+        if missing:
+            raise NotFound(f"token {', '.join(map(str, missing))} not found")
+        return tokens
+
+    @staticmethod
+    def _check_holder(token: Token, worker: str) -> None:
+        if token.claimed_by != worker:
+            holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
+            raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
+
+
+def _no_live_lease() -> ColumnElement[bool]:
+    return or_(
+        Token.lease_expires_at.is_(None), Token.lease_expires_at < func.statement_timestamp()
+    )
+
+
+def _enum(status: TokenStatus) -> ColumnElement[Any]:
+    """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
+    return literal_column(f"'{status.value}'::token_status", token_status_enum)
+
+
+def _by_token_id(tokens: Sequence[Token]) -> list[Token]:
+    # UPDATE … RETURNING yields rows in whatever order the plan visited them.
+    return sorted(tokens, key=lambda token: token.token_id)
+
+
+def _given(value: str | None, name: str) -> str:
+    if not value:
+        raise InvalidInput(f"this transition needs {name}")
+    return value

@@ -1,0 +1,14 @@
+"""The HTTP health server behind `glisk serve` (DESIGN §9): /health, /readyz, /livez, /metrics.
+
+One job per module:
+
+- `http`: HTTP/1.1 on asyncio — request heads, responses, and the connection (keep-alive,
+  pipelining, flow control, timeouts). It knows nothing of the paths it serves.
+- `app`: the application — the four paths and their answers, and `run`, which serves them until
+  SIGTERM or SIGINT.
+- `check`: the database check that /health, /readyz and /metrics share, off every request's path.
+- `metrics`: the Prometheus metrics behind /metrics.
+
+Nothing is imported here: `glisk serve` imports `app` when it runs, so that `glisk --help` stays
+free of SQLAlchemy and Prometheus.
+"""
