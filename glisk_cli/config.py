@@ -1,4 +1,4 @@
-"""Settings: environment variables, then `.env` in the working directory, then defaults (DESIGN §6).
+"""Settings: environment variables, then `.env` in the working directory, then defaults.
 
 `load_settings()` is the only way in. An invalid value becomes a ConfigError (exit 4) listing one
 line per problem, naming the variable and never echoing its value (DATABASE_URL holds a password).

@@ -1,4 +1,4 @@
-"""glisk's own exceptions, each carrying the exit code of the CLI contract (DESIGN §8).
+"""glisk's own exceptions, each carrying the exit code of the CLI contract (README, "Exit codes").
 
 Every layer raises these (or lets the database layer translate driver errors into them); the one
 error boundary in `cli/app.py` turns them into a one-line message and the exit code.

@@ -1,4 +1,4 @@
-"""Test provisioning (DESIGN §10): a real PostgreSQL for the session, a fresh database per test.
+"""Test provisioning: a real PostgreSQL for the session, a fresh database per test.
 
 The server comes from, in this order: GLISK_TEST_DATABASE_URL; testcontainers (postgres:14) when a
 Docker engine answers; glisk's own embedded server in a temporary directory. Tests never touch

@@ -1,9 +1,9 @@
 """The `glisk` command: composes the sub-apps, owns the global options and the ONE error boundary.
 
 `main()` is the console script. It runs the Typer app without Click's own error handling and
-turns every outcome into the exit codes of DESIGN §8: a GliskError prints one `error: …` line
-(JSON on stderr with --json), a usage mistake exits 2, Ctrl-C exits 130, and anything unexpected
-exits 1 with a hint to rerun with --debug — never a traceback unless --debug asked for one.
+turns every outcome into an exit code (README, "Exit codes"): a GliskError prints one `error: …`
+line (JSON on stderr with --json), a usage mistake exits 2, Ctrl-C exits 130, and anything
+unexpected exits 1 with a hint to rerun with --debug — never a traceback unless --debug asked.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP health server behind `glisk serve` (DESIGN §9): /health, /readyz, /livez, /metrics.
+"""The HTTP health server behind `glisk serve`: /health, /readyz, /livez, /metrics.
 
 One job per module:
 

@@ -1,4 +1,4 @@
-"""The health server's application (DESIGN §9): /health, /readyz, /livez, /metrics, and `run`.
+"""The health server's application: /health, /readyz, /livez, /metrics, and `run`.
 
 `HealthApp` decides what each path answers — from the shared database check
 (`glisk_cli.serve.check`, which explains why no request waits for the database) and the metrics

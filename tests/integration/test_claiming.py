@@ -1,4 +1,4 @@
-"""Lease-based claiming (DESIGN §4): exclusive, ordered, expiring, bounded by max attempts."""
+"""Lease-based claiming: exclusive, ordered, expiring, bounded by max attempts."""
 
 import json
 import threading

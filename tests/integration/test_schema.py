@@ -1,5 +1,5 @@
 """The migrated schema, read back from PostgreSQL's catalog: every table, column, type, index and
-constraint of DESIGN §2, and migrations that go down and up cleanly."""
+constraint the data model calls for, and migrations that go down and up cleanly."""
 
 from collections.abc import Iterator
 
@@ -8,6 +8,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from glisk_cli import migrations
+from glisk_cli.pipeline import TokenStatus
 
 EXPECTED_COLUMNS = {
     "authors": {
@@ -204,6 +205,15 @@ def test_token_status_enum_has_the_pipeline_states_in_order(connection: Connecti
         )
     ).scalars()
     assert list(labels) == ["detected", "generating", "uploading", "ready", "revealed", "failed"]
+
+
+def test_the_database_token_status_labels_are_the_vocabulary_modules_in_order(
+    connection: Connection,
+) -> None:
+    # The migrations keep literal copies of the statuses; pipeline.TokenStatus is what the code
+    # uses. A status added to one and not the other fails here.
+    labels = connection.execute(text("SELECT enum_range(NULL::token_status)::text[]")).scalar_one()
+    assert labels == [status.value for status in TokenStatus]
 
 
 def test_tokens_table_is_tuned_as_a_queue(connection: Connection) -> None:

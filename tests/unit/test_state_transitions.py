@@ -1,4 +1,4 @@
-"""The token state machine (DESIGN §3), on model objects alone — no database involved."""
+"""The token state machine, on model objects alone — no database involved."""
 
 from datetime import UTC, datetime
 
@@ -63,7 +63,7 @@ def test_terminal_states_accept_no_transition(status: TokenStatus) -> None:
         token.mark_generating()
 
 
-def test_every_transition_ends_the_lease_and_stamps_updated_at() -> None:
+def test_every_transition_ends_the_lease_and_stamps_updated_at_from_the_database_clock() -> None:
     token = new_token(TokenStatus.GENERATING)
     token.claimed_by = "worker-1"
     token.lease_expires_at = datetime(2030, 1, 1, tzinfo=UTC)
@@ -71,7 +71,8 @@ def test_every_transition_ends_the_lease_and_stamps_updated_at() -> None:
     token.mark_uploading("images/1.png")
     assert token.claimed_by is None
     assert token.lease_expires_at is None
-    assert token.updated_at is not None
+    # A SQL now(), evaluated by PostgreSQL when the change is flushed: no worker's clock.
+    assert str(token.updated_at) == "now()"
     assert token.attempts == 0  # attempts count the claims of the current stage
 
 

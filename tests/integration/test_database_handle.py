@@ -1,0 +1,102 @@
+"""The one database handle: the library reads the CLI's settings, and every time comes from the
+database clock (leases from the statement's time, not the transaction's start)."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from glisk_cli.database import Database
+from glisk_cli.pipeline import TokenStatus
+from glisk_cli.uow import create_uow_factory
+from tests.conftest import SETTING_VARIABLES, seed_tokens
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, migrated_url: str):
+    """The environment a worker process would have: glisk's variables, and no `.env` file."""
+    for name in SETTING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    return monkeypatch
+
+
+def test_the_library_entry_point_applies_the_settings_the_cli_reads(
+    settings_env: pytest.MonkeyPatch, session_factory
+) -> None:
+    settings_env.setenv("GLISK_MAX_ATTEMPTS", "2")
+    settings_env.setenv("GLISK_LEASE", "90s")
+    settings_env.setenv("GLISK_LOCK_TIMEOUT", "3s")
+    settings_env.setenv("GLISK_STATEMENT_TIMEOUT", "7s")
+    seed_tokens(session_factory, 1)
+    database = Database.from_settings()
+    uow_factory = create_uow_factory(database)
+    try:
+        with uow_factory() as uow:
+            limits = uow.session.execute(
+                text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+            ).one()
+            [token] = uow.tokens.claim("generation", 10, "w1")  # no lease given: GLISK_LEASE
+            lease = uow.session.execute(
+                text("SELECT lease_expires_at - statement_timestamp() FROM tokens_s0")
+            ).scalar_one()
+        assert tuple(limits) == ("3s", "7s")
+        assert timedelta(seconds=85) < lease <= timedelta(seconds=90)
+        # Two claims used up GLISK_MAX_ATTEMPTS=2: the third fails the token instead.
+        for _ in range(2):
+            with uow_factory() as uow:
+                uow.session.execute(text("UPDATE tokens_s0 SET lease_expires_at = now()"))
+            with uow_factory() as uow:
+                claimed = uow.tokens.claim("generation", 10, "w2")
+        assert claimed == []
+        with uow_factory() as uow:
+            failed = uow.tokens.require(token.token_id)
+        assert failed.status is TokenStatus.FAILED
+        assert failed.error_data == {
+            "reason": "max_attempts", "stage": "generation", "attempts": 2, "last_worker": "w2",
+        }  # fmt: skip
+    finally:
+        database.dispose()
+
+
+def test_reap_in_the_library_uses_glisk_max_attempts(
+    settings_env: pytest.MonkeyPatch, session_factory
+) -> None:
+    settings_env.setenv("GLISK_MAX_ATTEMPTS", "1")
+    seed_tokens(session_factory, 2)
+    database = Database.from_settings()
+    try:
+        with create_uow_factory(database)() as uow:
+            uow.session.execute(text("UPDATE tokens_s0 SET attempts = 1 WHERE token_id = 1"))
+            reaped = uow.tokens.reap()
+        assert [token.token_id for token in reaped] == [1]
+    finally:
+        database.dispose()
+
+
+def test_a_claim_late_in_a_long_transaction_still_gets_its_whole_lease(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        uow.session.execute(text("SELECT pg_sleep(1.2)"))
+        uow.tokens.claim("generation", 1, "w1", timedelta(seconds=2))
+        beyond_start = uow.session.execute(
+            text("SELECT lease_expires_at - now() FROM tokens_s0")
+        ).scalar_one()
+    # now() is the transaction's start, 1.2 s before the claim: the lease counts from the claim.
+    assert beyond_start >= timedelta(seconds=3.1)
+
+
+def test_transitions_stamp_updated_at_from_the_database_clock(session_factory, uow_factory) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        database_now = uow.session.execute(text("SELECT now()")).scalar_one()
+        token = uow.tokens.transition(1, TokenStatus.GENERATING)
+    # Read back by the UPDATE itself, so still readable once the Unit of Work has ended.
+    assert token.updated_at == database_now
+    with uow_factory() as uow:
+        released = uow.tokens.release([1])
+    assert released[0].updated_at > database_now
