@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     glisk_data_dir: Path | None = None
     glisk_max_attempts: int = Field(default=QueuePolicy.max_attempts, ge=1, le=1000)
     glisk_lease: timedelta = QueuePolicy.lease
+    glisk_retry_base: timedelta = QueuePolicy.retry_base
+    glisk_retry_max: timedelta = QueuePolicy.retry_max
     glisk_connect_timeout: timedelta = _DEFAULT_TIMEOUTS.connect
     glisk_lock_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.lock)
     glisk_statement_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.statement)
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "glisk_lease",
+        "glisk_retry_base",
+        "glisk_retry_max",
         "glisk_connect_timeout",
         "glisk_lock_timeout",
         "glisk_statement_timeout",
@@ -99,7 +103,12 @@ class Settings(BaseSettings):
         return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator(
-        "glisk_lease", "glisk_connect_timeout", "glisk_lock_timeout", "glisk_statement_timeout"
+        "glisk_lease",
+        "glisk_retry_base",
+        "glisk_retry_max",
+        "glisk_connect_timeout",
+        "glisk_lock_timeout",
+        "glisk_statement_timeout",
     )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from glisk_cli.errors import (
     Conflict,
+    ConnectionLost,
     DatabaseTimeout,
     DatabaseUnavailable,
     GliskError,
@@ -59,12 +60,15 @@ class Database:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         policy: QueuePolicy = DEFAULT_POLICY,
         keepalives: bool = False,
+        pre_ping: bool = False,
     ) -> None:
         self.url = url
         self.pool_size = pool_size
         self.timeouts = timeouts
         self.policy = policy
-        self.engine = _create_engine(url, pool_size, timeouts, keepalives=keepalives)
+        self.engine = _create_engine(
+            url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping
+        )
         # expire_on_commit=False: objects returned from a Unit of Work stay readable after it.
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
@@ -84,7 +88,10 @@ class Database:
                 statement=settings.glisk_statement_timeout,
             ),
             policy=QueuePolicy(
-                max_attempts=settings.glisk_max_attempts, lease=settings.glisk_lease
+                max_attempts=settings.glisk_max_attempts,
+                lease=settings.glisk_lease,
+                retry_base=settings.glisk_retry_base,
+                retry_max=settings.glisk_retry_max,
             ),
         )
 
@@ -95,8 +102,15 @@ class Database:
         limits = Timeouts(
             connect=timedelta(seconds=2), lock=HEALTH_CHECK_TIMEOUT, statement=HEALTH_CHECK_TIMEOUT
         )
+        # A check must not fail on a pooled connection that died while the database was down
+        # (the Unit of Work retries its first statement instead; a check is one statement).
         return Database(
-            self.url, pool_size=self.pool_size, timeouts=limits, policy=self.policy, keepalives=True
+            self.url,
+            pool_size=self.pool_size,
+            timeouts=limits,
+            policy=self.policy,
+            keepalives=True,
+            pre_ping=True,
         )
 
     @property
@@ -121,7 +135,9 @@ def setup_db_session(
     return Database(database_url, pool_size=pool_size, timeouts=timeouts).sessions
 
 
-def _create_engine(url: str, pool_size: int, timeouts: Timeouts, *, keepalives: bool) -> Engine:
+def _create_engine(
+    url: str, pool_size: int, timeouts: Timeouts, *, keepalives: bool, pre_ping: bool
+) -> Engine:
     """An Engine whose every connection is UTC-pinned and bounded by `timeouts`."""
     options = ["-c TimeZone=UTC"]
     for name, limit in (("lock_timeout", timeouts.lock), ("statement_timeout", timeouts.statement)):
@@ -146,7 +162,9 @@ def _create_engine(url: str, pool_size: int, timeouts: Timeouts, *, keepalives: 
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping before every checkout: it is a round trip per Unit of Work. A connection that
+        # died in the pool fails the first statement, which the repositories retry once.
+        pool_pre_ping=pre_ping,
         connect_args=connect_args,
     )
     event.listen(engine, "handle_error", _translate_unavailable)
@@ -194,7 +212,10 @@ def _translate_unavailable(context: ExceptionContext) -> Any:
     if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
         engine = context.engine
         where = engine.url.render_as_string(hide_password=True) if engine else "the database"
-        raise DatabaseUnavailable(
+        # A pooled connection that died is worth one retry (repositories/base.py); a server
+        # that cannot be reached is not.
+        error = DatabaseUnavailable if connecting else ConnectionLost
+        raise error(
             f"cannot reach PostgreSQL at {where}: {_first_line(original)}",
             hint="is the server running? is DATABASE_URL right?",
         ) from original

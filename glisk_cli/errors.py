@@ -33,6 +33,10 @@ class DatabaseUnavailable(GliskError):
     code = "database_unavailable"
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """An established connection went away (server restart, network loss, pooler restart)."""
+
+
 class DatabaseTimeout(DatabaseUnavailable):
     """A lock or statement timeout expired: the database answered, but not in time."""
 

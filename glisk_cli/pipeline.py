@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta
 
 from glisk_cli.errors import InvalidInput
 
@@ -42,13 +43,19 @@ class StageName(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of work: where its tokens come from, what they are while held, where they go."""
+    """One stage of work: where its tokens wait, what they are while held, where they go."""
 
     name: StageName
-    claimable: tuple[TokenStatus, ...]  # the statuses a claim of this stage draws from
+    queued: TokenStatus  # where a token waits for this stage (and goes back to when released)
     in_flight: TokenStatus  # a claimed token's status while its worker holds it
     next_status: TokenStatus  # where a finished token moves
     result_fields: tuple[str, ...]  # what the worker must report for that move
+
+    @property
+    def claimable(self) -> tuple[TokenStatus, ...]:
+        """The statuses a claim of this stage draws from (an in-flight token whose lease ran
+        out is claimable again)."""
+        return tuple(dict.fromkeys((self.queued, self.in_flight)))
 
 
 STAGES: dict[StageName, Stage] = {
@@ -56,27 +63,28 @@ STAGES: dict[StageName, Stage] = {
     for stage in (
         Stage(
             StageName.GENERATION,
-            claimable=(TokenStatus.DETECTED, TokenStatus.GENERATING),
+            queued=TokenStatus.DETECTED,
             in_flight=TokenStatus.GENERATING,
             next_status=TokenStatus.UPLOADING,
             result_fields=("image_path",),
         ),
         Stage(
             StageName.UPLOAD,
-            claimable=(TokenStatus.UPLOADING,),
+            queued=TokenStatus.UPLOADING,
             in_flight=TokenStatus.UPLOADING,
             next_status=TokenStatus.READY,
             result_fields=("image_cid", "metadata_cid"),
         ),
         Stage(
             StageName.REVEAL,
-            claimable=(TokenStatus.READY,),
+            queued=TokenStatus.READY,
             in_flight=TokenStatus.READY,
             next_status=TokenStatus.REVEALED,
             result_fields=("tx_hash",),
         ),
     )
 }
+STAGE_IN_FLIGHT: dict[TokenStatus, Stage] = {stage.in_flight: stage for stage in STAGES.values()}
 
 # The state machine's forward moves: each status and the one a token must be in to reach it.
 # A stage moves its in-flight tokens on; a generation claim (or an operator) starts the first.
@@ -87,6 +95,11 @@ REQUIRED_BEFORE: dict[TokenStatus, TokenStatus] = {
 
 MAX_BATCH = 1000  # the most tokens one claim, lock or move handles
 
+# Why a token was not moved or released (`AdvanceResult.refused`).
+LEASE_LOST = "lease_lost"  # another claim took the token: its lease id is no longer the one held
+ILLEGAL_TRANSITION = "illegal_transition"  # the token is not in its stage's in-flight status
+MISSING_FIELD = "missing_field"  # a result field the stage's move needs was not given
+
 
 def stage_named(name: str) -> Stage:
     """The stage called `name`, or InvalidInput naming the stages there are."""
@@ -94,6 +107,24 @@ def stage_named(name: str) -> Stage:
         return STAGES[StageName(name)]
     except ValueError:
         raise InvalidInput(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}") from None
+
+
+MAX_LEASE = timedelta(days=1)  # longer is a mistake: renew instead (`renew`)
+MAX_RETRY_DELAY = timedelta(days=7)
+
+
+def check_lease(lease: timedelta) -> timedelta:
+    """`lease` when it is one glisk accepts (over zero, at most MAX_LEASE), else InvalidInput."""
+    if not timedelta(0) < lease <= MAX_LEASE:
+        raise InvalidInput(f"lease must be longer than zero and at most {MAX_LEASE}, not {lease}")
+    return lease
+
+
+def check_retry_delay(delay: timedelta) -> timedelta:
+    """`delay` when it is a retry delay glisk accepts (0..MAX_RETRY_DELAY), else InvalidInput."""
+    if not timedelta(0) <= delay <= MAX_RETRY_DELAY:
+        raise InvalidInput(f"retry delay must be between 0 and {MAX_RETRY_DELAY}, not {delay}")
+    return delay
 
 
 def check_batch_size(limit: int) -> int:

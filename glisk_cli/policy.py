@@ -8,6 +8,7 @@ settings made.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,7 +24,19 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class QueuePolicy:
-    """How the token queue treats work: claims per stage before failing, the default lease."""
+    """How the token queue treats work: claims per stage before failing, the default lease,
+    and how long a failed attempt waits before its token may be claimed again."""
 
     max_attempts: int = 5
     lease: timedelta = timedelta(minutes=15)
+    retry_base: timedelta = timedelta(seconds=10)
+    retry_max: timedelta = timedelta(minutes=10)
+
+    def retry_delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        """The wait after failed attempt number `attempt` (1, 2, …): exponential from
+        `retry_base`, capped at `retry_max`, with "equal jitter" — half the delay fixed, half
+        random — so the retries of a batch that failed together spread out instead of
+        returning together, and no retry comes sooner than half its delay."""
+        exponent = min(max(attempt, 1) - 1, 32)  # 2**32 times any base is past any sane cap
+        delay = min(self.retry_max, self.retry_base * 2**exponent)
+        return delay / 2 + delay / 2 * (rng or random).random()

@@ -13,7 +13,10 @@ from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit,
 from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from glisk_cli.models import Token
+    from glisk_cli.repositories.token_records import ClaimedToken
 
 app = typer.Typer(
     help="Claim, inspect and move tokens through the pipeline.",
@@ -27,11 +30,22 @@ WorkerOption = Annotated[
     str | None,
     typer.Option("--worker", help="Act as this worker: refused unless it holds the lease."),
 ]
+LeaseIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lease-id",
+        help="The lease id the claim printed: refused (exit 6) unless the token is still held "
+        "under it.",
+    ),
+]
+LeaseOption = Annotated[
+    str | None, typer.Option("--lease", help="How long the lease lasts: 90s, 15m, 1h.")
+]
 SUMMARY_COLUMNS = ["token_id", "status", "mint_timestamp", "claimed_by", "lease_expires_at",
                    "attempts"]  # fmt: skip
 
 
-def token_document(token: Token) -> dict[str, Any]:
+def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
     """A token as one JSON object: the same keys in the same order for every command (README,
     "Commands"); scripts rely on them."""
     return {
@@ -51,10 +65,12 @@ def token_document(token: Token) -> dict[str, Any]:
         "attempts": token.attempts,
         "created_at": token.created_at,
         "updated_at": token.updated_at,
+        "lease_id": token.lease_id,
+        "available_at": token.available_at,
     }
 
 
-def _emit_tokens(tokens: list[Token], *, as_json: bool) -> None:
+def _emit_tokens(tokens: Sequence[Token | ClaimedToken], *, as_json: bool) -> None:
     emit([token_document(token) for token in tokens], as_json=as_json, columns=SUMMARY_COLUMNS)
 
 
@@ -69,9 +85,7 @@ def claim(
     worker: Annotated[
         str | None, typer.Option("--worker", help="Who claims (default: hostname:pid).")
     ] = None,
-    lease: Annotated[
-        str | None, typer.Option("--lease", help="How long the claim lasts: 90s, 15m, 1h.")
-    ] = None,
+    lease: LeaseOption = None,
     wait: Annotated[
         float,
         typer.Option(
@@ -87,7 +101,7 @@ def claim(
     lease_length = values.duration(lease)  # None: the configured GLISK_LEASE
     holder = worker or f"{socket.gethostname()}:{os.getpid()}"
 
-    def attempt() -> list[Token]:
+    def attempt() -> list[ClaimedToken]:
         with context.unit_of_work() as uow:
             return uow.tokens.claim(stage, limit, holder, lease_length)
 
@@ -156,16 +170,20 @@ def mark(
     error: Annotated[
         str | None, typer.Option("--error", help="JSON object recorded with failed.")
     ] = None,
+    image_cid: Annotated[str | None, typer.Option("--image-cid")] = None,
     worker: WorkerOption = None,
+    lease_id: LeaseIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Move a token through the state machine (exit 6 for an illegal move or a foreign lease)."""
+    """Move a token through the state machine (exit 6 for an illegal move or a lost lease)."""
     error_data = values.json_object(error)
     with context.unit_of_work() as uow:
         token = uow.tokens.transition(
             token_id,
             status,
             worker=worker,
+            lease_id=values.lease_id(lease_id),
+            image_cid=image_cid,
             image_path=image_path,
             metadata_cid=metadata_cid,
             tx_hash=tx_hash,
@@ -175,14 +193,42 @@ def mark(
 
 
 @app.command()
+def renew(
+    lease_id: Annotated[str, typer.Option("--lease-id", help="The lease id the claim printed.")],
+    lease: LeaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Extend every token still held under --lease-id by --lease from now (default
+    GLISK_LEASE); prints them. Exit 6 when none is held under it any more."""
+    from glisk_cli.errors import Conflict
+
+    with context.unit_of_work() as uow:
+        tokens = uow.tokens.renew_lease(values.lease_id(lease_id), values.duration(lease))
+    if not tokens:
+        raise Conflict(f"no token is held under lease {lease_id}", hint="claim again")
+    _emit_tokens(tokens, as_json=as_json)
+
+
+@app.command()
 def release(
     token_ids: Annotated[list[int], typer.Argument(help="On-chain token ids.", min=0)],
     worker: WorkerOption = None,
+    lease_id: LeaseIdOption = None,
+    retry_in: Annotated[
+        str | None,
+        typer.Option("--retry-in", help="Not claimable again before this long: 20s, 5m."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """End the leases on tokens so any worker may claim them again."""
+    """End the leases on tokens so any worker may claim them again (a generating token goes
+    back to detected)."""
     with context.unit_of_work() as uow:
-        tokens = uow.tokens.release(token_ids, worker=worker)
+        tokens = uow.tokens.release_by_token_id(
+            token_ids,
+            worker=worker,
+            lease_id=values.lease_id(lease_id),
+            retry_in=values.delay(retry_in),
+        )
     _emit_tokens(tokens, as_json=as_json)
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import typer
 
-from glisk_cli.durations import parse_duration
+from glisk_cli.durations import format_duration, parse_duration
+from glisk_cli.pipeline import MAX_RETRY_DELAY
 
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -29,6 +31,34 @@ def duration(text: str | None) -> timedelta | None:
     if value <= timedelta(0):
         raise typer.BadParameter("must be longer than zero")
     return value
+
+
+def delay(text: str | None) -> timedelta | None:
+    """A retry delay: a duration, zero allowed, at most a week."""
+    if text is None:
+        return None
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if value > MAX_RETRY_DELAY:
+        raise typer.BadParameter(
+            f"{text!r} is too long for a retry delay (at most {format_duration(MAX_RETRY_DELAY)})"
+        )
+    return value
+
+
+@overload
+def lease_id(text: str) -> uuid.UUID: ...
+@overload
+def lease_id(text: None) -> None: ...
+def lease_id(text: str | None) -> uuid.UUID | None:
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a lease id (a UUID)") from None
 
 
 def tx_hash(text: str | None) -> str | None:

@@ -9,14 +9,17 @@ DatabaseTimeout, and a dropped connection DatabaseUnavailable.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Executable, Result
 from sqlalchemy.orm import Session
 
 from glisk_cli.database import translate_errors
+from glisk_cli.errors import ConnectionLost
 from glisk_cli.models import Base
+
+T = TypeVar("T")
 
 M = TypeVar("M", bound=Base)
 
@@ -40,8 +43,28 @@ class Repository(Generic[M]):
             return self.session.get(self.model, id)
 
     def _execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result:
+        return self._first_retried(lambda: self.session.execute(statement, params))
+
+    def _driver_rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[Any]:
+        """Rows of driver SQL (`%(name)s` parameters), run on the Unit of Work's connection."""
+        return self._first_retried(
+            lambda: self.session.connection().exec_driver_sql(sql, params).all()  # type: ignore[arg-type]
+        )
+
+    def _first_retried(self, run: Callable[[], T]) -> T:
+        """`run()`, retried once on a fresh connection when the Unit of Work's first statement
+        finds its pooled connection dead (the database restarted since it was last used). Later
+        statements, and COMMIT, are never retried: what they did is unknown."""
+        first = not self.session.in_transaction()
+        try:
+            with translate_errors():
+                return run()
+        except ConnectionLost:
+            if not first:
+                raise
+            self.session.rollback()  # the dead connection goes; the next one is fresh
         with translate_errors():
-            return self.session.execute(statement, params)
+            return run()
 
     def _flush(self) -> None:
         with translate_errors():

@@ -1,41 +1,41 @@
-"""TokenQueue: the work queue on tokens_s0 — claims under a lease, release, reap, retry, and the
-state machine's guarded transitions.
+"""TokenQueue: the work queue on tokens_s0 as operators and the seed's API use it — locking
+candidates, release by token id, reap, retry, and the state machine's guarded transitions.
 
-Workers coordinate only through this table. A claim hands a worker up to `limit` tokens of one
-stage that no live lease holds, in one statement (`token_sql.py`); the lease says how long the
-worker owns them. When a worker dies its lease runs out and the next claim takes the tokens over
-(counting another attempt); a token that used up its attempts is failed instead of claimed.
+Workers coordinate only through this table. A claim (`token_leases.py`) hands a worker up to
+`limit` tokens of one stage that no live lease holds, in one statement; the lease says how long
+the worker owns them. When a worker dies its lease runs out and the next claim takes the tokens
+over (counting another attempt); a token that used up its attempts is failed instead of claimed.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
 
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
 from glisk_cli.models import Token
 from glisk_cli.models.token import token_status_enum
-from glisk_cli.pipeline import ACTIVE_STATUSES, TokenStatus, check_batch_size, stage_named
-from glisk_cli.policy import QueuePolicy
-from glisk_cli.repositories.base import Repository
-from glisk_cli.repositories.token_sql import claim_statement, lock_candidates_statement
+from glisk_cli.pipeline import (
+    ACTIVE_STATUSES,
+    TokenStatus,
+    check_batch_size,
+    check_retry_delay,
+    stage_named,
+)
+from glisk_cli.repositories.token_leases import TokenLeases, queued_status
+from glisk_cli.repositories.token_sql import lock_candidates_statement
 
 _EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
 
 
-class TokenQueue(Repository[Token]):
-    """The queue operations of the token repository (`uow.tokens`)."""
-
-    model = Token
-
-    def __init__(self, session: Session, policy: QueuePolicy | None = None) -> None:
-        super().__init__(session)
-        self.policy = policy or QueuePolicy()
+class TokenQueue(TokenLeases):
+    """The operator's queue operations of the token repository (`uow.tokens`), by token id, on
+    ORM models; the workers' operations are in `TokenLeases`."""
 
     # -- the queue, for callers that manage the transaction themselves -----------------------
 
@@ -54,52 +54,32 @@ class TokenQueue(Repository[Token]):
         statement = lock_candidates_statement(stage_named(stage))
         return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
 
-    # -- leases ---------------------------------------------------------------------------------
+    # -- the operator's path: by token id, ORM models ------------------------------------------
 
-    def claim(
+    def release_by_token_id(
         self,
-        stage: str,
-        limit: int,
-        worker: str,
-        lease: timedelta | None = None,
-        max_attempts: int | None = None,
+        token_ids: Sequence[int],
+        *,
+        worker: str | None = None,
+        lease_id: uuid.UUID | None = None,
+        retry_in: timedelta | None = None,
     ) -> list[Token]:
-        """Hand `worker` up to `limit` tokens of `stage` under a lease, returned oldest mint first.
-
-        Tokens whose lease ran out are taken over first; the rest of the batch is the oldest
-        mints nobody holds. One statement: pick the candidates, lock them, write the lease,
-        return them. A picked token that already used `max_attempts` claims is failed (reason
-        max_attempts) instead of handed out, so a claim may return fewer tokens than it picked.
-        `lease` and `max_attempts` default to the Unit of Work's policy (the settings).
-        """
-        lease = self.policy.lease if lease is None else lease
-        if lease <= timedelta(0):
-            raise InvalidInput("lease must be longer than zero")
-        params = {
-            "limit": check_batch_size(limit),
-            "worker": worker,
-            "lease": lease,
-            "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
-        }
-        tokens = self._execute(claim_statement(stage_named(stage)), params).scalars().all()
-        claimed = [token for token in tokens if token.status is not TokenStatus.FAILED]
-        return sorted(claimed, key=lambda token: (token.mint_timestamp, token.token_id))
-
-    def release(self, token_ids: Sequence[int], worker: str | None = None) -> list[Token]:
-        """End the leases on `token_ids` so any worker may claim them again.
-
-        A generating token goes back to detected. With `worker`, only that worker's leases may
-        be released: a token leased to someone else is a Conflict, and nothing is released.
-        """
+        """End the leases on `token_ids` so any worker may claim them again (`glisk tokens
+        release`). A generating token goes back to detected; with `retry_in`, none is claimable
+        before then. With `worker` or `lease_id`, only tokens held by that worker or under that
+        lease may be released: anything else is a Conflict, and nothing is released."""
+        if retry_in is not None:
+            check_retry_delay(retry_in)
         tokens = self._lock_by_token_ids(token_ids)
-        if worker is not None:
-            for token in tokens:
-                self._check_holder(token, worker)
         for token in tokens:
-            if token.status is TokenStatus.GENERATING:
-                token.status = TokenStatus.DETECTED
+            self._check_holder(token, worker, lease_id)
+        for token in tokens:
+            token.status = queued_status(token.status)
             token.claimed_by = None
+            token.lease_id = None
             token.lease_expires_at = None
+            due = None if retry_in is None else func.statement_timestamp() + retry_in
+            token.available_at = due  # type: ignore[assignment]
             token.updated_at = func.now()  # type: ignore[assignment]
         self._flush()
         return tokens
@@ -120,7 +100,9 @@ class TokenQueue(Repository[Token]):
                 status=_enum(TokenStatus.FAILED),
                 error_data=failure,
                 claimed_by=None,
+                lease_id=None,
                 lease_expires_at=None,
+                available_at=None,
                 updated_at=func.now(),
             )
             .returning(Token)
@@ -143,7 +125,9 @@ class TokenQueue(Repository[Token]):
                 status=_enum(TokenStatus.DETECTED),
                 attempts=0,
                 claimed_by=None,
+                lease_id=None,
                 lease_expires_at=None,
+                available_at=None,
                 updated_at=func.now(),
             )
             .returning(Token)
@@ -161,6 +145,7 @@ class TokenQueue(Repository[Token]):
         target: TokenStatus,
         *,
         worker: str | None = None,
+        lease_id: uuid.UUID | None = None,
         image_path: str | None = None,
         image_cid: str | None = None,
         metadata_cid: str | None = None,
@@ -169,12 +154,13 @@ class TokenQueue(Repository[Token]):
     ) -> Token:
         """Move token `token_id` to `target` through the state machine.
 
-        With `worker`, the move is refused (Conflict) unless that worker holds the token's lease,
-        so a worker whose lease ran out and was taken over cannot clobber its successor's work.
+        With `lease_id`, the move is refused (Conflict) unless the token is still held under that
+        lease, so a worker whose lease was taken over cannot clobber its successor's work. With
+        `worker`, unless that worker holds the lease (a name only: a restarted worker reusing
+        it passes). With neither, this is the operator's override.
         """
         [token] = self._lock_by_token_ids([token_id])
-        if worker is not None:
-            self._check_holder(token, worker)
+        self._check_holder(token, worker, lease_id)
         moves = {
             TokenStatus.GENERATING: lambda: token.mark_generating(),
             TokenStatus.UPLOADING: lambda: token.mark_uploading(_given(image_path, "image_path")),
@@ -207,8 +193,13 @@ class TokenQueue(Repository[Token]):
         return tokens
 
     @staticmethod
-    def _check_holder(token: Token, worker: str) -> None:
-        if token.claimed_by != worker:
+    def _check_holder(token: Token, worker: str | None, lease_id: uuid.UUID | None) -> None:
+        if lease_id is not None and token.lease_id != lease_id:
+            raise Conflict(
+                f"token {token.token_id} is not held under lease {lease_id}"
+                + (" (another claim took it over)" if token.lease_id else "")
+            )
+        if worker is not None and token.claimed_by != worker:
             holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
             raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
 

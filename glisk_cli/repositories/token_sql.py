@@ -1,9 +1,10 @@
-"""The token queue's hand-written statements: a stage's claim, and its candidates locked.
+"""The token queue's hand-written statements: claim, renew, advance, release, and the lock of a
+stage's candidates (docs/architecture.md, "One set-based claim statement", "Indexes that leave
+work in flight out", "The workers' path below the ORM").
 
-Built from the pipeline's vocabulary (`glisk_cli.pipeline`), once per stage and process: SQL text
-is cheap to find in SQLAlchemy's statement cache, where a statement built from expressions is
-walked on every execution to find its cache key. docs/architecture.md ("One set-based claim
-statement", "Indexes that leave work in flight out") explains their shape.
+Each is built from the pipeline's vocabulary once per stage and process, as driver SQL with
+`%(name)s` parameters: the hot path hands it to psycopg as it is, with no SQLAlchemy compilation
+or cache lookup per call.
 
 Lease arithmetic uses `statement_timestamp()`, never `now()`: `now()` is the transaction's start,
 so a claim late in a longer transaction would get a shorter lease than it asked for and see
@@ -14,73 +15,87 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Executable, Integer, Interval, Text, bindparam, select, text
+from sqlalchemy import Executable, Integer, bindparam, select, text
 
 from glisk_cli.models import Token
 from glisk_cli.models.token import status_in
 from glisk_cli.pipeline import Stage
+from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
 
-# The candidates of one stage, as CTEs ending in `picked`, from two sources, each read in order
-# through its own index (migration 0003) so that its LIMIT stops early whatever the table holds:
+_RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).replace(
+    "tokens_s0.status", "tokens_s0.status::text"
+)
+
+# The candidates of one stage, as CTEs ending in `picked`, from three sources, each read in
+# order through its own index so that its LIMIT stops early whatever the table holds:
 #
 # - tokens whose holder's lease ran out (a worker that died or stalled), oldest mint first.
-#   They go first: their work was handed out once already, and there are normally none. The
-#   lease index finds them by expiry; after many workers died at once, each claim sorts the
-#   expired ones by mint until they are drained;
-# - then, for the rest of the batch, tokens nobody holds, oldest mint first.
+#   They go first: their work was handed out once already, and there are normally none;
+# - tokens whose retry delay is over (`ix_tokens_s0_retry_due`), oldest mint first;
+# - then, for the rest of the batch, tokens nobody holds and nothing delays, oldest mint first.
 #
 # Statuses are written in as literals so the planner matches the partial indexes in every plan,
 # prepared or not.
 #
 # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
 # instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
-# locks last until the transaction ends; after a claim commits, the lease (claimed_by,
+# locks last until the transaction ends; after a claim commits, the lease (lease_id,
 # lease_expires_at) is what keeps other claims away. A WITH query runs only as far as it is
-# read, and `picked` reads the free tokens only for the rows the expired ones did not supply, so
-# a claim locks exactly the tokens it picks and never holds back a free token it does not take.
-# (Each LIMIT stays a plain :limit, which the planner can cost; an expression there would be
+# read, and `picked` reads each source only for the rows the ones before it did not supply, so a
+# claim locks exactly the tokens it picks and never holds back a free token it does not take.
+# (Each LIMIT stays a plain parameter, which the planner can cost; an expression there would be
 # costed as a tenth of the table and could turn the ordered index scan into a sort.)
 _PICK = """
     expired AS (
         SELECT id FROM tokens_s0
         WHERE {claimable} AND lease_expires_at < statement_timestamp()
-        ORDER BY mint_timestamp LIMIT :limit
+        ORDER BY mint_timestamp LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ),
-    unleased AS (
+    due AS (
         SELECT id FROM tokens_s0
-        WHERE {claimable} AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT :limit
+        WHERE {claimable} AND available_at <= statement_timestamp()
+        ORDER BY mint_timestamp LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ),
+    free AS (
+        SELECT id FROM tokens_s0
+        WHERE {claimable} AND lease_expires_at IS NULL AND available_at IS NULL
+        ORDER BY mint_timestamp LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ),
     picked AS (
         SELECT id FROM expired
         UNION ALL
-        SELECT id FROM unleased
-        LIMIT :limit
+        SELECT id FROM due
+        UNION ALL
+        SELECT id FROM free
+        LIMIT %(limit)s
     )"""
 
-# A claim: lease the picked tokens to :worker, counting an attempt, except those that already
-# used :max_attempts claims, which are failed with the reason recorded instead. The picked ids
-# are matched as an array: how many there are is unknown when the plan is made, and a join
-# could then choose to read the whole table.
+# A claim: lease the picked tokens to %(worker)s under the new %(lease_id)s, counting an
+# attempt, except those that already used %(max_attempts)s claims, which are failed with the
+# reason recorded instead. The picked ids are matched as an array: how many there are is
+# unknown when the plan is made, and a join could then choose to read the whole table.
 _CLAIM = """
 WITH {pick}
 UPDATE tokens_s0 SET
-    status = CAST(CASE WHEN attempts >= :max_attempts THEN 'failed' ELSE '{in_flight}' END
+    status = CAST(CASE WHEN attempts >= %(max_attempts)s THEN 'failed' ELSE '{in_flight}' END
                   AS token_status),
-    claimed_by = CASE WHEN attempts >= :max_attempts THEN NULL ELSE :worker END,
-    lease_expires_at = CASE WHEN attempts >= :max_attempts THEN NULL
-                            ELSE statement_timestamp() + :lease END,
-    attempts = CASE WHEN attempts >= :max_attempts THEN attempts ELSE attempts + 1 END,
-    error_data = CASE WHEN attempts >= :max_attempts
+    claimed_by = CASE WHEN attempts >= %(max_attempts)s THEN NULL ELSE %(worker)s END,
+    lease_id = CASE WHEN attempts >= %(max_attempts)s THEN NULL ELSE %(lease_id)s::uuid END,
+    lease_expires_at = CASE WHEN attempts >= %(max_attempts)s THEN NULL
+                            ELSE statement_timestamp() + %(lease)s END,
+    available_at = NULL,
+    attempts = CASE WHEN attempts >= %(max_attempts)s THEN attempts ELSE attempts + 1 END,
+    error_data = CASE WHEN attempts >= %(max_attempts)s
         THEN coalesce(error_data, jsonb_build_object()) || jsonb_build_object(
             'reason', 'max_attempts', 'stage', '{stage}', 'attempts', attempts,
             'last_worker', claimed_by)
         ELSE error_data END,
     updated_at = now()
 WHERE id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING {columns}
+RETURNING {returning}
 """
 
 # The candidates themselves, locked in the caller's transaction and not leased.
@@ -91,33 +106,106 @@ WHERE id = ANY (ARRAY(SELECT id FROM picked))
 ORDER BY mint_timestamp, token_id
 """
 
+# The fence of every later step: a token is acted on only while it carries the lease id it
+# was claimed under. Another claim writes a new one; a move or release clears it.
+_HELD = (
+    "FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[]) AS held(id, lease_id) "
+    "WHERE tokens_s0.id = held.id AND tokens_s0.lease_id = held.lease_id"
+)
 
-def claim_statement(stage: Stage) -> Executable:
-    """Lease up to :limit tokens of `stage` to :worker for :lease (failing exhausted ones)."""
-    return _stage_statement(_CLAIM, stage)
+RENEW = f"""
+UPDATE tokens_s0 SET lease_expires_at = statement_timestamp() + %(lease)s
+{_HELD}
+RETURNING {_RETURNING}
+"""
 
+RENEW_LEASE_ID = f"""
+UPDATE tokens_s0 SET lease_expires_at = statement_timestamp() + %(lease)s
+WHERE lease_id = %(lease_id)s::uuid
+RETURNING {_RETURNING}
+"""
 
-def lock_candidates_statement(stage: Stage) -> Executable:
-    """Lock up to :limit of `stage`'s claimable tokens in the caller's transaction."""
-    return _stage_statement(_LOCK_CANDIDATES, stage)
+# A batch move, one statement: each token to its stage's next status with its result fields,
+# lease ended, attempts reset when a new stage begins. The moves (from, to, reset) come from the
+# vocabulary, per token, as arrays. Tokens not moved are reported with the status they have now
+# (read from the statement's snapshot, which the UPDATE's own changes do not show), so the
+# caller can tell a lost lease from an illegal move.
+ADVANCE = """
+WITH moves AS (
+    SELECT * FROM unnest(
+        %(ids)s::uuid[], %(lease_ids)s::uuid[], %(from_status)s::token_status[],
+        %(to_status)s::token_status[], %(reset)s::boolean[], %(image_path)s::text[],
+        %(image_cid)s::text[], %(metadata_cid)s::text[], %(tx_hash)s::text[]
+    ) AS m(id, lease_id, from_status, to_status, reset, image_path, image_cid, metadata_cid,
+           tx_hash)
+),
+moved AS (
+    UPDATE tokens_s0 SET
+        status = moves.to_status,
+        image_path = coalesce(moves.image_path, tokens_s0.image_path),
+        image_cid = coalesce(moves.image_cid, tokens_s0.image_cid),
+        metadata_cid = coalesce(moves.metadata_cid, tokens_s0.metadata_cid),
+        reveal_tx_hash = coalesce(moves.tx_hash, tokens_s0.reveal_tx_hash),
+        attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
+        claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL, available_at = NULL,
+        updated_at = now()
+    FROM moves
+    WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
+      AND tokens_s0.status = moves.from_status
+    RETURNING tokens_s0.id
+)
+SELECT moves.id, moved.id IS NOT NULL, now_.status::text
+FROM moves
+LEFT JOIN moved ON moved.id = moves.id
+LEFT JOIN tokens_s0 AS now_ ON now_.id = moves.id
+"""
+
+# A release: the lease ends, a token in flight goes back to where its stage's tokens wait, and
+# with a delay it is not claimable before then. With an error: the error is recorded with the
+# attempt number, and a token that used up its attempts is failed at once rather than left to
+# wait out a delay only to be failed by the next claim.
+RELEASE = """
+UPDATE tokens_s0 SET
+    status = CAST(CASE
+        WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s THEN 'failed'
+        ELSE held.queued END AS token_status),
+    error_data = CASE WHEN %(error)s::jsonb IS NULL THEN error_data
+        WHEN attempts >= %(max_attempts)s THEN coalesce(error_data, jsonb_build_object())
+            || %(error)s::jsonb || jsonb_build_object(
+                'attempt', attempts, 'reason', 'max_attempts', 'attempts', attempts,
+                'last_worker', claimed_by)
+        ELSE coalesce(error_data, jsonb_build_object())
+            || %(error)s::jsonb || jsonb_build_object('attempt', attempts) END,
+    available_at = CASE WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s
+        THEN NULL ELSE statement_timestamp() + held.delay END,
+    claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[])
+    AS held(id, lease_id, queued, delay)
+WHERE tokens_s0.id = held.id AND tokens_s0.lease_id = held.lease_id
+RETURNING tokens_s0.token_id
+"""
 
 
 @functools.cache
-def _stage_statement(template: str, stage: Stage) -> Executable:
-    """`template` for `stage`, as an ORM statement loading Tokens."""
-    columns = Token.__table__.columns
-    sql = template.format(
+def claim_sql(stage: Stage) -> str:
+    """Lease up to %(limit)s tokens of `stage` (failing exhausted ones)."""
+    return _CLAIM.format(
         pick=_PICK.format(claimable=status_in(stage.claimable)),
         in_flight=stage.in_flight.value,
         stage=stage.name.value,
+        returning=_RETURNING,
+    )
+
+
+@functools.cache
+def lock_candidates_statement(stage: Stage) -> Executable:
+    """Lock up to :limit of `stage`'s claimable tokens in the caller's transaction, as an ORM
+    statement loading Tokens (the seed's `get_pending_*`)."""
+    columns = Token.__table__.columns
+    sql = _LOCK_CANDIDATES.format(
+        pick=_PICK.format(claimable=status_in(stage.claimable)).replace("%(limit)s", ":limit"),
         columns=", ".join(column.name for column in columns),
     )
-    parameters = (
-        bindparam("limit", type_=Integer),
-        bindparam("max_attempts", type_=Integer),
-        bindparam("worker", type_=Text),
-        bindparam("lease", type_=Interval),
-    )
-    used = [parameter for parameter in parameters if f":{parameter.key}" in sql]
-    textual = text(sql).bindparams(*used).columns(*columns)
+    textual = text(sql).bindparams(bindparam("limit", type_=Integer)).columns(*columns)
     return select(Token).from_statement(textual).execution_options(populate_existing=True)

@@ -140,9 +140,9 @@ def test_release_returns_tokens_to_the_queue_but_only_for_their_holder(
     seed_tokens(session_factory, 2)
     claim(uow_factory, limit=2, worker="owner")
     with pytest.raises(Conflict), uow_factory() as uow:
-        uow.tokens.release([1, 2], worker="intruder")
+        uow.tokens.release_by_token_id([1, 2], worker="intruder")
     with uow_factory() as uow:
-        released = uow.tokens.release([1], worker="owner")
+        released = uow.tokens.release_by_token_id([1], worker="owner")
     assert released[0].status is TokenStatus.DETECTED
     assert released[0].claimed_by is None
     assert [t.token_id for t in claim(uow_factory, limit=2, worker="next")] == [1]

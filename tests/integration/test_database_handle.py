@@ -98,5 +98,5 @@ def test_transitions_stamp_updated_at_from_the_database_clock(session_factory, u
     # Read back by the UPDATE itself, so still readable once the Unit of Work has ended.
     assert token.updated_at == database_now
     with uow_factory() as uow:
-        released = uow.tokens.release([1])
+        released = uow.tokens.release_by_token_id([1])
     assert released[0].updated_at > database_now

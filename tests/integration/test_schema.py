@@ -34,6 +34,8 @@ EXPECTED_COLUMNS = {
         "claimed_by": ("text", False, None),
         "lease_expires_at": ("timestamp with time zone", False, None),
         "attempts": ("integer", True, "0"),
+        "lease_id": ("uuid", False, None),
+        "available_at": ("timestamp with time zone", False, None),
         "created_at": ("timestamp with time zone", True, "now()"),
         "updated_at": ("timestamp with time zone", True, "now()"),
     },
@@ -92,10 +94,16 @@ EXPECTED_INDEXES = {
     "ON public.tokens_s0 USING btree (status, mint_timestamp)",
     "ix_tokens_s0_generation_queue": "CREATE INDEX ix_tokens_s0_generation_queue "
     "ON public.tokens_s0 USING btree (mint_timestamp) WHERE ((lease_expires_at IS NULL) "
+    "AND (available_at IS NULL) "
     "AND (status = ANY (ARRAY['detected'::token_status, 'generating'::token_status])))",
     "ix_tokens_s0_upload_reveal_queue": "CREATE INDEX ix_tokens_s0_upload_reveal_queue "
     "ON public.tokens_s0 USING btree (status, mint_timestamp) WHERE ((lease_expires_at IS NULL) "
+    "AND (available_at IS NULL) "
     "AND (status = ANY (ARRAY['uploading'::token_status, 'ready'::token_status])))",
+    "ix_tokens_s0_retry_due": "CREATE INDEX ix_tokens_s0_retry_due "
+    "ON public.tokens_s0 USING btree (status, available_at) WHERE (available_at IS NOT NULL)",
+    "ix_tokens_s0_lease_id": "CREATE INDEX ix_tokens_s0_lease_id "
+    "ON public.tokens_s0 USING btree (lease_id) WHERE (lease_id IS NOT NULL)",
     "ix_tokens_s0_lease_expiry": "CREATE INDEX ix_tokens_s0_lease_expiry "
     "ON public.tokens_s0 USING btree (status, lease_expires_at) "
     "WHERE (lease_expires_at IS NOT NULL)",
@@ -244,13 +252,13 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
         ).scalar_one()
     again = migrations.upgrade(engine)
 
-    assert [step.revision for step in first.steps] == ["0001", "0002", "0003", "0004"]
-    assert [step.direction for step in down.steps] == ["downgrade"] * 4
+    assert [step.revision for step in first.steps] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [step.direction for step in down.steps] == ["downgrade"] * 5
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
     assert functions_left == 0
-    assert again.after == ("0004",)
+    assert again.after == ("0005",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:

@@ -1,0 +1,191 @@
+"""TokenLeases: the workers' path through the queue — claim, renew, advance, release — as Core
+statements on the Unit of Work's connection, returning frozen records, every step after the claim
+fenced by the lease id the claim wrote (docs/architecture.md, "The workers' path below the ORM").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from sqlalchemy.orm import Session
+
+from glisk_cli.models import Token
+from glisk_cli.pipeline import (
+    ILLEGAL_TRANSITION,
+    LEASE_LOST,
+    MISSING_FIELD,
+    STAGE_IN_FLIGHT,
+    STAGES,
+    TERMINAL_STATUSES,
+    Stage,
+    TokenStatus,
+    check_batch_size,
+    check_lease,
+    check_retry_delay,
+    stage_named,
+)
+from glisk_cli.policy import QueuePolicy
+from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.token_records import AdvanceResult, ClaimedToken
+from glisk_cli.repositories.token_sql import ADVANCE, RELEASE, RENEW, RENEW_LEASE_ID, claim_sql
+
+_FAILED = TokenStatus.FAILED.value
+# Every result field any stage reports, each an array parameter of the batch move.
+_RESULT_FIELDS = tuple(dict.fromkeys(f for stage in STAGES.values() for f in stage.result_fields))
+
+
+class TokenLeases(Repository[Token]):
+    model = Token
+
+    def __init__(self, session: Session, policy: QueuePolicy | None = None) -> None:
+        super().__init__(session)
+        self.policy = policy or QueuePolicy()
+
+    # -- the workers' path: Core statements, frozen records, fenced by lease id ------------------
+
+    def claim(
+        self,
+        stage: str,
+        limit: int,
+        worker: str,
+        lease: timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> list[ClaimedToken]:
+        """Hand `worker` up to `limit` tokens of `stage` under a new lease, oldest mint first.
+
+        Tokens whose lease ran out are taken over first, then tokens whose retry delay is over,
+        then the oldest mints nobody holds. One statement picks, locks, leases and returns them.
+        A picked token that already used `max_attempts` claims is failed (reason max_attempts)
+        instead of handed out, and the claim goes on for the rest, so it returns fewer than
+        `limit` only when no more are claimable. `lease` and `max_attempts` default to the Unit
+        of Work's policy (the settings).
+        """
+        lease = self.policy.lease if lease is None else check_lease(lease)
+        wanted = check_batch_size(limit)
+        sql = claim_sql(stage_named(stage))
+        params: dict[str, Any] = {
+            "worker": worker,
+            "lease": lease,
+            "lease_id": uuid.uuid4(),  # one per claim statement, shared by its batch
+            "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
+        }
+        claimed: list[ClaimedToken] = []
+        while True:
+            params["limit"] = wanted - len(claimed)
+            rows = self._driver_rows(sql, params)
+            batch = [row for row in rows if row[4] != _FAILED]
+            claimed += ClaimedToken.from_rows(batch)
+            # Exhausted tokens took places in the batch; claim again for those places.
+            if len(rows) == len(batch) or len(claimed) == wanted:
+                break
+        if len(claimed) != len(batch):
+            claimed.sort(key=lambda token: (token.mint_timestamp, token.token_id))
+        return claimed
+
+    def renew(
+        self, tokens: Sequence[ClaimedToken], lease: timedelta | None = None
+    ) -> list[ClaimedToken]:
+        """Extend the leases of `tokens` to `lease` from now; returns those still held (with
+        their new expiry). A token another claim took over is left out; a lapsed lease nobody
+        took over is renewed (nobody else holds the work)."""
+        if not tokens:
+            return []
+        lease = self.policy.lease if lease is None else check_lease(lease)
+        params = {**_fences(tokens), "lease": lease}
+        return ClaimedToken.from_rows(self._driver_rows(RENEW, params))
+
+    def renew_lease(
+        self, lease_id: uuid.UUID, lease: timedelta | None = None
+    ) -> list[ClaimedToken]:
+        """Extend every token still held under `lease_id` (`glisk tokens renew --lease-id`)."""
+        lease = self.policy.lease if lease is None else check_lease(lease)
+        params = {"lease_id": lease_id, "lease": lease}
+        return ClaimedToken.from_rows(self._driver_rows(RENEW_LEASE_ID, params))
+
+    def advance(self, moves: Sequence[tuple[ClaimedToken, Mapping[str, Any]]]) -> AdvanceResult:
+        """Move each token to its stage's next status with the stage's result fields, ending its
+        lease; one statement for the whole batch. A token is refused — and the others still move
+        — when another claim took it over (`lease_lost`), when it is not in its stage's
+        in-flight status (`illegal_transition`), or when a result field is missing
+        (`missing_field`)."""
+        refused: dict[int, str] = {}
+        valid: list[tuple[ClaimedToken, Stage, Mapping[str, Any]]] = []
+        for token, fields in moves:
+            stage = STAGE_IN_FLIGHT.get(token.status)
+            if stage is None:
+                refused[token.token_id] = ILLEGAL_TRANSITION
+            elif any(not fields.get(name) for name in stage.result_fields):
+                refused[token.token_id] = MISSING_FIELD
+            else:
+                valid.append((token, stage, fields))
+        if not valid:
+            return AdvanceResult([], refused)
+        params: dict[str, Any] = {
+            **_fences([token for token, _, _ in valid]),
+            "from_status": [stage.in_flight.value for _, stage, _ in valid],
+            "to_status": [stage.next_status.value for _, stage, _ in valid],
+            # A new stage starts its own count of attempts; a finished token keeps its count.
+            "reset": [stage.next_status not in TERMINAL_STATUSES for _, stage, _ in valid],
+        }
+        for name in _RESULT_FIELDS:
+            params[name] = [fields.get(name) for _, _, fields in valid]
+        token_ids = {token.id: token.token_id for token, _, _ in valid}
+        moved: list[int] = []
+        for token_uuid, was_moved, status_now in self._driver_rows(ADVANCE, params):
+            token_id = token_ids[token_uuid]
+            if was_moved:
+                moved.append(token_id)
+            else:
+                expected = next(s for t, s, _ in valid if t.id == token_uuid).in_flight
+                refused[token_id] = LEASE_LOST if status_now == expected else ILLEGAL_TRANSITION
+        return AdvanceResult(sorted(moved), refused)
+
+    def release(
+        self,
+        tokens: Sequence[ClaimedToken],
+        *,
+        error: Mapping[str, Any] | None = None,
+        retry_in: timedelta | None = None,
+    ) -> AdvanceResult:
+        """End the leases of `tokens` (those still held) so they can be claimed again.
+
+        A generating token goes back to detected. With `retry_in` (or, for a release with an
+        `error` and no `retry_in`, the policy's exponential backoff by attempt) the token is not
+        claimable before then. `error` is merged into `error_data` with the attempt number, and
+        a token that used up its attempts is failed at once (reason max_attempts).
+        """
+        if not tokens:
+            return AdvanceResult()
+        if retry_in is not None:
+            check_retry_delay(retry_in)
+        if retry_in is not None:
+            delays: list[timedelta | None] = [retry_in] * len(tokens)
+        elif error is not None:
+            delays = [self.policy.retry_delay(token.attempts) for token in tokens]
+        else:
+            delays = [None] * len(tokens)
+        params: dict[str, Any] = {
+            **_fences(tokens),
+            "queued": [queued_status(token.status).value for token in tokens],
+            "delays": delays,
+            "error": None if error is None else Jsonb(dict(error)),
+            "max_attempts": self.policy.max_attempts,
+        }
+        released = {row[0] for row in self._driver_rows(RELEASE, params)}
+        refused = {t.token_id: LEASE_LOST for t in tokens if t.token_id not in released}
+        return AdvanceResult(sorted(released), refused)
+
+
+def queued_status(status: TokenStatus) -> TokenStatus:
+    """Where a released token goes: back to where its stage's tokens wait."""
+    stage = STAGE_IN_FLIGHT.get(status)
+    return status if stage is None else stage.queued
+
+
+def _fences(tokens: Sequence[ClaimedToken]) -> dict[str, list[uuid.UUID | None]]:
+    """The (id, lease id) pairs a fenced statement matches, as two array parameters."""
+    return {"ids": [token.id for token in tokens], "lease_ids": [t.lease_id for t in tokens]}

@@ -1,0 +1,71 @@
+"""What the workers' hot path returns: small frozen records, not ORM models.
+
+A claim, renewal, advance or release runs one Core statement on the Unit of Work's connection
+(docs/architecture.md, "The workers' path below the ORM"); its rows become these records, which
+cost a fraction of an ORM model to build and stay valid after the Unit of Work ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from glisk_cli.pipeline import TokenStatus
+
+# tokens_s0's columns in the order ClaimedToken takes them (and the statements return them).
+CLAIMED_COLUMNS = (
+    "id", "token_id", "author_id", "minter_address", "status", "mint_timestamp", "image_path",
+    "image_cid", "metadata_cid", "reveal_tx_hash", "error_data", "claimed_by", "lease_id",
+    "lease_expires_at", "available_at", "attempts", "created_at", "updated_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedToken:
+    """A token as its claim (or renewal) left it. `lease_id` is the fence: renewing, advancing
+    or releasing the token succeeds only while the token still carries it."""
+
+    id: uuid.UUID
+    token_id: int
+    author_id: uuid.UUID
+    minter_address: str
+    status: TokenStatus
+    mint_timestamp: datetime
+    image_path: str | None
+    image_cid: str | None
+    metadata_cid: str | None
+    reveal_tx_hash: str | None
+    error_data: dict[str, Any] | None
+    claimed_by: str | None
+    lease_id: uuid.UUID | None
+    lease_expires_at: datetime | None
+    available_at: datetime | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def from_rows(rows: Sequence[Sequence[Any]]) -> list[ClaimedToken]:
+        """Records from rows in CLAIMED_COLUMNS order, oldest mint first."""
+        tokens = [
+            ClaimedToken(*row[:4], TokenStatus(row[4]), *row[5:])  # type: ignore[call-arg]
+            for row in rows
+        ]
+        tokens.sort(key=_mint_order)
+        return tokens
+
+
+def _mint_order(token: ClaimedToken) -> tuple[datetime, int]:
+    return token.mint_timestamp, token.token_id
+
+
+@dataclass(frozen=True)
+class AdvanceResult:
+    """What a batch move did: the token ids moved (ascending), and why each other was refused
+    (`lease_lost`, `illegal_transition` or `missing_field`)."""
+
+    moved: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
