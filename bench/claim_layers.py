@@ -1,12 +1,12 @@
 """Client CPU per claim, layer by layer: where the library spends what raw SQL does not.
 
 One process drains a freshly seeded queue at B = 10 through each of these, in turn, repeated;
-each runs the very statement the library sends (captured from it once):
+each sends the library's own claim statement (glisk_cli/repositories/token_sql.py):
 
-- raw psycopg, one transaction per claim (the raw path of bench/claim.py);
-- SQLAlchemy Core, `engine.begin()` + `exec_driver_sql`, without and with the pool pre-ping;
+- raw psycopg, one transaction per claim;
+- SQLAlchemy Core: `engine.begin()` + `exec_driver_sql` (no pool pre-ping, as glisk's engine);
 - a Session from glisk's session factory, the statement on its connection;
-- the Unit of Work: `uow.tokens.claim(...)`, i.e. the library.
+- the Unit of Work: `uow.tokens.claim(...)`, i.e. the library (which also builds the records).
 
 It reports the medians of this process's CPU time per claim (not wall time, so the server's
 share and the machine's load stay out of it).
@@ -20,17 +20,18 @@ import argparse
 import platform
 import statistics
 import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import psycopg
-from claim import LEASE, MAX_ATTEMPTS, STAGE, ClaimStatement, capture_claim, seed
+from claim import LEASE, STAGE, seed
 from scratch import conninfo, migrate_with_author, scratch_database
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 
-from glisk_cli.database import setup_db_session
+from glisk_cli.database import Database
 from glisk_cli.logging import configure_logging
+from glisk_cli.pipeline import stage_named
+from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import create_uow_factory
 
 BATCH = 10
@@ -47,45 +48,47 @@ def main() -> None:
 
     with scratch_database(args.database_url) as url:
         migrate_with_author(url, "bench")
-        statement = capture_claim(url)
-        params = {**statement.params, statement.worker_key: "w", statement.limit_key: BATCH}
-        session_factory = setup_db_session(url, pool_size=1)
-        pinged: Engine = session_factory.kw["bind"]
-        unpinged = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
-        uow_factory = create_uow_factory(session_factory)
+        sql = cast(LiteralString, claim_sql(stage_named(STAGE)))
+        database = Database(url, pool_size=1)
+        uow_factory = create_uow_factory(database)
         raw = psycopg.connect(conninfo(url))
 
+        def params() -> dict[str, Any]:
+            return {"limit": BATCH, "worker": "w", "lease": LEASE, "max_attempts": 5,
+                    "lease_id": uuid.uuid4()}  # fmt: skip
+
         def drain_raw() -> int:
-            return _drain(lambda: _raw_claim(raw, statement, params))
+            def claim() -> list[Any]:
+                rows = raw.execute(sql, params()).fetchall()
+                raw.commit()
+                return rows
 
-        def drain_core(engine: Engine) -> Drain:
-            def drain() -> int:
-                def claim() -> list[Any]:
-                    with engine.begin() as connection:
-                        return list(connection.exec_driver_sql(statement.text, params))
+            return _drain(claim)
 
-                return _drain(claim)
+        def drain_core() -> int:
+            def claim() -> list[Any]:
+                with database.engine.begin() as connection:
+                    return list(connection.exec_driver_sql(sql, params()))
 
-            return drain
+            return _drain(claim)
 
         def drain_session() -> int:
             def claim() -> list[Any]:
-                with session_factory() as session, session.begin():
-                    return list(session.connection().exec_driver_sql(statement.text, params))
+                with database.sessions() as session, session.begin():
+                    return list(session.connection().exec_driver_sql(sql, params()))
 
             return _drain(claim)
 
         def drain_library() -> int:
             def claim() -> list[Any]:
                 with uow_factory() as uow:
-                    return uow.tokens.claim(STAGE, BATCH, "w", LEASE, MAX_ATTEMPTS)
+                    return uow.tokens.claim(STAGE, BATCH, "w", LEASE)
 
             return _drain(claim)
 
         layers: dict[str, Drain] = {
             "raw psycopg": drain_raw,
-            "SQLAlchemy Core, no pre-ping": drain_core(unpinged),
-            "SQLAlchemy Core, pre-ping (glisk's engine)": drain_core(pinged),
+            "SQLAlchemy Core (engine.begin)": drain_core,
             "Session, statement on its connection": drain_session,
             "Unit of Work: uow.tokens.claim (the library)": drain_library,
         }
@@ -98,8 +101,7 @@ def main() -> None:
                     claims = drain()
                     samples[name].append((time.process_time() - started) / claims)
         raw.close()
-        unpinged.dispose()
-        pinged.dispose()
+        database.dispose()
 
     print(f"# {platform.node()} · Python {platform.python_version()} · "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.tokens} tokens, B = "
@@ -109,12 +111,6 @@ def main() -> None:
     for name, values in samples.items():
         median = statistics.median(values)
         print(f"{name:<48} {median * 1000:>11.2f} ms {median / baseline:>7.2f}")
-
-
-def _raw_claim(conn: psycopg.Connection, statement: ClaimStatement, params: dict) -> list[Any]:
-    rows = conn.execute(statement.text, params).fetchall()
-    conn.commit()
-    return rows
 
 
 def _drain(claim: Callable[[], list[Any]]) -> int:

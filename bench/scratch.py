@@ -106,6 +106,13 @@ def scratch_database(database_url: str | None, prefix: str = "glisk_bench") -> I
 
 
 @contextmanager
+def sibling_database(url: str, prefix: str) -> Iterator[str]:
+    """Another fresh database on `url`'s server (for a peer measured in the same run)."""
+    with scratch_database(url, prefix) as sibling:
+        yield sibling
+
+
+@contextmanager
 def _admin_url(database_url: str | None) -> Iterator[str]:
     if database_url:
         yield database_url

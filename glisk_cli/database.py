@@ -247,10 +247,22 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
 
 
-def translate(error: DBAPIError) -> GliskError | None:
+def translate_driver_error(error: psycopg.Error, *, lost: bool) -> Exception:
+    """What a psycopg error raised outside SQLAlchemy (the workers' path) means to glisk:
+    ConnectionLost when the connection broke, else as `translate`, else the error itself."""
+    if lost:
+        return ConnectionLost(
+            f"lost the connection to PostgreSQL: {_first_line(error)}",
+            hint="is the server running? is DATABASE_URL right?",
+        )
+    return translate(error) or error
+
+
+def translate(error: DBAPIError | psycopg.Error) -> GliskError | None:
     """The GliskError a driver error means, by SQLSTATE; None for one glisk does not expect."""
-    sqlstate = getattr(error.orig, "sqlstate", None) or ""
-    diag = getattr(error.orig, "diag", None)
+    driver = error.orig if isinstance(error, DBAPIError) else error
+    sqlstate = getattr(driver, "sqlstate", None) or ""
+    diag = getattr(driver, "diag", None)
     constraint = getattr(diag, "constraint_name", None) or "a constraint"
     detail = getattr(diag, "message_detail", None)
     if sqlstate == "23505":
@@ -261,10 +273,11 @@ def translate(error: DBAPIError) -> GliskError | None:
             return Conflict(f"{referenced}: {detail}" if detail else referenced)
         missing = f"referenced row does not exist ({constraint})"
         return NotFound(f"{missing}: {detail}" if detail else missing)
-    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or isinstance(error, DataError):
+    rejected = isinstance(error, DataError | psycopg.DataError)
+    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or rejected:
         # 22xxx: a value the type rejects; a DataError without a state: refused by the driver
         # before sending, such as a NUL character, which PostgreSQL text cannot hold.
-        primary = getattr(diag, "message_primary", None) or str(error.orig).splitlines()[0]
+        primary = getattr(diag, "message_primary", None) or str(driver).splitlines()[0]
         return InvalidInput(f"rejected by the database: {primary}")
     if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
         return SchemaDrift(

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from types import TracebackType
 
 from loguru import logger
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from glisk_cli.database import DEFAULT_POLICY, Database, translate_errors
+from glisk_cli.database import DEFAULT_POLICY, Database
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories import (
     AuthorRepository,
@@ -30,6 +31,7 @@ from glisk_cli.repositories import (
     SystemStateRepository,
     TokenRepository,
 )
+from glisk_cli.transaction import Transaction
 
 
 class UnitOfWork:
@@ -43,28 +45,37 @@ class UnitOfWork:
     synthetic: SyntheticData
 
     def __init__(
-        self, session_factory: sessionmaker[Session], policy: QueuePolicy = DEFAULT_POLICY
+        self,
+        session_factory: sessionmaker[Session],
+        policy: QueuePolicy = DEFAULT_POLICY,
+        engine: Engine | None = None,
     ) -> None:
         self._session_factory = session_factory
+        self._engine = engine
         self.policy = policy
-        self._session: Session | None = None
+        self._transaction: Transaction | None = None
+
+    @property
+    def transaction(self) -> Transaction:
+        if self._transaction is None:
+            raise RuntimeError("the Unit of Work is used outside its `with` block")
+        return self._transaction
 
     @property
     def session(self) -> Session:
-        if self._session is None:
-            raise RuntimeError("the Unit of Work is used outside its `with` block")
-        return self._session
+        """The ORM Session of this Unit of Work's transaction (made on first use)."""
+        return self.transaction.session
 
     def __enter__(self) -> UnitOfWork:
-        session = self._session = self._session_factory()
-        self.authors = AuthorRepository(session)
-        self.tokens = TokenRepository(session, self.policy)
-        self.mint_events = MintEventRepository(session)
-        self.image_jobs = ImageGenerationJobRepository(session)
-        self.ipfs_records = IPFSUploadRecordRepository(session)
-        self.reveal_txs = RevealTransactionRepository(session)
-        self.system_state = SystemStateRepository(session)
-        self.synthetic = SyntheticData(session)
+        transaction = self._transaction = Transaction(self._engine, self._session_factory)
+        self.authors = AuthorRepository(transaction)
+        self.tokens = TokenRepository(transaction, self.policy)
+        self.mint_events = MintEventRepository(transaction)
+        self.image_jobs = ImageGenerationJobRepository(transaction)
+        self.ipfs_records = IPFSUploadRecordRepository(transaction)
+        self.reveal_txs = RevealTransactionRepository(transaction)
+        self.system_state = SystemStateRepository(transaction)
+        self.synthetic = SyntheticData(transaction)
         return self
 
     def __exit__(
@@ -79,20 +90,19 @@ class UnitOfWork:
             else:
                 self.rollback(reason=exc_type.__name__)
         finally:
-            self.session.close()
-            self._session = None
+            self.transaction.close()
+            self._transaction = None
 
     def commit(self) -> None:
         try:
-            with translate_errors():
-                self.session.commit()
+            self.transaction.commit()
         except BaseException as error:
             self.rollback(reason=type(error).__name__)
             raise
         logger.info("transaction.committed")
 
     def rollback(self, reason: str = "requested") -> None:
-        self.session.rollback()
+        self.transaction.rollback()
         logger.info("transaction.rolled_back", reason=reason)
 
 
@@ -105,11 +115,11 @@ def create_uow_factory(
     (GLISK_MAX_ATTEMPTS, GLISK_LEASE); given a bare session factory, glisk's defaults.
     """
     if isinstance(database, Database):
-        sessions, policy = database.sessions, database.policy
+        sessions, policy, engine = database.sessions, database.policy, database.engine
     else:
-        sessions, policy = database, DEFAULT_POLICY
+        sessions, policy, engine = database, DEFAULT_POLICY, None
 
     def make_uow() -> UnitOfWork:
-        return UnitOfWork(sessions, policy)
+        return UnitOfWork(sessions, policy, engine)
 
     return make_uow

@@ -66,7 +66,6 @@ def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
         "created_at": token.created_at,
         "updated_at": token.updated_at,
         "lease_id": token.lease_id,
-        "available_at": token.available_at,
     }
 
 

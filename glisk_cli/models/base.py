@@ -36,8 +36,9 @@ class NaiveDatetimeError(InvalidInput, ValueError):
 
 
 def require_aware(value: datetime | None, what: str = "timestamp") -> datetime | None:
-    """Return `value` unchanged if it carries a time zone; refuse a naive one."""
-    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+    """Return `value` unchanged if it carries a time zone; refuse a naive one. A SQL expression
+    (say `statement_timestamp() + delay`) is the database's to compute, in its own zone."""
+    if isinstance(value, datetime) and (value.tzinfo is None or value.utcoffset() is None):
         raise NaiveDatetimeError(
             f"{what} {value.isoformat()} has no time zone; pass an aware datetime (e.g. UTC)"
         )

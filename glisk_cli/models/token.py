@@ -44,8 +44,8 @@ def status_in(statuses: Iterable[TokenStatus]) -> str:
     return f"status IN ({', '.join(repr(status.value) for status in statuses)})"
 
 
-# A token nobody holds and no retry delay keeps back (migration 0005).
-_FREE = "lease_expires_at IS NULL AND available_at IS NULL"
+# A token nobody holds and no retry delay keeps back.
+_FREE = "lease_expires_at IS NULL"
 _GENERATION_QUEUE = status_in(STAGES[StageName.GENERATION].claimable)
 _UPLOAD_REVEAL_QUEUE = status_in(
     STAGES[StageName.UPLOAD].claimable + STAGES[StageName.REVEAL].claimable
@@ -78,19 +78,14 @@ class Token(Base):
             "mint_timestamp",
             postgresql_where=text(f"{_FREE} AND {_UPLOAD_REVEAL_QUEUE}"),
         ),
+        # A retry delay is a lease nobody holds (migration 0005), so this index also finds the
+        # tokens whose delay is over; lease_id tells the two apart without reading the table.
         Index(
             "ix_tokens_s0_lease_expiry",
             "status",
             "lease_expires_at",
             postgresql_where=text("lease_expires_at IS NOT NULL"),
-        ),
-        # Tokens waiting out a retry delay, by when they are due (migration 0005): out of the
-        # queue indexes, so a claim never walks past them; due ones are a short range scan.
-        Index(
-            "ix_tokens_s0_retry_due",
-            "status",
-            "available_at",
-            postgresql_where=text("available_at IS NOT NULL"),
+            postgresql_include=["lease_id"],
         ),
         # A lease's tokens (`glisk tokens renew --lease-id`); only leased tokens are in it.
         Index("ix_tokens_s0_lease_id", "lease_id", postgresql_where=text("lease_id IS NOT NULL")),
@@ -115,7 +110,6 @@ class Token(Base):
     claimed_by: Mapped[str | None]
     lease_id: Mapped[uuid.UUID | None]
     lease_expires_at: Mapped[datetime | None]
-    available_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(server_default=text("0"), default=0)
     created_at: Mapped[DefaultNow]
     updated_at: Mapped[DefaultNow]
@@ -126,7 +120,7 @@ class Token(Base):
         fields.setdefault("attempts", 0)
         super().__init__(**fields)
 
-    @validates("mint_timestamp", "lease_expires_at", "available_at")
+    @validates("mint_timestamp", "lease_expires_at")
     def _validate_aware(self, key: str, value: datetime | None) -> datetime | None:
         return require_aware(value, key)
 
@@ -178,7 +172,6 @@ class Token(Base):
         self.claimed_by = None
         self.lease_id = None
         self.lease_expires_at = None
-        self.available_at = None
         # The database clock, as for claims: worker machines' clocks never reach the row. The
         # mapper's eager_defaults reads the value back in the UPDATE's RETURNING.
         self.updated_at = func.now()  # type: ignore[assignment]

@@ -7,15 +7,13 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
 
-from glisk_cli.database import translate_errors
 from glisk_cli.models import Token
+from glisk_cli.repositories.base import Repository
 
 
-class SyntheticData:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class SyntheticData(Repository[Token]):
+    model = Token
 
     def add_authors(self, count: int) -> list[uuid.UUID]:
         """Insert `count` authors with random wallets; return their ids."""
@@ -29,8 +27,7 @@ class SyntheticData:
             RETURNING id
             """
         )
-        with translate_errors():
-            return list(self.session.execute(statement, {"count": count}).scalars().all())
+        return list(self._execute(statement, {"count": count}).scalars().all())
 
     def add_tokens(self, count: int, first_token_id: int, author_ids: Sequence[uuid.UUID]) -> None:
         """Insert `count` detected tokens with ids from `first_token_id`, spread over the given
@@ -51,11 +48,9 @@ class SyntheticData:
             "last": first_token_id + count - 1,
             "count": count,
         }
-        with translate_errors():
-            self.session.execute(statement, params)
+        self._execute(statement, params)
 
     def max_token_id(self) -> int:
         """The highest on-chain token id stored (0 when there is none)."""
         query = select(func.coalesce(func.max(Token.token_id), 0))
-        with translate_errors():
-            return int(self.session.execute(query).scalar_one())
+        return int(self._execute(query).scalar_one())

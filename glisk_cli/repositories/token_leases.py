@@ -32,6 +32,7 @@ from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.token_records import AdvanceResult, ClaimedToken
 from glisk_cli.repositories.token_sql import ADVANCE, RELEASE, RENEW, RENEW_LEASE_ID, claim_sql
+from glisk_cli.transaction import Transaction
 
 _FAILED = TokenStatus.FAILED.value
 # Every result field any stage reports, each an array parameter of the batch move.
@@ -41,8 +42,10 @@ _RESULT_FIELDS = tuple(dict.fromkeys(f for stage in STAGES.values() for f in sta
 class TokenLeases(Repository[Token]):
     model = Token
 
-    def __init__(self, session: Session, policy: QueuePolicy | None = None) -> None:
-        super().__init__(session)
+    def __init__(
+        self, transaction: Transaction | Session, policy: QueuePolicy | None = None
+    ) -> None:
+        super().__init__(transaction)
         self.policy = policy or QueuePolicy()
 
     # -- the workers' path: Core statements, frozen records, fenced by lease id ------------------
@@ -57,8 +60,9 @@ class TokenLeases(Repository[Token]):
     ) -> list[ClaimedToken]:
         """Hand `worker` up to `limit` tokens of `stage` under a new lease, oldest mint first.
 
-        Tokens whose lease ran out are taken over first, then tokens whose retry delay is over,
-        then the oldest mints nobody holds. One statement picks, locks, leases and returns them.
+        Tokens whose lease ran out (a dead worker's, or a retry delay's: a lease nobody holds)
+        are taken over first, then the oldest mints nobody holds. One statement picks, locks,
+        leases and returns them.
         A picked token that already used `max_attempts` claims is failed (reason max_attempts)
         instead of handed out, and the claim goes on for the rest, so it returns fewer than
         `limit` only when no more are claimable. `lease` and `max_attempts` default to the Unit
@@ -76,7 +80,7 @@ class TokenLeases(Repository[Token]):
         claimed: list[ClaimedToken] = []
         while True:
             params["limit"] = wanted - len(claimed)
-            rows = self._driver_rows(sql, params)
+            rows = self.transaction.rows(sql, params)
             batch = [row for row in rows if row[4] != _FAILED]
             claimed += ClaimedToken.from_rows(batch)
             # Exhausted tokens took places in the batch; claim again for those places.
@@ -96,7 +100,7 @@ class TokenLeases(Repository[Token]):
             return []
         lease = self.policy.lease if lease is None else check_lease(lease)
         params = {**_fences(tokens), "lease": lease}
-        return ClaimedToken.from_rows(self._driver_rows(RENEW, params))
+        return ClaimedToken.from_rows(self.transaction.rows(RENEW, params))
 
     def renew_lease(
         self, lease_id: uuid.UUID, lease: timedelta | None = None
@@ -104,13 +108,14 @@ class TokenLeases(Repository[Token]):
         """Extend every token still held under `lease_id` (`glisk tokens renew --lease-id`)."""
         lease = self.policy.lease if lease is None else check_lease(lease)
         params = {"lease_id": lease_id, "lease": lease}
-        return ClaimedToken.from_rows(self._driver_rows(RENEW_LEASE_ID, params))
+        return ClaimedToken.from_rows(self.transaction.rows(RENEW_LEASE_ID, params))
 
     def advance(self, moves: Sequence[tuple[ClaimedToken, Mapping[str, Any]]]) -> AdvanceResult:
         """Move each token to its stage's next status with the stage's result fields, ending its
         lease; one statement for the whole batch. A token is refused — and the others still move
-        — when another claim took it over (`lease_lost`), when it is not in its stage's
-        in-flight status (`illegal_transition`), or when a result field is missing
+        — when it no longer carries the lease id it was claimed under (`lease_lost`: another
+        claim took it over, or a move, release or operator ended the lease), when it is not in
+        its stage's in-flight status (`illegal_transition`), or when a result field is missing
         (`missing_field`)."""
         refused: dict[int, str] = {}
         valid: list[tuple[ClaimedToken, Stage, Mapping[str, Any]]] = []
@@ -135,13 +140,12 @@ class TokenLeases(Repository[Token]):
             params[name] = [fields.get(name) for _, _, fields in valid]
         token_ids = {token.id: token.token_id for token, _, _ in valid}
         moved: list[int] = []
-        for token_uuid, was_moved, status_now in self._driver_rows(ADVANCE, params):
+        for token_uuid, was_moved, still_held in self.transaction.rows(ADVANCE, params):
             token_id = token_ids[token_uuid]
             if was_moved:
                 moved.append(token_id)
             else:
-                expected = next(s for t, s, _ in valid if t.id == token_uuid).in_flight
-                refused[token_id] = LEASE_LOST if status_now == expected else ILLEGAL_TRANSITION
+                refused[token_id] = ILLEGAL_TRANSITION if still_held else LEASE_LOST
         return AdvanceResult(sorted(moved), refused)
 
     def release(
@@ -175,7 +179,7 @@ class TokenLeases(Repository[Token]):
             "error": None if error is None else Jsonb(dict(error)),
             "max_attempts": self.policy.max_attempts,
         }
-        released = {row[0] for row in self._driver_rows(RELEASE, params)}
+        released = {row[0] for row in self.transaction.rows(RELEASE, params)}
         refused = {t.token_id: LEASE_LOST for t in tokens if t.token_id not in released}
         return AdvanceResult(sorted(released), refused)
 

@@ -77,11 +77,14 @@ class TokenQueue(TokenLeases):
             token.status = queued_status(token.status)
             token.claimed_by = None
             token.lease_id = None
-            token.lease_expires_at = None
+            # A retry delay is a lease nobody holds: claimable once it has run out.
             due = None if retry_in is None else func.statement_timestamp() + retry_in
-            token.available_at = due  # type: ignore[assignment]
+            token.lease_expires_at = due  # type: ignore[assignment]
             token.updated_at = func.now()  # type: ignore[assignment]
         self._flush()
+        if retry_in is not None:  # computed by the database: read it back
+            for token in tokens:
+                self.transaction.run(lambda t=token: self.session.refresh(t, ["lease_expires_at"]))
         return tokens
 
     def reap(self, max_attempts: int | None = None) -> list[Token]:
@@ -102,7 +105,6 @@ class TokenQueue(TokenLeases):
                 claimed_by=None,
                 lease_id=None,
                 lease_expires_at=None,
-                available_at=None,
                 updated_at=func.now(),
             )
             .returning(Token)
@@ -127,7 +129,6 @@ class TokenQueue(TokenLeases):
                 claimed_by=None,
                 lease_id=None,
                 lease_expires_at=None,
-                available_at=None,
                 updated_at=func.now(),
             )
             .returning(Token)

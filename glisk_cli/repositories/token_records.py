@@ -19,7 +19,7 @@ from glisk_cli.pipeline import TokenStatus
 CLAIMED_COLUMNS = (
     "id", "token_id", "author_id", "minter_address", "status", "mint_timestamp", "image_path",
     "image_cid", "metadata_cid", "reveal_tx_hash", "error_data", "claimed_by", "lease_id",
-    "lease_expires_at", "available_at", "attempts", "created_at", "updated_at",
+    "lease_expires_at", "attempts", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -42,7 +42,6 @@ class ClaimedToken:
     claimed_by: str | None
     lease_id: uuid.UUID | None
     lease_expires_at: datetime | None
-    available_at: datetime | None
     attempts: int
     created_at: datetime
     updated_at: datetime

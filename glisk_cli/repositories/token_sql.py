@@ -26,13 +26,13 @@ _RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).repl
     "tokens_s0.status", "tokens_s0.status::text"
 )
 
-# The candidates of one stage, as CTEs ending in `picked`, from three sources, each read in
-# order through its own index so that its LIMIT stops early whatever the table holds:
+# The candidates of one stage, as CTEs ending in `picked`, from two sources, each read in order
+# through its own index so that its LIMIT stops early whatever the table holds:
 #
-# - tokens whose holder's lease ran out (a worker that died or stalled), oldest mint first.
-#   They go first: their work was handed out once already, and there are normally none;
-# - tokens whose retry delay is over (`ix_tokens_s0_retry_due`), oldest mint first;
-# - then, for the rest of the batch, tokens nobody holds and nothing delays, oldest mint first.
+# - tokens whose lease ran out (`ix_tokens_s0_lease_expiry`), oldest mint first: a worker's that
+#   died or stalled, or a retry delay's, which is a lease nobody holds. They go first: their work
+#   was handed out once already, and there are normally none;
+# - then, for the rest of the batch, tokens nobody holds, oldest mint first (the queue indexes).
 #
 # Statuses are written in as literals so the planner matches the partial indexes in every plan,
 # prepared or not.
@@ -52,22 +52,14 @@ _PICK = """
         ORDER BY mint_timestamp LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ),
-    due AS (
-        SELECT id FROM tokens_s0
-        WHERE {claimable} AND available_at <= statement_timestamp()
-        ORDER BY mint_timestamp LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ),
     free AS (
         SELECT id FROM tokens_s0
-        WHERE {claimable} AND lease_expires_at IS NULL AND available_at IS NULL
+        WHERE {claimable} AND lease_expires_at IS NULL
         ORDER BY mint_timestamp LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ),
     picked AS (
         SELECT id FROM expired
-        UNION ALL
-        SELECT id FROM due
         UNION ALL
         SELECT id FROM free
         LIMIT %(limit)s
@@ -86,7 +78,6 @@ UPDATE tokens_s0 SET
     lease_id = CASE WHEN attempts >= %(max_attempts)s THEN NULL ELSE %(lease_id)s::uuid END,
     lease_expires_at = CASE WHEN attempts >= %(max_attempts)s THEN NULL
                             ELSE statement_timestamp() + %(lease)s END,
-    available_at = NULL,
     attempts = CASE WHEN attempts >= %(max_attempts)s THEN attempts ELSE attempts + 1 END,
     error_data = CASE WHEN attempts >= %(max_attempts)s
         THEN coalesce(error_data, jsonb_build_object()) || jsonb_build_object(
@@ -127,9 +118,10 @@ RETURNING {_RETURNING}
 
 # A batch move, one statement: each token to its stage's next status with its result fields,
 # lease ended, attempts reset when a new stage begins. The moves (from, to, reset) come from the
-# vocabulary, per token, as arrays. Tokens not moved are reported with the status they have now
-# (read from the statement's snapshot, which the UPDATE's own changes do not show), so the
-# caller can tell a lost lease from an illegal move.
+# vocabulary, per token, as arrays. For a token not moved, the statement says whether it still
+# carries the lease id presented (read from the statement's snapshot, which the UPDATE's own
+# changes do not show): if not, its lease was lost — taken over, or ended by a move, a release
+# or an operator — else the move itself was not allowed from its status.
 ADVANCE = """
 WITH moves AS (
     SELECT * FROM unnest(
@@ -147,23 +139,23 @@ moved AS (
         metadata_cid = coalesce(moves.metadata_cid, tokens_s0.metadata_cid),
         reveal_tx_hash = coalesce(moves.tx_hash, tokens_s0.reveal_tx_hash),
         attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
-        claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL, available_at = NULL,
+        claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
         updated_at = now()
     FROM moves
     WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
       AND tokens_s0.status = moves.from_status
     RETURNING tokens_s0.id
 )
-SELECT moves.id, moved.id IS NOT NULL, now_.status::text
+SELECT moves.id, moved.id IS NOT NULL, now_.lease_id IS NOT DISTINCT FROM moves.lease_id
 FROM moves
 LEFT JOIN moved ON moved.id = moves.id
 LEFT JOIN tokens_s0 AS now_ ON now_.id = moves.id
 """
 
 # A release: the lease ends, a token in flight goes back to where its stage's tokens wait, and
-# with a delay it is not claimable before then. With an error: the error is recorded with the
-# attempt number, and a token that used up its attempts is failed at once rather than left to
-# wait out a delay only to be failed by the next claim.
+# with a delay it is held by nobody until then (a lease without a holder). With an error: the
+# error is recorded with the attempt number, and a token that used up its attempts is failed at
+# once rather than left to wait out a delay only to be failed by the next claim.
 RELEASE = """
 UPDATE tokens_s0 SET
     status = CAST(CASE
@@ -176,9 +168,9 @@ UPDATE tokens_s0 SET
                 'last_worker', claimed_by)
         ELSE coalesce(error_data, jsonb_build_object())
             || %(error)s::jsonb || jsonb_build_object('attempt', attempts) END,
-    available_at = CASE WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s
+    lease_expires_at = CASE WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s
         THEN NULL ELSE statement_timestamp() + held.delay END,
-    claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
+    claimed_by = NULL, lease_id = NULL,
     updated_at = now()
 FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[])
     AS held(id, lease_id, queued, delay)

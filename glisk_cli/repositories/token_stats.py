@@ -5,7 +5,8 @@ pages changed since the last vacuum; autovacuum keeps those few on this table):
 
 - the counts, by an index-only scan of `ix_tokens_s0_status` (migration 0004), and the oldest
   mint of each status present, one probe of the (status, mint_timestamp) index;
-- live and expired leases, from `ix_tokens_s0_lease_expiry` (only leased tokens);
+- live and expired leases, and tokens waiting out a retry delay (a lease nobody holds), from
+  `ix_tokens_s0_lease_expiry` (only leased tokens; it carries lease_id);
 - failed tokens by reason, fetching only the failed rows.
 """
 
@@ -37,6 +38,7 @@ class TokenStats:
     statuses: dict[TokenStatus, StatusFigures]
     live_leases: int
     expired_leases: int
+    retry_waits: int  # tokens released after a failure, not claimable before their delay is over
     failed_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -55,7 +57,11 @@ class TokenStats:
                 }
                 for status, figures in self.statuses.items()
             },
-            "leases": {"live": self.live_leases, "expired": self.expired_leases},
+            "leases": {
+                "live": self.live_leases,
+                "expired": self.expired_leases,
+                "waiting_retry": self.retry_waits,
+            },
             "failed_by_reason": dict(self.failed_by_reason),
         }
 
@@ -79,10 +85,12 @@ def read_token_stats(session: Session) -> TokenStats:
                 func.extract("epoch", func.now() - oldest.c.mint_timestamp),
             ).select_from(counts.join(oldest, true()))
         ).all()
-        live, expired = session.execute(
+        now, held = func.statement_timestamp(), Token.lease_id.is_not(None)
+        live, expired, waiting = session.execute(
             select(
-                func.count().filter(Token.lease_expires_at >= func.statement_timestamp()),
-                func.count().filter(Token.lease_expires_at < func.statement_timestamp()),
+                func.count().filter(held, Token.lease_expires_at >= now),
+                func.count().filter(held, Token.lease_expires_at < now),
+                func.count().filter(Token.lease_id.is_(None), Token.lease_expires_at >= now),
             ).where(Token.lease_expires_at.is_not(None))
         ).one()
         failures = session.execute(
@@ -97,5 +105,6 @@ def read_token_stats(session: Session) -> TokenStats:
         statuses=statuses,
         live_leases=live,
         expired_leases=expired,
+        retry_waits=waiting,
         failed_by_reason={str(name): count for name, count in failures},
     )

@@ -16,7 +16,7 @@ MINTER = "0x2222222222222222222222222222222222222222"
 TOKEN_KEYS = [
     "id", "token_id", "author_id", "minter_address", "status", "mint_timestamp", "image_path",
     "image_cid", "metadata_cid", "reveal_tx_hash", "error_data", "claimed_by",
-    "lease_expires_at", "attempts", "created_at", "updated_at", "lease_id", "available_at",
+    "lease_expires_at", "attempts", "created_at", "updated_at", "lease_id",
 ]  # fmt: skip
 
 

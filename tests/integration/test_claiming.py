@@ -3,15 +3,18 @@
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from glisk_cli.errors import Conflict, InvalidInput
 from glisk_cli.models import TokenStatus
+from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.token import TokenRepository
+from glisk_cli.repositories.token_sql import claim_sql
 from tests.conftest import seed_tokens
 
 LEASE = timedelta(minutes=15)
@@ -304,21 +307,11 @@ def test_a_claim_reads_only_the_tokens_it_takes(
 
 def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
     """PostgreSQL's plan for the claim the library sends (EXPLAIN ANALYZE runs it, rolled back)."""
-    sent: list[tuple[str, dict]] = []
-
-    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        sent.append((statement, parameters))
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        TokenRepository(session).claim(stage, 10, "explain", LEASE)
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-        session.rollback()
-    [(statement, parameters)] = [(sql, params) for sql, params in sent if "SKIP LOCKED" in sql]
+    parameters = {"limit": 10, "worker": "explain", "lease": LEASE, "max_attempts": 5,
+                  "lease_id": uuid.uuid4()}  # fmt: skip
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
-    explain = session.connection().exec_driver_sql(f"EXPLAIN ({options}) {statement}", parameters)
+    sql = f"EXPLAIN ({options}) {claim_sql(stage_named(stage))}"
+    explain = session.connection().exec_driver_sql(sql, parameters)
     plan = explain.scalar_one()[0]["Plan"]
     session.rollback()
     return plan

@@ -2,6 +2,7 @@
 delays keep a released token back; exhausted tokens never cost a claim its batch."""
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -106,10 +107,10 @@ def test_a_lapsed_lease_nobody_took_over_can_still_be_renewed_and_advanced(
 def test_a_mixed_batch_moves_exactly_the_valid_tokens_and_reports_the_rest(
     session_factory, uow_factory
 ) -> None:
-    seed_tokens(session_factory, 4)
+    seed_tokens(session_factory, 5)
     with uow_factory() as uow:
-        claimed = uow.tokens.claim("generation", 4, "w1", SHORT)
-    held, reclaimed, failed_by_operator, incomplete = claimed
+        claimed = uow.tokens.claim("generation", 5, "w1", SHORT)
+    held, reclaimed, failed_by_operator, incomplete, not_in_flight = claimed
     with session_factory() as session, session.begin():
         session.execute(
             text(
@@ -118,7 +119,7 @@ def test_a_mixed_batch_moves_exactly_the_valid_tokens_and_reports_the_rest(
             )
         )
     with uow_factory() as uow:
-        assert [t.token_id for t in uow.tokens.claim("generation", 4, "w2", LONG)] == [2]
+        assert [t.token_id for t in uow.tokens.claim("generation", 5, "w2", LONG)] == [2]
         uow.tokens.transition(3, TokenStatus.FAILED, error={"reason": "operator"})
 
     with uow_factory() as uow:
@@ -128,15 +129,39 @@ def test_a_mixed_batch_moves_exactly_the_valid_tokens_and_reports_the_rest(
                 (reclaimed, {"image_path": "2.png"}),
                 (failed_by_operator, {"image_path": "3.png"}),
                 (incomplete, {"image_path": ""}),
+                # A record that is not a claimed token's: no stage moves a detected token on.
+                (replace(not_in_flight, status=TokenStatus.DETECTED), {"image_path": "5.png"}),
             ]
         )
     assert result.moved == [1]
-    assert result.refused == {2: "lease_lost", 3: "illegal_transition", 4: "missing_field"}
+    assert result.refused == {
+        2: "lease_lost",  # another claim took it over
+        3: "lease_lost",  # the operator's move ended the lease
+        4: "missing_field",
+        5: "illegal_transition",
+    }
     with uow_factory() as uow:
-        statuses = [uow.tokens.require(n).status for n in (1, 2, 3, 4)]
+        statuses = [uow.tokens.require(n).status for n in (1, 2, 3, 4, 5)]
     assert statuses == [
-        TokenStatus.UPLOADING, TokenStatus.GENERATING, TokenStatus.FAILED, TokenStatus.GENERATING,
+        TokenStatus.UPLOADING, TokenStatus.GENERATING, TokenStatus.FAILED,
+        TokenStatus.GENERATING, TokenStatus.GENERATING,
     ]  # fmt: skip
+
+
+def test_a_stale_worker_is_told_it_lost_the_lease_after_the_new_holder_moved_the_token(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        stale = uow.tokens.claim("generation", 1, "w1", SHORT)
+    expire_leases(session_factory)
+    with uow_factory() as uow:
+        fresh = uow.tokens.claim("generation", 1, "w2", LONG)
+        assert uow.tokens.advance([(fresh[0], {"image_path": "w2.png"})]).moved == [1]
+    with uow_factory() as uow:
+        assert uow.tokens.advance([(stale[0], {"image_path": "w1.png"})]).refused == {
+            1: "lease_lost"
+        }
 
 
 def test_advance_follows_the_vocabulary_through_every_stage(session_factory, uow_factory) -> None:
@@ -186,7 +211,7 @@ def test_a_released_token_with_a_retry_delay_is_claimable_only_after_it(
     time.sleep(SHORT.total_seconds() + 0.1)
     with uow_factory() as uow:
         [retried] = uow.tokens.claim("generation", 2, "w3", LONG)
-    assert (retried.token_id, retried.attempts, retried.available_at) == (1, 2, None)
+    assert (retried.token_id, retried.attempts, retried.claimed_by) == (1, 2, "w3")
 
 
 def test_a_failed_attempt_backs_off_exponentially_from_the_policy(session_factory) -> None:
@@ -195,14 +220,14 @@ def test_a_failed_attempt_backs_off_exponentially_from_the_policy(session_factor
     delays = []
     for attempt in (1, 2, 3):
         with session_factory() as session, session.begin():
-            session.execute(text("UPDATE tokens_s0 SET available_at = NULL"))
+            session.execute(text("UPDATE tokens_s0 SET lease_expires_at = NULL"))
         with UnitOfWork(session_factory, policy) as uow:
             [token] = uow.tokens.claim("generation", 1, "w", LONG)
             assert token.attempts == attempt
             uow.tokens.release([token], error={"message": "again"})
             delays.append(
                 uow.session.execute(
-                    text("SELECT available_at - statement_timestamp() FROM tokens_s0")
+                    text("SELECT lease_expires_at - statement_timestamp() FROM tokens_s0")
                 ).scalar_one()
             )
     # Equal jitter: between half and all of 10 s, 20 s, then the 30 s cap.
@@ -221,7 +246,7 @@ def test_a_failed_attempt_that_used_up_the_attempts_fails_the_token_at_once(
         uow.tokens.release([token], error={"message": "fifth failure"})
         stored = uow.tokens.require(1)
     assert stored.status is TokenStatus.FAILED
-    assert stored.available_at is None
+    assert stored.lease_expires_at is None
     assert stored.error_data is not None
     assert stored.error_data["reason"] == "max_attempts"
     assert stored.error_data["message"] == "fifth failure"

@@ -35,7 +35,6 @@ EXPECTED_COLUMNS = {
         "lease_expires_at": ("timestamp with time zone", False, None),
         "attempts": ("integer", True, "0"),
         "lease_id": ("uuid", False, None),
-        "available_at": ("timestamp with time zone", False, None),
         "created_at": ("timestamp with time zone", True, "now()"),
         "updated_at": ("timestamp with time zone", True, "now()"),
     },
@@ -94,18 +93,14 @@ EXPECTED_INDEXES = {
     "ON public.tokens_s0 USING btree (status, mint_timestamp)",
     "ix_tokens_s0_generation_queue": "CREATE INDEX ix_tokens_s0_generation_queue "
     "ON public.tokens_s0 USING btree (mint_timestamp) WHERE ((lease_expires_at IS NULL) "
-    "AND (available_at IS NULL) "
     "AND (status = ANY (ARRAY['detected'::token_status, 'generating'::token_status])))",
     "ix_tokens_s0_upload_reveal_queue": "CREATE INDEX ix_tokens_s0_upload_reveal_queue "
     "ON public.tokens_s0 USING btree (status, mint_timestamp) WHERE ((lease_expires_at IS NULL) "
-    "AND (available_at IS NULL) "
     "AND (status = ANY (ARRAY['uploading'::token_status, 'ready'::token_status])))",
-    "ix_tokens_s0_retry_due": "CREATE INDEX ix_tokens_s0_retry_due "
-    "ON public.tokens_s0 USING btree (status, available_at) WHERE (available_at IS NOT NULL)",
     "ix_tokens_s0_lease_id": "CREATE INDEX ix_tokens_s0_lease_id "
     "ON public.tokens_s0 USING btree (lease_id) WHERE (lease_id IS NOT NULL)",
     "ix_tokens_s0_lease_expiry": "CREATE INDEX ix_tokens_s0_lease_expiry "
-    "ON public.tokens_s0 USING btree (status, lease_expires_at) "
+    "ON public.tokens_s0 USING btree (status, lease_expires_at) INCLUDE (lease_id) "
     "WHERE (lease_expires_at IS NOT NULL)",
     "ix_tokens_s0_status": "CREATE INDEX ix_tokens_s0_status "
     "ON public.tokens_s0 USING btree (status)",

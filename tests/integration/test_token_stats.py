@@ -22,6 +22,7 @@ def test_stats_count_statuses_oldest_mints_leases_and_failure_reasons(
                     status = CASE WHEN token_id <= 2 THEN 'generating'::token_status
                                   ELSE 'failed'::token_status END,
                     claimed_by = CASE WHEN token_id <= 2 THEN 'w' END,
+                    lease_id = CASE WHEN token_id <= 2 THEN gen_random_uuid() END,
                     lease_expires_at = CASE token_id WHEN 1 THEN now() + interval '1 hour'
                                                      WHEN 2 THEN now() - interval '1 hour' END,
                     error_data = CASE token_id WHEN 3 THEN '{"reason": "nsfw"}'::jsonb
@@ -44,7 +45,7 @@ def test_stats_count_statuses_oldest_mints_leases_and_failure_reasons(
         "detected": 1, "generating": 2, "uploading": 0, "ready": 0, "revealed": 3, "failed": 3,
     }  # fmt: skip
     assert stats["total"] == 9
-    assert stats["leases"] == {"live": 1, "expired": 1}
+    assert stats["leases"] == {"live": 1, "expired": 1, "waiting_retry": 0}
     assert stats["failed_by_reason"] == {"nsfw": 2, "unknown": 1}
     # seed_tokens mints token n at 2026-01-01 00:00:00 + n seconds
     assert stats["statuses"]["detected"]["oldest_mint_timestamp"] == datetime(
