@@ -9,7 +9,9 @@ N worker processes (default 4) drain 20,000 freshly seeded detected tokens, at B
   pays on this server;
 - library: `with uow_factory() as uow: uow.tokens.claim("generation", B, worker, lease)`, the
   loop a worker writes, with everything the library's claim does beyond the floor (expired
-  leases taken over first, retry delays honoured, exhausted tokens failed, a fenced lease id).
+  leases taken over first, retry delays honoured, exhausted tokens failed, a fenced lease id);
+- raw-lib: the library's own claim statement sent by plain psycopg, which splits the library's
+  distance from the floor into what its statement costs and what the library adds around it.
 
 At B = 10, two more scenarios:
 
@@ -50,6 +52,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +74,9 @@ from scratch import (
 from glisk_cli.database import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.models import TokenStatus
+from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
+from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import UnitOfWork, create_uow_factory
 
 STAGE = "generation"
@@ -91,6 +96,7 @@ RAW_CLAIM = cast(  # assembled from constants
     + ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS),
 )
 TOKEN_ID = CLAIMED_COLUMNS.index("token_id")
+LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE)))  # built from constants
 
 
 @dataclass(frozen=True)
@@ -145,13 +151,17 @@ def drain_library(
         claimed.extend(token.token_id for token in tokens)
 
 
-def drain_raw(conn: psycopg.Connection, worker: str, batch: int) -> tuple[list[int], int]:
-    """The minimal claim in plain psycopg, one transaction per claim."""
-    params = {"limit": batch, "worker": worker, "lease": LEASE}
+def drain_raw(
+    conn: psycopg.Connection, worker: str, batch: int, sql: LiteralString = RAW_CLAIM
+) -> tuple[list[int], int]:
+    """A claim statement in plain psycopg, one transaction per claim: the minimal one, or the
+    library's own (`raw-lib`: what the library's statement costs without the library)."""
+    params: dict[str, Any] = {"limit": batch, "worker": worker, "lease": LEASE, "max_attempts": 5}
     claimed: list[int] = []
     claims = 0
     while True:
-        rows = conn.execute(RAW_CLAIM, params).fetchall()
+        params["lease_id"] = uuid.uuid4()
+        rows = conn.execute(sql, params).fetchall()
         conn.commit()
         claims += 1
         if not rows:
@@ -177,6 +187,8 @@ def worker_main(index: int, url: str, jobs: mp.Queue, results: mp.Queue, barrier
                     profiler.enable()
                 if job.path == "library":
                     ids, claims = drain_library(uow_factory, worker, job.batch, job.cycle)
+                elif job.path == "raw-lib":
+                    ids, claims = drain_raw(conn, worker, job.batch, LIBRARY_CLAIM)
                 else:
                     ids, claims = drain_raw(conn, worker, job.batch)
                 finished = time.monotonic()
@@ -324,13 +336,13 @@ def report(runs: list[Run], workers: int) -> None:
     keys = dict.fromkeys((r.scenario, r.batch) for r in runs)
     for scenario, batch in keys:
         baseline = "pgqueuer" if scenario == "cycle" else "raw"
-        for path in ("library", "raw", "pgqueuer"):
+        for path in ("library", "raw-lib", "raw", "pgqueuer"):
             same = select(scenario, path, batch)
             if not same:
                 continue
             rates = [r.rate for r in same]
             ratio = ""
-            if path == "library" and select(scenario, baseline, batch):
+            if path in ("library", "raw-lib") and select(scenario, baseline, batch):
                 ratio = f"{median(scenario, path, batch) / median(scenario, baseline, batch):.2f}"
             spread = f"{min(rates):.0f}-{max(rates):.0f}"
             print(f"{scenario:<9} {path:<9} {batch:>4} {same[0].tokens:>7} "
@@ -383,7 +395,7 @@ def main() -> None:
         plan: list[tuple[str, Job | None, int, int]] = [
             ("claim", Job(path, n, False), args.small_tokens if n == 1 else args.tokens, 0)
             for n in batches
-            for path in paths
+            for path in (*paths, "raw-lib")
         ]
         cycle: list[tuple[str, Job | None, int, int]] = [("cycle", Job("library", b, True),
                                                           args.tokens, 0)]  # fmt: skip

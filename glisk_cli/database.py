@@ -210,16 +210,21 @@ def _translate_unavailable(context: ExceptionContext) -> Any:
         return None
     connecting = context.connection is None or context.is_pre_ping
     if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
-        engine = context.engine
-        where = engine.url.render_as_string(hide_password=True) if engine else "the database"
-        # A pooled connection that died is worth one retry (repositories/base.py); a server
-        # that cannot be reached is not.
-        error = DatabaseUnavailable if connecting else ConnectionLost
-        raise error(
-            f"cannot reach PostgreSQL at {where}: {_first_line(original)}",
-            hint="is the server running? is DATABASE_URL right?",
-        ) from original
+        raise unreachable(context.engine, original, lost=not connecting) from original
     return None
+
+
+def unreachable(engine: Engine | None, error: BaseException, *, lost: bool) -> DatabaseUnavailable:
+    """The error for a server that cannot be reached (or a connection to it that broke, `lost`),
+    naming the server with its password masked."""
+    where = engine.url.render_as_string(hide_password=True) if engine else "the database"
+    # A pooled connection that died is worth one retry (transaction.py); a server that cannot
+    # be reached is not.
+    kind = ConnectionLost if lost else DatabaseUnavailable
+    return kind(
+        f"cannot reach PostgreSQL at {where}: {_first_line(error)}",
+        hint="is the server running? is DATABASE_URL right?",
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -247,14 +252,11 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
 
 
-def translate_driver_error(error: psycopg.Error, *, lost: bool) -> Exception:
+def translate_driver_error(engine: Engine, error: psycopg.Error, *, lost: bool) -> Exception:
     """What a psycopg error raised outside SQLAlchemy (the workers' path) means to glisk:
     ConnectionLost when the connection broke, else as `translate`, else the error itself."""
     if lost:
-        return ConnectionLost(
-            f"lost the connection to PostgreSQL: {_first_line(error)}",
-            hint="is the server running? is DATABASE_URL right?",
-        )
+        return unreachable(engine, error, lost=True)
     return translate(error) or error
 
 

@@ -1,11 +1,11 @@
 """One Unit of Work's transaction: a pooled connection checked out on first use, and an ORM
-Session on that connection only when something needs one (docs/architecture.md, "The workers'
-path below the ORM").
+Session on it only when something needs one (docs/architecture.md, "The workers' path below the
+ORM").
 
 The workers' path (claim, renew, advance, release) sends its driver SQL straight through the
-connection's psycopg cursor: no Session, no SQLAlchemy result processing, which together cost
-more client CPU than the statement itself. Operator reads and the seed's single-token API use the
-Session, on the same connection and in the same transaction.
+pooled psycopg connection: no Connection or Session object, no SQLAlchemy result processing,
+which together cost more client CPU than building the statement's records. Operator reads and
+the seed's single-token API use a Session, on the same connection and in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, TypeVar, cast
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolProxiedConnection
 
-from glisk_cli.database import translate_driver_error, translate_errors
+from glisk_cli.database import translate_driver_error, translate_errors, unreachable
 from glisk_cli.errors import ConnectionLost
 
 T = TypeVar("T")
@@ -31,7 +32,8 @@ class Transaction:
         (a bare session factory, as the seed builds it), the Session's own transaction."""
         self._engine = engine
         self._sessions = sessions
-        self._connection: Connection | None = None
+        self._pooled: PoolProxiedConnection | None = None  # the pool's connection, once out
+        self._connection: Connection | None = None  # SQLAlchemy's, made for a Session
         self._session: Session | None = None
         self._used = False  # a statement has run: from then on nothing is retried
 
@@ -43,23 +45,15 @@ class Transaction:
         return transaction
 
     @property
-    def connection(self) -> Connection:
-        if self._connection is None:
-            if self._engine is None:
-                self._connection = self.session.connection()
-            else:
-                with translate_errors():
-                    self._connection = self._engine.connect()
-                    self._connection.begin()
-        return self._connection
-
-    @property
     def session(self) -> Session:
         if self._session is None:
-            # On our connection, the Session joins its transaction; committing it stays ours.
-            self._session = (
-                self._sessions() if self._engine is None else self._sessions(bind=self.connection)
-            )
+            if self._engine is None:
+                self._session = self._sessions()
+            else:
+                # On our connection the Session joins its transaction; committing stays ours.
+                self._connection = Connection(self._engine, connection=self._checkout())
+                self._connection.begin()  # psycopg began already, or begins at the next query
+                self._session = self._sessions(bind=self._connection)
         return self._session
 
     def run(self, operation: Callable[[], T]) -> T:
@@ -83,47 +77,81 @@ class Transaction:
         return self.run(lambda: self._driver_rows(sql, params))
 
     def _driver_rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
-        connection = self.connection
-        dbapi = cast(psycopg.Connection, connection.connection.dbapi_connection)
+        # With a bare Session, its connection is the one to use.
+        pooled = self._checkout() if self._engine else self.session.connection().connection
+        driver = cast(psycopg.Connection, pooled.dbapi_connection)
         try:
-            with dbapi.cursor() as cursor:
+            with driver.cursor() as cursor:
                 cursor.execute(sql, params)  # type: ignore[arg-type]
                 return cursor.fetchall()
         except psycopg.Error as error:
-            if dbapi.closed or dbapi.broken:
-                connection.invalidate()  # the pool must not hand this connection out again
-            raise translate_driver_error(error, lost=dbapi.closed or dbapi.broken) from error
+            lost = driver.closed or driver.broken
+            if lost:
+                pooled.invalidate()  # the pool must not hand this connection out again
+            raise translate_driver_error(
+                self._engine or self.session.get_bind(),  # type: ignore[arg-type]
+                error,
+                lost=lost,
+            ) from error
+
+    def _checkout(self) -> PoolProxiedConnection:
+        assert self._engine is not None
+        if self._pooled is None:
+            try:
+                self._pooled = self._engine.raw_connection()
+            except psycopg.OperationalError as error:
+                raise unreachable(self._engine, error, lost=False) from error
+        return self._pooled
 
     def commit(self) -> None:
         with translate_errors():
             if self._engine is None:
                 if self._session is not None:
                     self._session.commit()
-            elif self._connection is not None:  # nothing sent: nothing to commit
-                if self._session is not None:
-                    self._session.flush()
+                return
+            if self._session is not None:
+                self._session.flush()
+            if self._connection is not None:
                 self._connection.commit()
+            elif self._pooled is not None:  # nothing sent: nothing to commit
+                self._commit_pooled(self._pooled)
+
+    def _commit_pooled(self, pooled: PoolProxiedConnection) -> None:
+        try:
+            pooled.commit()
+        except psycopg.Error as error:
+            driver = cast(psycopg.Connection, pooled.dbapi_connection)
+            lost = driver.closed or driver.broken
+            if lost:
+                pooled.invalidate()
+            assert self._engine is not None
+            raise translate_driver_error(self._engine, error, lost=lost) from error
 
     def rollback(self) -> None:
         if self._engine is None:
             if self._session is not None:
                 self._session.rollback()
-        elif self._connection is not None and not self._connection.invalidated:
-            self._connection.rollback()
+        elif self._connection is not None:
+            if not self._connection.invalidated:
+                self._connection.rollback()
+        elif self._pooled is not None and self._pooled.is_valid:
+            self._pooled.rollback()
 
     def discard(self) -> None:
         """Drop the connection (dead or not) and the Session on it; the next use starts afresh."""
-        if self._engine is None and self._session is not None:
-            self._session.rollback()  # the Session replaces its dead connection itself
-            self._connection = None
+        if self._engine is None:
+            if self._session is not None:
+                self._session.rollback()  # the Session replaces its dead connection itself
             return
-        if self._connection is not None:
-            self._connection.invalidate()
+        if self._pooled is not None and self._pooled.is_valid:
+            self._pooled.invalidate()
         self.close()
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
-        if self._connection is not None and self._engine is not None:
-            self._connection.close()
-        self._session = self._connection = None
+        if self._connection is not None:
+            self._connection.close()  # gives the pooled connection back
+        elif self._pooled is not None:
+            self._pooled.close()
+        self._session = self._connection = self._pooled = None

@@ -13,6 +13,7 @@ Repositories never commit on their own. Objects returned inside the block stay r
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from types import TracebackType
 
 from loguru import logger
@@ -35,14 +36,7 @@ from glisk_cli.transaction import Transaction
 
 
 class UnitOfWork:
-    authors: AuthorRepository
-    tokens: TokenRepository
-    mint_events: MintEventRepository
-    image_jobs: ImageGenerationJobRepository
-    ipfs_records: IPFSUploadRecordRepository
-    reveal_txs: RevealTransactionRepository
-    system_state: SystemStateRepository
-    synthetic: SyntheticData
+    """One transaction and the repositories working in it (each made when first used)."""
 
     def __init__(
         self,
@@ -66,16 +60,42 @@ class UnitOfWork:
         """The ORM Session of this Unit of Work's transaction (made on first use)."""
         return self.transaction.session
 
+    @cached_property
+    def authors(self) -> AuthorRepository:
+        return AuthorRepository(self.transaction)
+
+    @cached_property
+    def tokens(self) -> TokenRepository:
+        return TokenRepository(self.transaction, self.policy)
+
+    @cached_property
+    def mint_events(self) -> MintEventRepository:
+        return MintEventRepository(self.transaction)
+
+    @cached_property
+    def image_jobs(self) -> ImageGenerationJobRepository:
+        return ImageGenerationJobRepository(self.transaction)
+
+    @cached_property
+    def ipfs_records(self) -> IPFSUploadRecordRepository:
+        return IPFSUploadRecordRepository(self.transaction)
+
+    @cached_property
+    def reveal_txs(self) -> RevealTransactionRepository:
+        return RevealTransactionRepository(self.transaction)
+
+    @cached_property
+    def system_state(self) -> SystemStateRepository:
+        return SystemStateRepository(self.transaction)
+
+    @cached_property
+    def synthetic(self) -> SyntheticData:
+        return SyntheticData(self.transaction)
+
     def __enter__(self) -> UnitOfWork:
-        transaction = self._transaction = Transaction(self._engine, self._session_factory)
-        self.authors = AuthorRepository(transaction)
-        self.tokens = TokenRepository(transaction, self.policy)
-        self.mint_events = MintEventRepository(transaction)
-        self.image_jobs = ImageGenerationJobRepository(transaction)
-        self.ipfs_records = IPFSUploadRecordRepository(transaction)
-        self.reveal_txs = RevealTransactionRepository(transaction)
-        self.system_state = SystemStateRepository(transaction)
-        self.synthetic = SyntheticData(transaction)
+        for name in _REPOSITORIES:  # those of an earlier `with` block worked in its transaction
+            self.__dict__.pop(name, None)
+        self._transaction = Transaction(self._engine, self._session_factory)
         return self
 
     def __exit__(
@@ -104,6 +124,11 @@ class UnitOfWork:
     def rollback(self, reason: str = "requested") -> None:
         self.transaction.rollback()
         logger.info("transaction.rolled_back", reason=reason)
+
+
+_REPOSITORIES = [
+    name for name, value in vars(UnitOfWork).items() if isinstance(value, cached_property)
+]
 
 
 def create_uow_factory(

@@ -79,7 +79,8 @@ class Token(Base):
             postgresql_where=text(f"{_FREE} AND {_UPLOAD_REVEAL_QUEUE}"),
         ),
         # A retry delay is a lease nobody holds (migration 0005), so this index also finds the
-        # tokens whose delay is over; lease_id tells the two apart without reading the table.
+        # tokens whose delay is over; lease_id tells the two apart, and finds a lease's tokens,
+        # without reading the table.
         Index(
             "ix_tokens_s0_lease_expiry",
             "status",
@@ -87,8 +88,6 @@ class Token(Base):
             postgresql_where=text("lease_expires_at IS NOT NULL"),
             postgresql_include=["lease_id"],
         ),
-        # A lease's tokens (`glisk tokens renew --lease-id`); only leased tokens are in it.
-        Index("ix_tokens_s0_lease_id", "lease_id", postgresql_where=text("lease_id IS NOT NULL")),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
 

@@ -50,11 +50,14 @@ class ClaimedToken:
     def from_rows(rows: Sequence[Sequence[Any]]) -> list[ClaimedToken]:
         """Records from rows in CLAIMED_COLUMNS order, oldest mint first."""
         tokens = [
-            ClaimedToken(*row[:4], TokenStatus(row[4]), *row[5:])  # type: ignore[call-arg]
+            ClaimedToken(*row[:4], _STATUSES[row[4]], *row[5:])  # type: ignore[call-arg]
             for row in rows
         ]
         tokens.sort(key=_mint_order)
         return tokens
+
+
+_STATUSES = {status.value: status for status in TokenStatus}
 
 
 def _mint_order(token: ClaimedToken) -> tuple[datetime, int]:

@@ -112,7 +112,7 @@ RETURNING {_RETURNING}
 
 RENEW_LEASE_ID = f"""
 UPDATE tokens_s0 SET lease_expires_at = statement_timestamp() + %(lease)s
-WHERE lease_id = %(lease_id)s::uuid
+WHERE lease_expires_at IS NOT NULL AND lease_id = %(lease_id)s::uuid  -- from the lease index
 RETURNING {_RETURNING}
 """
 

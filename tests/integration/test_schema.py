@@ -97,8 +97,6 @@ EXPECTED_INDEXES = {
     "ix_tokens_s0_upload_reveal_queue": "CREATE INDEX ix_tokens_s0_upload_reveal_queue "
     "ON public.tokens_s0 USING btree (status, mint_timestamp) WHERE ((lease_expires_at IS NULL) "
     "AND (status = ANY (ARRAY['uploading'::token_status, 'ready'::token_status])))",
-    "ix_tokens_s0_lease_id": "CREATE INDEX ix_tokens_s0_lease_id "
-    "ON public.tokens_s0 USING btree (lease_id) WHERE (lease_id IS NOT NULL)",
     "ix_tokens_s0_lease_expiry": "CREATE INDEX ix_tokens_s0_lease_expiry "
     "ON public.tokens_s0 USING btree (status, lease_expires_at) INCLUDE (lease_id) "
     "WHERE (lease_expires_at IS NOT NULL)",
