@@ -12,6 +12,8 @@ from glisk_cli.pipeline import TokenStatus
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import SETTING_VARIABLES, seed_tokens
 
+LONG = timedelta(minutes=15)
+
 
 @pytest.fixture
 def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, migrated_url: str):
@@ -100,3 +102,25 @@ def test_transitions_stamp_updated_at_from_the_database_clock(session_factory, u
     with uow_factory() as uow:
         released = uow.tokens.release_by_token_id([1])
     assert released[0].updated_at > database_now
+
+
+def test_a_unit_of_work_retries_its_first_statement_on_a_connection_that_died_in_the_pool(
+    migrated_url: str, session_factory
+) -> None:
+    seed_tokens(session_factory, 2)
+    database = Database(migrated_url, pool_size=1)
+    uow_factory = create_uow_factory(database)
+    try:
+        for read in (
+            lambda uow: uow.tokens.claim("generation", 1, "w", LONG),  # the workers' path
+            lambda uow: uow.tokens.get_by_token_id(1),  # the ORM
+        ):
+            with uow_factory() as uow:
+                pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            # The server ends that connection while it idles in the pool (a restart, say).
+            with session_factory() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with uow_factory() as uow:
+                assert read(uow)
+    finally:
+        database.dispose()
