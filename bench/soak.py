@@ -25,8 +25,9 @@ that may keep it), so a generation claim that takes over an expired generating t
 (generating → generating, no status change) and every upload and reveal claim are logged as
 rows whose old and new status are equal. Naming the lease columns too makes the log independent
 of that detail. Each row records old and new status, holder, lease and attempts, the acting
-worker (workers connect with application_name = their worker id), the transaction id, now() of
-the updating transaction (the instant the claim's lease arithmetic uses) and clock_timestamp().
+worker (workers connect with application_name = their worker id), the transaction id,
+statement_timestamp() of the updating statement (the instant the claim's lease arithmetic uses;
+column tx_at) and clock_timestamp().
 Rows are written inside the updating transaction, so a killed worker's rolled-back work leaves
 none, and row locks order the updates of one token, so `seq` order is the order of application.
 Replaying each token's rows checks that every row's old values are the previous row's new ones
@@ -151,7 +152,7 @@ BEGIN
                             error_data, txid, tx_at, at)
     VALUES (NEW.token_id, current_setting('application_name'), OLD.status, NEW.status,
             OLD.claimed_by, NEW.claimed_by, OLD.lease_expires_at, NEW.lease_expires_at,
-            OLD.attempts, NEW.attempts, NEW.error_data, txid_current(), now(),
+            OLD.attempts, NEW.attempts, NEW.error_data, txid_current(), statement_timestamp(),
             clock_timestamp());
     RETURN NULL;
 END
