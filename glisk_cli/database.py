@@ -9,34 +9,23 @@ explicit entry point over the same engine, with glisk's default numbers.
 Every connection runs with the server-side TimeZone = UTC, whatever the server's or the database's
 default, so `now()` and timestamptz text are UTC everywhere. A connection that cannot be made
 (refused, timed out, dropped) surfaces as DatabaseUnavailable (exit 3) with the URL's password
-masked; other driver errors are translated by SQLSTATE in `translate_errors`.
+masked; other driver errors are translated by SQLSTATE (`database_errors.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import DataError, DBAPIError, StatementError
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from glisk_cli.errors import (
-    Conflict,
-    ConnectionLost,
-    DatabaseTimeout,
-    DatabaseUnavailable,
-    GliskError,
-    InvalidInput,
-    NotFound,
-    SchemaDrift,
-)
+from glisk_cli.database_errors import translate_unavailable
 from glisk_cli.policy import QueuePolicy, Timeouts
-from glisk_cli.redact import mask_url, redact
+from glisk_cli.redact import mask_url
 
 if TYPE_CHECKING:
     from glisk_cli.config import Settings
@@ -61,14 +50,20 @@ class Database:
         policy: QueuePolicy = DEFAULT_POLICY,
         keepalives: bool = False,
         pre_ping: bool = False,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
+        """`on_refused`: called when a connection is refused, before one more try (the embedded
+        server restarts its postmaster there if it died)."""
         self.url = url
         self.pool_size = pool_size
         self.timeouts = timeouts
         self.policy = policy
+        self._on_refused = on_refused
         self.engine = _create_engine(
             url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping
         )
+        if on_refused is not None:
+            event.listen(self.engine, "do_connect", _retry_refused(on_refused))
         # expire_on_commit=False: objects returned from a Unit of Work stay readable after it.
         self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
@@ -79,6 +74,11 @@ class Database:
             from glisk_cli.config import load_settings
 
             settings = load_settings()
+        on_refused = None
+        if not settings.database_url_value:
+            from glisk_cli.embedded import embedded_server
+
+            on_refused = embedded_server(settings.glisk_data_dir).recover
         return cls(
             resolve_database_url(settings),
             pool_size=settings.db_pool_size,
@@ -93,6 +93,7 @@ class Database:
                 retry_base=settings.glisk_retry_base,
                 retry_max=settings.glisk_retry_max,
             ),
+            on_refused=on_refused,
         )
 
     def for_health_checks(self) -> Database:
@@ -111,6 +112,7 @@ class Database:
             policy=self.policy,
             keepalives=True,
             pre_ping=True,
+            on_refused=self._on_refused,
         )
 
     @property
@@ -167,8 +169,21 @@ def _create_engine(
         pool_pre_ping=pre_ping,
         connect_args=connect_args,
     )
-    event.listen(engine, "handle_error", _translate_unavailable)
+    event.listen(engine, "handle_error", translate_unavailable)
     return engine
+
+
+def _retry_refused(on_refused: Callable[[], None]) -> Callable[..., Any]:
+    """A `do_connect` hook: a refused connection calls `on_refused`, then tries once more."""
+
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg.OperationalError:
+            on_refused()
+            return dialect.connect(*cargs, **cparams)
+
+    return connect
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -197,99 +212,3 @@ def recorded_revisions(engine: Engine) -> tuple[str, ...]:
             return ()
         rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
         return tuple(sorted(str(row[0]) for row in rows))
-
-
-# -- driver errors → glisk errors ---------------------------------------------------------------
-
-
-def _translate_unavailable(context: ExceptionContext) -> Any:
-    """Turn "cannot reach the server" into DatabaseUnavailable; leave every other error alone."""
-    original = context.original_exception
-    if not isinstance(original, Exception):
-        # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
-        return None
-    connecting = context.connection is None or context.is_pre_ping
-    if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
-        raise unreachable(context.engine, original, lost=not connecting) from original
-    return None
-
-
-def unreachable(engine: Engine | None, error: BaseException, *, lost: bool) -> DatabaseUnavailable:
-    """The error for a server that cannot be reached (or a connection to it that broke, `lost`),
-    naming the server with its password masked."""
-    where = engine.url.render_as_string(hide_password=True) if engine else "the database"
-    # A pooled connection that died is worth one retry (transaction.py); a server that cannot
-    # be reached is not.
-    kind = ConnectionLost if lost else DatabaseUnavailable
-    return kind(
-        f"cannot reach PostgreSQL at {where}: {_first_line(error)}",
-        hint="is the server running? is DATABASE_URL right?",
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return redact(text[0]) if text else type(exc).__name__
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise database errors as GliskErrors; anything else passes through unchanged."""
-    try:
-        yield
-    except DBAPIError as error:
-        translated = translate(error)
-        if translated is None:
-            raise
-        raise translated from error
-    except StatementError as error:
-        # Raised before reaching the server, e.g. a naive datetime refused by a column type.
-        if isinstance(error.orig, GliskError):
-            raise error.orig from error
-        raise
-    except UnicodeEncodeError:
-        # Text from the command line can carry lone surrogates (undecodable bytes in argv).
-        raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
-
-
-def translate_driver_error(engine: Engine, error: psycopg.Error, *, lost: bool) -> Exception:
-    """What a psycopg error raised outside SQLAlchemy (the workers' path) means to glisk:
-    ConnectionLost when the connection broke, else as `translate`, else the error itself."""
-    if lost:
-        return unreachable(engine, error, lost=True)
-    return translate(error) or error
-
-
-def translate(error: DBAPIError | psycopg.Error) -> GliskError | None:
-    """The GliskError a driver error means, by SQLSTATE; None for one glisk does not expect."""
-    driver = error.orig if isinstance(error, DBAPIError) else error
-    sqlstate = getattr(driver, "sqlstate", None) or ""
-    diag = getattr(driver, "diag", None)
-    constraint = getattr(diag, "constraint_name", None) or "a constraint"
-    detail = getattr(diag, "message_detail", None)
-    if sqlstate == "23505":
-        return Conflict(f"duplicate: {detail or constraint} already exists")
-    if sqlstate in ("23503", "23001"):  # foreign_key_violation, restrict_violation
-        if sqlstate == "23001" or getattr(diag, "message_primary", "").startswith("update or"):
-            referenced = f"still referenced ({constraint})"
-            return Conflict(f"{referenced}: {detail}" if detail else referenced)
-        missing = f"referenced row does not exist ({constraint})"
-        return NotFound(f"{missing}: {detail}" if detail else missing)
-    rejected = isinstance(error, DataError | psycopg.DataError)
-    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or rejected:
-        # 22xxx: a value the type rejects; a DataError without a state: refused by the driver
-        # before sending, such as a NUL character, which PostgreSQL text cannot hold.
-        primary = getattr(diag, "message_primary", None) or str(driver).splitlines()[0]
-        return InvalidInput(f"rejected by the database: {primary}")
-    if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
-        return SchemaDrift(
-            "the database schema does not match this glisk version",
-            hint="run: glisk db verify",
-        )
-    if sqlstate in ("55P03", "57014"):
-        what = "a lock" if sqlstate == "55P03" else "the statement to finish"
-        return DatabaseTimeout(
-            f"gave up waiting for {what} (another session may be holding rows or tables)",
-            hint="retry; see GLISK_LOCK_TIMEOUT and GLISK_STATEMENT_TIMEOUT",
-        )
-    return None

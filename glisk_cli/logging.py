@@ -1,4 +1,9 @@
-"""Logging through loguru, always on stderr (stdout carries data only).
+"""Logging through loguru, always on stderr (stdout carries data only), and only when asked.
+
+glisk is also a library, and a library stays silent until its application asks (loguru's own
+advice): importing this module disables glisk's records, `configure_logging` (the CLI) enables
+them, and an application that wants them calls `logger.enable("glisk_cli")`. Every glisk module
+takes its `logger` from here, so the records are disabled before the first one is written.
 
 Development: one human line per record. Production: one JSON object per line. Records from the
 standard library (SQLAlchemy, Alembic, psycopg) are routed through loguru once, and every message
@@ -16,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from glisk_cli.redact import redact
+
+logger.disable("glisk_cli")
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -73,6 +80,7 @@ def _json_sink(message: Message) -> None:
 
 def configure_logging(level: str = "WARNING", *, json_lines: bool = False) -> None:
     """Send glisk's and the libraries' logs to stderr at `level`, human or JSON."""
+    logger.enable("glisk_cli")
     logger.remove()
     logger.configure(patcher=_with_context_fields, extra={"_fields": ""})
     if json_lines:

@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
-from glisk_cli.database import translate_errors
+from glisk_cli.database_errors import translate_errors
 from glisk_cli.errors import Conflict, InvalidInput
 
 # pg_advisory_lock key: any constant bigint other software on the database is unlikely to use.

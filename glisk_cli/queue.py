@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
-from glisk_cli.database import translate_errors
+from glisk_cli.database_errors import translate_errors
 
 CHANNEL = "glisk_claimable"
 POLL_INTERVAL_S = 1.0

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
-from glisk_cli.database import translate_driver_error, translate_errors, unreachable
+from glisk_cli.database_errors import translate_driver_error, translate_errors, unreachable
 from glisk_cli.errors import ConnectionLost
 
 T = TypeVar("T")

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
 
-from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from glisk_cli.database import DEFAULT_POLICY, Database
+from glisk_cli.logging import logger
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories import (
     AuthorRepository,

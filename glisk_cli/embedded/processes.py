@@ -34,16 +34,52 @@ def is_alive(pid: int) -> bool:
     return True
 
 
-def is_postgres(pid: int) -> bool:
-    """Whether `pid` is a live PostgreSQL process (not a stranger that reused a dead one's pid)."""
-    if sys.platform.startswith("linux"):
-        try:
-            return Path(f"/proc/{pid}/comm").read_text().strip() in ("postgres", "postmaster")
-        except OSError:
-            return False
+def is_postgres(pid: int, pgdata: Path | None = None) -> bool:
+    """Whether `pid` is a live PostgreSQL process — and, given `pgdata`, the postmaster of that
+    data directory — rather than a stranger that reused a dead one's pid, or a zombie.
+
+    A postmaster killed with SIGKILL stays a zombie until its parent (init, as pg_ctl let it go)
+    reaps it: a second here, forever in a container whose PID 1 does not reap. A zombie keeps its
+    name and its pid file, but serves nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return _is_postgres_elsewhere(pid, pgdata)
+    proc = Path(f"/proc/{pid}")
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) state ...": the name may hold spaces and parentheses, the state follows the last.
+    name, state = stat[stat.find("(") + 1 : stat.rfind(")")], stat[stat.rfind(")") + 2 :][:1]
+    if name not in ("postgres", "postmaster") or state in ("Z", "X", "x"):
+        return False
+    return pgdata is None or _serves(_cmdline(proc), pgdata)
+
+
+def _cmdline(proc: Path) -> list[str] | None:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None  # not ours to read: the name has to do
+
+
+def _serves(argv: list[str] | None, pgdata: Path) -> bool:
+    """Whether a postgres command line names `pgdata` as its data directory (`-D DIR`); a
+    backend's rewritten title or an unreadable one is given the benefit of the doubt."""
+    if not argv or "-D" not in argv[:-1]:
+        return True
+    return Path(argv[argv.index("-D") + 1]).resolve() == pgdata.resolve()
+
+
+def _is_postgres_elsewhere(pid: int, pgdata: Path | None) -> bool:
     import psutil
 
     try:
-        return psutil.Process(pid).name() in ("postgres", "postmaster")
+        process = psutil.Process(pid)
+        if process.name() not in ("postgres", "postmaster"):
+            return False
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        return pgdata is None or _serves(process.cmdline(), pgdata)
     except psutil.Error:
         return False

@@ -47,6 +47,7 @@ SUPERUSER = "glisk"
 PORT = 5432  # only names the socket file; the server opens no TCP port
 LOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 60
+RECOVER_TIMEOUT_S = 5.0  # how long a postmaster that refuses connections may take to be seen dead
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -96,7 +97,7 @@ class EmbeddedServer:
     def state(self) -> ServerState:
         """Whether a live postmaster serves this data directory (cheap: no lock, no connect)."""
         pid = read_postmaster_pid(self.pgdata)
-        return ServerState(running=pid is not None and is_postgres(pid), pid=pid)
+        return ServerState(running=pid is not None and is_postgres(pid, self.pgdata), pid=pid)
 
     def ensure_running(self) -> str:
         """Start the server unless it already runs; return its URL. Safe to call concurrently."""
@@ -111,6 +112,27 @@ class EmbeddedServer:
                 self._create_database()
                 self._initialized_marker.touch()
         return self.url
+
+    def recover(self) -> None:
+        """After a connection was refused although the server looked alive: look again, and
+        start it once more if its postmaster died (a zombie, or a process on its way out)."""
+        deadline = time.monotonic() + RECOVER_TIMEOUT_S
+        with self._locked():
+            while self.state().running:
+                if self._accepts_connections() or time.monotonic() > deadline:
+                    return  # alive after all (or stuck: the caller's retry will say so)
+                time.sleep(0.05)
+            self._start()
+
+    def _accepts_connections(self) -> bool:
+        import psycopg
+
+        conninfo = f"host={self.socket_dir} port={PORT} user={SUPERUSER} dbname=postgres"
+        try:
+            psycopg.connect(conninfo, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def stop(self) -> bool:
         """Stop the server if it runs (fast shutdown). Returns whether it was running."""
@@ -203,7 +225,7 @@ class EmbeddedServer:
             self.socket_dir / f".s.PGSQL.{PORT}.lock",
         ):
             pid = read_first_int(lock_file)
-            if pid is not None and is_alive(abs(pid)) and not is_postgres(abs(pid)):
+            if pid is not None and is_alive(abs(pid)) and not is_postgres(abs(pid), self.pgdata):
                 lock_file.unlink(missing_ok=True)
 
     # -- plumbing ---------------------------------------------------------------------------

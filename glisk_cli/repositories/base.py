@@ -2,7 +2,7 @@
 
 Repositories never commit — the Unit of Work owns the transaction. Every statement a repository
 runs goes through the Unit of Work's `Transaction` (`transaction.py`), which translates driver
-errors (`database.translate_errors`: a duplicate becomes a Conflict, a value the schema rejects
+errors (`database_errors.py`: a duplicate becomes a Conflict, a value the schema rejects
 InvalidInput, a lock or statement timeout a DatabaseTimeout, a dropped connection
 DatabaseUnavailable) and retries a first statement that finds its pooled connection dead.
 """

@@ -20,9 +20,8 @@ from email.utils import formatdate
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-
 from glisk_cli.errors import InvalidInput
+from glisk_cli.logging import logger
 from glisk_cli.serve.check import Outcome, SharedCheck, select_one
 from glisk_cli.serve.http import (
     Connection,

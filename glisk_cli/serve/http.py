@@ -21,7 +21,7 @@ import json
 import time
 from typing import NamedTuple, Protocol, cast
 
-from loguru import logger
+from glisk_cli.logging import logger
 
 HEAD_TIMEOUT_S = 10.0  # a client must send a whole request head within this (slowloris)
 IDLE_TIMEOUT_S = 10.0  # keep-alive connections idle this long are closed

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from glisk_cli.embedded import EmbeddedServer, default_data_dir
+from glisk_cli.embedded.processes import is_alive, is_postgres
 from tests.conftest import glisk_at_once, new_embedded_server
 
 IS_ROOT = os.geteuid() == 0
@@ -72,6 +74,52 @@ def test_server_killed_with_sigkill_is_recovered_by_the_next_command_with_data_i
     assert report["pid"] != killed_pid
     with psycopg.connect(conninfo(embedded)) as conn:
         assert conn.execute("SELECT value FROM kept").fetchall() == [("survives kill -9",)]
+
+
+def test_a_zombie_postmaster_is_not_taken_for_a_live_server(tmp_path: Path) -> None:
+    # A child named like the server that exits and is not waited for: a zombie, as a postmaster
+    # killed with SIGKILL stays until its parent reaps it (forever, under a PID 1 that never does).
+    fake = tmp_path / "postgres"
+    shutil.copy("/bin/true", fake)
+    child = subprocess.Popen([str(fake)])
+    try:
+        deadline = time.monotonic() + 10
+        while _process_state(child.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _process_state(child.pid) == "Z"
+        assert is_alive(child.pid)  # it still has its pid…
+        assert not is_postgres(child.pid)  # …but it is no server
+    finally:
+        child.wait()
+
+
+def test_a_server_of_another_data_directory_is_not_this_ones(embedded: EmbeddedServer) -> None:
+    embedded.ensure_running()
+    pid = embedded.state().pid
+    assert pid is not None
+    assert is_postgres(pid, embedded.pgdata)
+    assert not is_postgres(pid, embedded.pgdata.parent / "elsewhere")
+
+
+def test_a_command_right_after_kill_9_of_the_postmaster_succeeds_with_the_data_intact(
+    embedded: EmbeddedServer, run_glisk
+) -> None:
+    env = {"GLISK_DATA_DIR": str(embedded.data_dir)}
+    assert run_glisk("db", "upgrade", env=env).returncode == 0
+    assert run_glisk("state", "set", "kept", '"survives kill -9"', env=env).returncode == 0
+    for _ in range(5):
+        pid = embedded.state().pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # At once: the postmaster is a zombie or on its way out, its pid file still there.
+        result = run_glisk("state", "get", "kept", env=env)
+        assert (result.returncode, result.stdout) == (0, '"survives kill -9"\n'), result.stderr
+        assert embedded.state().pid != pid
+
+
+def _process_state(pid: int) -> str:
+    stat_line = Path(f"/proc/{pid}/stat").read_text()
+    return stat_line[stat_line.rfind(")") + 2]
 
 
 def test_stop_stops_the_server_and_is_idempotent(embedded: EmbeddedServer, cli) -> None:

@@ -1,6 +1,8 @@
 """The one database handle: the library reads the CLI's settings, and every time comes from the
 database clock (leases from the statement's time, not the transaction's start)."""
 
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -124,3 +126,37 @@ def test_a_unit_of_work_retries_its_first_statement_on_a_connection_that_died_in
                 assert read(uow)
     finally:
         database.dispose()
+
+
+def test_a_program_that_imports_the_library_hears_nothing_from_it_unless_it_asks(
+    migrated_url: str, session_factory, glisk_env: dict[str, str]
+) -> None:
+    seed_tokens(session_factory, 2)
+    program = f"""
+import sys
+from datetime import timedelta
+from loguru import logger
+from glisk_cli.database import setup_db_session
+from glisk_cli.uow import create_uow_factory
+
+uow_factory = create_uow_factory(setup_db_session({migrated_url!r}))
+with uow_factory() as uow:
+    assert uow.tokens.claim("generation", 1, "quiet", timedelta(minutes=1))
+if sys.argv[1] == "enable":
+    logger.enable("glisk_cli")
+    with uow_factory() as uow:
+        uow.tokens.claim("generation", 1, "loud", timedelta(minutes=1))
+"""
+    quiet, loud = (
+        subprocess.run(
+            [sys.executable, "-c", program, mode],
+            env=glisk_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        for mode in ("quiet", "enable")
+    )
+    assert quiet.stderr == ""  # loguru's default handler prints everything it is given
+    assert "transaction.committed" in loud.stderr

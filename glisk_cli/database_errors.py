@@ -1,0 +1,121 @@
+"""Where driver errors become glisk's: by SQLSTATE for what the database refused, and
+DatabaseUnavailable (ConnectionLost for an established connection) for a server that cannot be
+reached, with the URL's password masked. Every layer that talks to PostgreSQL goes through here
+(docs/architecture.md, "Rules").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
+
+from glisk_cli.errors import (
+    Conflict,
+    ConnectionLost,
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    GliskError,
+    InvalidInput,
+    NotFound,
+    SchemaDrift,
+)
+from glisk_cli.redact import redact
+
+
+def translate_unavailable(context: ExceptionContext) -> Any:
+    """Turn "cannot reach the server" into DatabaseUnavailable; leave every other error alone."""
+    original = context.original_exception
+    if not isinstance(original, Exception):
+        # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
+        return None
+    connecting = context.connection is None or context.is_pre_ping
+    if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
+        raise unreachable(context.engine, original, lost=not connecting) from original
+    return None
+
+
+def unreachable(engine: Engine | None, error: BaseException, *, lost: bool) -> DatabaseUnavailable:
+    """The error for a server that cannot be reached (or a connection to it that broke, `lost`),
+    naming the server with its password masked."""
+    where = engine.url.render_as_string(hide_password=True) if engine else "the database"
+    # A pooled connection that died is worth one retry (transaction.py); a server that cannot
+    # be reached is not.
+    kind = ConnectionLost if lost else DatabaseUnavailable
+    return kind(
+        f"cannot reach PostgreSQL at {where}: {_first_line(error)}",
+        hint="is the server running? is DATABASE_URL right?",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0]) if text else type(exc).__name__
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise database errors as GliskErrors; anything else passes through unchanged."""
+    try:
+        yield
+    except DBAPIError as error:
+        translated = translate(error)
+        if translated is None:
+            raise
+        raise translated from error
+    except StatementError as error:
+        # Raised before reaching the server, e.g. a naive datetime refused by a column type.
+        if isinstance(error.orig, GliskError):
+            raise error.orig from error
+        raise
+    except UnicodeEncodeError:
+        # Text from the command line can carry lone surrogates (undecodable bytes in argv).
+        raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
+
+
+def translate_driver_error(engine: Engine, error: psycopg.Error, *, lost: bool) -> Exception:
+    """What a psycopg error raised outside SQLAlchemy (the workers' path) means to glisk:
+    ConnectionLost when the connection broke, else as `translate`, else the error itself."""
+    if lost:
+        return unreachable(engine, error, lost=True)
+    return translate(error) or error
+
+
+def translate(error: DBAPIError | psycopg.Error) -> GliskError | None:
+    """The GliskError a driver error means, by SQLSTATE; None for one glisk does not expect."""
+    driver = error.orig if isinstance(error, DBAPIError) else error
+    sqlstate = getattr(driver, "sqlstate", None) or ""
+    diag = getattr(driver, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "a constraint"
+    detail = getattr(diag, "message_detail", None)
+    if sqlstate == "23505":
+        return Conflict(f"duplicate: {detail or constraint} already exists")
+    if sqlstate in ("23503", "23001"):  # foreign_key_violation, restrict_violation
+        if sqlstate == "23001" or getattr(diag, "message_primary", "").startswith("update or"):
+            referenced = f"still referenced ({constraint})"
+            return Conflict(f"{referenced}: {detail}" if detail else referenced)
+        missing = f"referenced row does not exist ({constraint})"
+        return NotFound(f"{missing}: {detail}" if detail else missing)
+    rejected = isinstance(error, DataError | psycopg.DataError)
+    if sqlstate in ("23514", "23502") or sqlstate.startswith("22") or rejected:
+        # 22xxx: a value the type rejects; a DataError without a state: refused by the driver
+        # before sending, such as a NUL character, which PostgreSQL text cannot hold.
+        primary = getattr(diag, "message_primary", None) or str(driver).splitlines()[0]
+        return InvalidInput(f"rejected by the database: {primary}")
+    if sqlstate in ("42P01", "42703", "42704"):  # undefined table / column / object
+        return SchemaDrift(
+            "the database schema does not match this glisk version",
+            hint="run: glisk db verify",
+        )
+    if sqlstate in ("55P03", "57014"):
+        what = "a lock" if sqlstate == "55P03" else "the statement to finish"
+        return DatabaseTimeout(
+            f"gave up waiting for {what} (another session may be holding rows or tables)",
+            hint="retry; see GLISK_LOCK_TIMEOUT and GLISK_STATEMENT_TIMEOUT",
+        )
+    return None
