@@ -6,16 +6,12 @@ import os
 import sys
 from pathlib import Path
 
-from glisk_cli.errors import ConfigError
-
 
 def read_first_int(path: Path) -> int | None:
     try:
         first = path.read_text().split("\n", 1)[0].strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except PermissionError:
-        raise ConfigError(f"cannot read {path}: permission denied") from None
     return int(first) if first.lstrip("-").isdigit() else None
 
 

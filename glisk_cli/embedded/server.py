@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shlex
 import stat
@@ -32,6 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from glisk_cli.embedded.paths import (
+    default_data_dir,
+    make_private,
+    not_someone_elses,
+    socket_dir_for,
+)
 from glisk_cli.embedded.processes import is_alive, is_postgres, read_first_int, read_postmaster_pid
 from glisk_cli.embedded.root import (
     ROOT_DEFAULT_DATA_DIR,
@@ -48,17 +53,6 @@ PORT = 5432  # only names the socket file; the server opens no TCP port
 LOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 60
 RECOVER_TIMEOUT_S = 5.0  # how long a postmaster that refuses connections may take to be seen dead
-# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
-
-
-def default_data_dir(*, is_root: bool | None = None) -> Path:
-    """Where embedded data lives unless GLISK_DATA_DIR says otherwise."""
-    if is_root if is_root is not None else os.geteuid() == 0:
-        return ROOT_DEFAULT_DATA_DIR
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("glisk", appauthor=False))
 
 
 def embedded_server(data_dir: Path | None = None) -> EmbeddedServer:
@@ -94,11 +88,13 @@ class EmbeddedServer:
         """SQLAlchemy URL of the server's database, over its Unix socket (no password exists)."""
         return f"postgresql+psycopg://{SUPERUSER}@/{DATABASE}?host={self.socket_dir}"
 
+    @not_someone_elses
     def state(self) -> ServerState:
         """Whether a live postmaster serves this data directory (cheap: no lock, no connect)."""
         pid = read_postmaster_pid(self.pgdata)
         return ServerState(running=pid is not None and is_postgres(pid, self.pgdata), pid=pid)
 
+    @not_someone_elses
     def ensure_running(self) -> str:
         """Start the server unless it already runs; return its URL. Safe to call concurrently."""
         # The server is visible (pid file, socket) before its first start has created glisk's
@@ -113,6 +109,7 @@ class EmbeddedServer:
                 self._initialized_marker.touch()
         return self.url
 
+    @not_someone_elses
     def recover(self) -> None:
         """After a connection was refused although the server looked alive: look again, and
         start it once more if its postmaster died (a zombie, or a process on its way out)."""
@@ -134,6 +131,7 @@ class EmbeddedServer:
             return False
         return True
 
+    @not_someone_elses
     def stop(self) -> bool:
         """Stop the server if it runs (fast shutdown). Returns whether it was running."""
         if not self.pgdata.exists():
@@ -190,8 +188,10 @@ class EmbeddedServer:
     def _prepare_directories(self) -> None:
         """Create the data directory; as root, make sure the server user can reach it."""
         if not self._as_root:
-            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(self.data_dir)
             self.pgdata.mkdir(mode=0o700, exist_ok=True)
+            if self.socket_dir != self.pgdata:  # a long data directory path: see socket_dir
+                self.socket_dir.mkdir(mode=0o700, exist_ok=True)
             return
         self.data_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         blocked = [
@@ -233,15 +233,15 @@ class EmbeddedServer:
     @property
     def socket_dir(self) -> Path:
         """The cluster directory itself when the socket path fits, else a short private one."""
-        if len(str(self.pgdata / f".s.PGSQL.{PORT}").encode()) <= _MAX_SOCKET_PATH:
-            return self.pgdata
-        digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"glisk-{os.geteuid()}-{digest}"
+        return socket_dir_for(self.pgdata, PORT)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """An exclusive inter-process lock on this data directory (waits for the holder)."""
-        self.data_dir.mkdir(mode=0o755 if self._as_root else 0o700, parents=True, exist_ok=True)
+        if self._as_root:
+            self.data_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        else:
+            make_private(self.data_dir)
         with open(self.data_dir / "embedded.lock", "a+") as handle:
             deadline = time.monotonic() + LOCK_TIMEOUT_S
             while True:

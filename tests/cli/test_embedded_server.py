@@ -31,10 +31,6 @@ def embedded() -> Iterator[EmbeddedServer]:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def modes_of_ancestors(path: Path) -> dict[Path, int]:
-    return {p: stat.S_IMODE(p.stat().st_mode) for p in path.parents}
-
-
 def conninfo(server: EmbeddedServer) -> str:
     return f"host={server.socket_dir} port=5432 user=glisk dbname=glisk"
 
@@ -157,7 +153,9 @@ def test_private_home_directory_keeps_mode_0700_after_the_embedded_server_starte
     else:
         data_dir = Path(glisk_env["XDG_DATA_HOME"]) / "glisk"
         env = {"GLISK_DATA_DIR": None}  # the per-user default, below the private HOME
-    before = modes_of_ancestors(data_dir) | {home: 0o700}
+    # Only the ancestors that exist yet have a mode to keep; the rest glisk makes, privately.
+    existing = [p for p in (data_dir, *data_dir.parents) if p.exists()]
+    before = {path: stat.S_IMODE(path.stat().st_mode) for path in existing}
     server = EmbeddedServer(data_dir)
     try:
         result = cli("db", "start", "--json", env=env)
@@ -165,6 +163,12 @@ def test_private_home_directory_keeps_mode_0700_after_the_embedded_server_starte
         assert json.loads(result.stdout)["data_dir"] == str(data_dir)
         after = {path: stat.S_IMODE(path.stat().st_mode) for path in before}
         assert after == before
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        created = [p for p in (data_dir, *data_dir.parents) if p not in before]
+        if not IS_ROOT:  # as root the data directory must be reachable by the server's user
+            assert {p: stat.S_IMODE(p.stat().st_mode) for p in created} == dict.fromkeys(
+                created, 0o700
+            )
         assert stat.S_IMODE(server.pgdata.stat().st_mode) == 0o700
     finally:
         server.stop()
@@ -186,3 +190,38 @@ def test_default_data_directory_is_per_user_and_never_in_a_home_directory_for_ro
     assert default_data_dir(is_root=True) == Path("/var/lib/glisk")
     assert "glisk" in default_data_dir(is_root=False).parts
     assert default_data_dir(is_root=False) != Path("/var/lib/glisk")
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root may write anywhere: the ordinary user's case")
+def test_a_data_directory_below_one_the_user_cannot_write_is_refused_with_exit_4(
+    cli, tmp_path: Path
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o555)
+    try:
+        result = cli("db", "start", env={"GLISK_DATA_DIR": str(closed / "glisk")})
+    finally:
+        closed.chmod(0o755)
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "not writable by this user" in result.stderr
+    assert "GLISK_DATA_DIR" in result.stderr
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root may read anything: the ordinary user's case")
+@pytest.mark.parametrize("command", [("db", "stop"), ("db", "start"), ("state", "get", "k")])
+def test_another_users_data_directory_is_refused_with_exit_4_not_a_traceback(
+    cli, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # What another user's embedded server looks like to this one: a directory it cannot enter.
+    theirs = tmp_path / "theirs"
+    (theirs / "pgdata").mkdir(parents=True)
+    (theirs / "pgdata" / "postmaster.pid").write_text("12345\n")
+    theirs.chmod(0)
+    try:
+        result = cli(*command, env={"GLISK_DATA_DIR": str(theirs)})
+    finally:
+        theirs.chmod(0o700)
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "is not this user's" in result.stderr
