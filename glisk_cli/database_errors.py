@@ -6,6 +6,7 @@ reached, with the URL's password masked. Every layer that talks to PostgreSQL go
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from glisk_cli.errors import (
     GliskError,
     InvalidInput,
     NotFound,
+    PermissionDenied,
     SchemaDrift,
 )
 from glisk_cli.redact import redact
@@ -35,6 +37,11 @@ def translate_unavailable(context: ExceptionContext) -> Any:
         # Ctrl-C mid-statement also invalidates the connection; it must stay an interrupt.
         return None
     connecting = context.connection is None or context.is_pre_ping
+    denied = getattr(original, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE
+    # At connect time libpq gives no SQLSTATE, only the server's message.
+    if denied or (connecting and "permission denied for database" in str(original)):
+        role = context.engine.url.username if context.engine else None
+        raise permission_denied(original, context.statement, role) from original
     if context.is_disconnect or (connecting and isinstance(original, psycopg.OperationalError)):
         raise unreachable(context.engine, original, lost=not connecting) from original
     return None
@@ -78,19 +85,31 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
 
 
-def translate_driver_error(engine: Engine, error: psycopg.Error, *, lost: bool) -> Exception:
+def translate_driver_error(
+    engine: Engine,
+    error: psycopg.Error,
+    *,
+    lost: bool,
+    statement: str | None = None,
+    role: str | None = None,
+) -> Exception:
     """What a psycopg error raised outside SQLAlchemy (the workers' path) means to glisk:
     ConnectionLost when the connection broke, else as `translate`, else the error itself."""
     if lost:
         return unreachable(engine, error, lost=True)
-    return translate(error) or error
+    if getattr(error, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+        return permission_denied(error, statement, role)
+    return translate(error, statement) or error
 
 
-def translate(error: DBAPIError | psycopg.Error) -> GliskError | None:
+def translate(error: DBAPIError | psycopg.Error, statement: str | None = None) -> GliskError | None:
     """The GliskError a driver error means, by SQLSTATE; None for one glisk does not expect."""
     driver = error.orig if isinstance(error, DBAPIError) else error
     sqlstate = getattr(driver, "sqlstate", None) or ""
     diag = getattr(driver, "diag", None)
+    if sqlstate == _INSUFFICIENT_PRIVILEGE:
+        sent = error.statement if isinstance(error, DBAPIError) else statement
+        return permission_denied(driver or error, sent, None)
     constraint = getattr(diag, "constraint_name", None) or "a constraint"
     detail = getattr(diag, "message_detail", None)
     if sqlstate == "23505":
@@ -119,3 +138,35 @@ def translate(error: DBAPIError | psycopg.Error) -> GliskError | None:
             hint="retry; see GLISK_LOCK_TIMEOUT and GLISK_STATEMENT_TIMEOUT",
         )
     return None
+
+
+_INSUFFICIENT_PRIVILEGE = "42501"
+# "permission denied for table tokens_s0", "… for schema public", "must be owner of table x"
+_DENIED_ON = re.compile(r"(?:permission denied for|must be owner of) (\w+) (.+)$")
+_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|TRUNCATE)\b", re.IGNORECASE)
+_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b", re.IGNORECASE)
+
+
+def permission_denied(
+    driver: BaseException, statement: str | None, role: str | None
+) -> PermissionDenied:
+    """One line naming the role, what it may not do, and which role would: `role "reporter"
+    may not UPDATE tokens_s0: use a role with the worker grants (glisk db grants)`."""
+    diag = getattr(driver, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(driver).strip().splitlines()[0]
+    who = f'role "{role}"' if role else "this database role"
+    found = _DENIED_ON.search(primary)
+    kind, name = (found[1], found[2].strip('"')) if found else ("object", primary)
+    if kind == "database":
+        return PermissionDenied(
+            f"{who} may not connect to database {name.split()[0].strip(chr(34))}",
+            hint="GRANT CONNECT ON DATABASE to it, or use another role",
+        )
+    text = statement or ""
+    if "must be owner" in primary or _DDL.search(text) or kind in ("schema", "function"):
+        action, need = f"change {kind} {name}", "run migrations as the owner role"
+    elif written := _WRITE.search(text):
+        action, need = f"{written[1].upper()} {name}", "use a role with the worker grants"
+    else:
+        action, need = f"SELECT from {name}", "use a role with the reader grants"
+    return PermissionDenied(f"{who} may not {action}", hint=f"{need}: see glisk db grants")

@@ -50,6 +50,12 @@ class ConfigError(GliskError):
     code = "config_invalid"
 
 
+class PermissionDenied(ConfigError):
+    """The database role glisk connects as may not do what the command needs."""
+
+    code = "permission_denied"
+
+
 class NotFound(GliskError):
     """A state key, token or author that the command names does not exist."""
 

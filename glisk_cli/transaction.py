@@ -92,6 +92,8 @@ class Transaction:
                 self._engine or self.session.get_bind(),  # type: ignore[arg-type]
                 error,
                 lost=lost,
+                statement=sql,
+                role=None if lost else driver.info.user,
             ) from error
 
     def _checkout(self) -> PoolProxiedConnection:

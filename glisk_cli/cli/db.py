@@ -117,6 +117,40 @@ def status(as_json: JsonOption = False) -> None:
 
 
 @app.command()
+def grants(
+    worker: Annotated[
+        str | None, typer.Option("--worker", help="The role workers connect as.")
+    ] = None,
+    reader: Annotated[
+        str | None, typer.Option("--reader", help="The role dashboards and health checks use.")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Run them now (connected as the owner role).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the GRANT statements that give --worker and --reader exactly what their commands
+    need (or run them with --apply). The roles must exist."""
+    from glisk_cli import grants as least_privilege
+    from glisk_cli.errors import InvalidInput
+
+    if worker is None and reader is None:
+        raise InvalidInput("name a role: --worker ROLE and/or --reader ROLE")
+    database = context.database()
+    name = database.engine.url.database or ""
+    statements = least_privilege.grant_statements(name, worker, reader)
+    if apply:
+        least_privilege.apply(database.engine, statements)
+    if as_json:
+        print_json({"statements": [s for s in statements if not s.startswith("--")],
+                    "applied": apply})  # fmt: skip
+        return
+    sys.stdout.write("".join(f"{statement}\n" for statement in statements))
+    if apply:
+        say(f"applied {sum(not s.startswith('--') for s in statements)} statements")
+
+
+@app.command()
 def start(as_json: JsonOption = False) -> None:
     """Start the embedded PostgreSQL server (no-op when it already runs)."""
     server = _embedded_or_refuse("start")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from glisk_cli.cli import context
+from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, emit, print_json, say
 from glisk_cli.cli.values import json_value
 
@@ -17,7 +17,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Key = Annotated[str, typer.Argument(help="The state key (matched literally).")]
+Key = Annotated[
+    str, typer.Argument(help="The state key (matched literally).", callback=values.state_key)
+]
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
@@ -88,6 +89,22 @@ def timestamp(text: str | None) -> datetime | None:
     if value.tzinfo is None:
         raise typer.BadParameter(f"{text!r} has no time zone (add Z or an offset like +00:00)")
     return value.astimezone(UTC)
+
+
+STATE_KEY_MAX = 255  # system_state.key is varchar(255)
+
+
+def state_key(text: str) -> str:
+    """A system_state key: 1 to 255 characters, none of them a control character."""
+    if not text:
+        raise typer.BadParameter("a state key cannot be empty")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise typer.BadParameter("a state key cannot hold control characters")
+    if len(text) > STATE_KEY_MAX:
+        raise typer.BadParameter(
+            f"a state key is at most {STATE_KEY_MAX} characters, not {len(text)}"
+        )
+    return text
 
 
 def json_value(text: str) -> Any:

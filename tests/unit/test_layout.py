@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"database", "database_errors", "transaction"},
     {"models"},
     {"repositories"},
-    {"uow", "queue", "migrations", "verify", "serve"},
+    {"uow", "queue", "migrations", "verify", "serve", "grants"},
     {"cli", "__main__"},
 ]
 

@@ -1,0 +1,67 @@
+"""Least privilege: the GRANT statements that give a worker role and a reader role exactly what
+their commands need (README, "Roles"), and applying them as the owner.
+
+- owner: runs migrations and owns the schema (the role that ran `glisk db upgrade`);
+- worker: claims, renewals, moves, releases, `mints record`, `state set`/`delete`, `glisk work`:
+  SELECT, INSERT and UPDATE on the pipeline tables (DELETE on system_state), SELECT on the
+  migration version; LISTEN needs no grant, and no table uses a sequence;
+- reader: `tokens stats/list/show`, `state get/list`, `db status`, `top`, `serve`: SELECT only.
+
+Default privileges (granted by the owner, for the owner's future tables) cover the tables later
+migrations add.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from glisk_cli.database_errors import translate_errors
+from glisk_cli.errors import InvalidInput
+from glisk_cli.models import Base
+
+SCHEMA = "public"
+_WORKER_WRITES = "SELECT, INSERT, UPDATE"
+
+
+def quote(identifier: str) -> str:
+    """`identifier` as a quoted SQL identifier, refused when PostgreSQL could not hold it."""
+    if not identifier or "\x00" in identifier or len(identifier.encode()) > 63:
+        raise InvalidInput(f"{identifier!r} is not a role name (1 to 63 bytes, no NUL)")
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def grant_statements(database: str, worker: str | None, reader: str | None) -> list[str]:
+    """The statements, commented, in the order to run them."""
+    tables = [table.name for table in Base.metadata.sorted_tables]
+    on_tables = ", ".join(tables)
+    statements: list[str] = []
+    if worker is not None:
+        role = quote(worker)
+        statements += [
+            f"-- worker {worker}: claims, renewals, moves, releases, mints, state, glisk work",
+            f"GRANT CONNECT ON DATABASE {quote(database)} TO {role};",
+            f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role};",
+            f"GRANT {_WORKER_WRITES} ON {on_tables} TO {role};",
+            f"GRANT DELETE ON system_state TO {role};",
+            f"GRANT SELECT ON alembic_version TO {role};",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {SCHEMA} "
+            f"GRANT {_WORKER_WRITES} ON TABLES TO {role};",
+        ]
+    if reader is not None:
+        role = quote(reader)
+        statements += [
+            f"-- reader {reader}: stats, list, show, state get, db status, top, serve",
+            f"GRANT CONNECT ON DATABASE {quote(database)} TO {role};",
+            f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role};",
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO {role};",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {SCHEMA} GRANT SELECT ON TABLES TO {role};",
+        ]
+    return statements
+
+
+def apply(engine: Engine, statements: list[str]) -> None:
+    """Run `statements` in one transaction (as the role `engine` connects as: the owner)."""
+    with translate_errors(), engine.begin() as connection:
+        for statement in statements:
+            if not statement.startswith("--"):
+                connection.exec_driver_sql(statement)

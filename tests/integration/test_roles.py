@@ -1,0 +1,163 @@
+"""Least privilege: `glisk db grants` gives a worker role and a reader role exactly what their
+commands need; each is proven by running those commands as it, and a sample of what it may not
+do ends in exit 4 (`permission_denied`) naming the role and the object, never a driver message."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from tests.conftest import PostgresServer, seed_tokens
+from tests.health.conftest import start_serve
+
+PASSWORD = "role-pw-7c2d"
+
+
+@dataclass
+class Roles:
+    worker: str
+    reader: str
+    nobody: str  # exists, may log in, has no grants
+    urls: dict[str, str]
+    owner_url: str
+
+
+@pytest.fixture
+def roles(pg_server: PostgresServer, migrated_url: str, cli) -> Iterator[Roles]:
+    suffix = uuid.uuid4().hex[:8]
+    names = {kind: f"glisk_{kind}_{suffix}" for kind in ("worker", "reader", "nobody")}
+    database = make_url(migrated_url).database
+    assert database
+    with psycopg.connect(pg_server.conninfo(database), autocommit=True) as admin:
+        for name in names.values():
+            admin.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(PASSWORD)
+                )
+            )
+    urls = {
+        kind: make_url(migrated_url).set(username=name, password=PASSWORD).render_as_string(False)
+        for kind, name in names.items()
+    }
+    granted = cli(
+        "db", "grants", "--worker", names["worker"], "--reader", names["reader"], "--apply",
+        env={"DATABASE_URL": migrated_url},
+    )  # fmt: skip
+    assert granted.exit_code == 0, granted.stderr
+    yield Roles(names["worker"], names["reader"], names["nobody"], urls, migrated_url)
+    with psycopg.connect(pg_server.conninfo(database), autocommit=True) as admin:
+        for name in names.values():
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def as_role(cli, roles: Roles, kind: str, *args: str):
+    return cli(*args, env={"DATABASE_URL": roles.urls[kind]})
+
+
+def test_grants_prints_the_statements_for_each_role_without_touching_the_database(cli) -> None:
+    unreachable = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/pipeline"}
+    result = cli("db", "grants", "--worker", "w", "--reader", "r", "--json", env=unreachable)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["applied"] is False
+    statements = report["statements"]
+    assert 'GRANT CONNECT ON DATABASE "pipeline" TO "w";' in statements
+    assert any(s.startswith("GRANT SELECT, INSERT, UPDATE ON ") and "tokens_s0" in s
+               for s in statements)  # fmt: skip
+    assert 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "r";' in statements
+    assert any("ALTER DEFAULT PRIVILEGES" in s and '"r"' in s for s in statements)
+    nothing = cli("db", "grants", env=unreachable)
+    assert nothing.exit_code == 2
+
+
+def test_the_worker_role_runs_every_worker_command(cli, roles: Roles, session_factory) -> None:
+    seed_tokens(session_factory, 3)
+    claimed = as_role(cli, roles, "worker", "tokens", "claim", "--limit", "2", "--json")
+    assert claimed.exit_code == 0, claimed.stderr
+    lease_id = json.loads(claimed.stdout)[0]["lease_id"]
+    for args in (
+        ("tokens", "renew", "--lease-id", lease_id),
+        ("tokens", "mark", "1", "uploading", "--image-path", "i.png", "--lease-id", lease_id),
+        ("tokens", "release", "2", "--lease-id", lease_id, "--retry-in", "1m"),
+        ("state", "set", "cursor", "42"),
+        ("state", "get", "cursor"),
+        ("mints", "record", "--tx-hash", "0x" + "ab" * 32, "--log-index", "0",
+         "--block-number", "1", "--block-timestamp", "2026-01-01T00:00:00Z",
+         "--token-id", "9", "--author", "0x00000000000000000000000000000000000000aa",
+         "--minter", "0x" + "22" * 20),
+        ("tokens", "stats"),
+    ):  # fmt: skip
+        result = as_role(cli, roles, "worker", *args)
+        assert result.exit_code == 0, (args, result.stderr)
+
+
+def test_the_reader_role_reads_everything(cli, roles: Roles, session_factory) -> None:
+    seed_tokens(session_factory, 2)
+    for args in (
+        ("tokens", "stats"), ("tokens", "list"), ("tokens", "show", "1"), ("state", "list"),
+        ("authors", "list"), ("db", "status"),
+    ):  # fmt: skip
+        result = as_role(cli, roles, "reader", *args)
+        assert result.exit_code == 0, (args, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("state", "set", "k", "2"), "INSERT system_state"),
+        (("tokens", "claim"), "UPDATE tokens_s0"),
+        (("tokens", "mark", "1", "failed"), "UPDATE tokens_s0"),
+    ],
+)
+def test_the_reader_may_not_write_and_is_told_which_role_it_needs(
+    cli, roles: Roles, session_factory, args: tuple[str, ...], what: str
+) -> None:
+    seed_tokens(session_factory, 1)
+    result = as_role(cli, roles, "reader", *args, "--json")
+    assert result.exit_code == 4, result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "permission_denied"
+    assert error["message"] == f'role "{roles.reader}" may not {what}'
+    assert "worker grants" in error["hint"]
+    assert "psycopg" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_role_without_grants_is_told_so_even_by_db_status(cli, roles: Roles) -> None:
+    result = as_role(cli, roles, "nobody", "db", "status")
+    assert result.exit_code == 4, result.stderr
+    assert f'role "{roles.nobody}" may not SELECT from alembic_version' in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_role_that_may_not_connect_is_exit_4_not_3(
+    cli, roles: Roles, pg_server: PostgresServer
+) -> None:
+    database = make_url(roles.owner_url).database
+    assert database
+    with psycopg.connect(pg_server.conninfo(database), autocommit=True) as admin:
+        admin.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(
+            sql.Identifier(database)))  # fmt: skip
+    result = as_role(cli, roles, "nobody", "state", "get", "k")
+    assert result.exit_code == 4, result.stderr
+    assert f'role "{roles.nobody}" may not connect to database {database}' in result.stderr
+
+
+def test_serve_as_the_reader_answers_health_and_metrics(
+    roles: Roles, glisk_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = start_serve(tmp_path, {**glisk_env, "DATABASE_URL": roles.urls["reader"]})
+    try:
+        server.wait_ready()
+        assert server.wait_for_status("/health", 200).status == 200
+        metrics = server.wait_for_status("/metrics", 200).body.decode()
+        assert "glisk_tokens{" in metrics
+    finally:
+        server.stop()
