@@ -12,8 +12,6 @@ from glisk_cli.errors import NotFound
 
 app = typer.Typer(help="Add and look up authors.", no_args_is_help=True, rich_markup_mode=None)
 
-COLUMNS = ["wallet_address", "twitter_handle", "farcaster_handle", "prompt_text", "created_at"]
-
 
 def author_document(author: Any) -> dict[str, Any]:
     return {
@@ -69,5 +67,26 @@ def list_(
 ) -> None:
     """Authors, oldest first, one page at a time."""
     with context.unit_of_work() as uow:
-        authors = [author_document(author) for author in uow.authors.list_all(limit, offset)]
-    emit(authors, as_json=as_json, columns=COLUMNS)
+        found = list(uow.authors.list_all(limit, offset))
+    if as_json:
+        emit([author_document(author) for author in found], as_json=True)
+        return
+    from glisk_cli.cli import humanize
+    from glisk_cli.cli.output import print_table
+    from glisk_cli.cli.token_views import WIDE, width
+
+    now = humanize.now()
+    rows = [
+        {
+            "wallet": humanize.middle(author.wallet_address, 13),
+            "twitter": humanize.end(author.twitter_handle, 14),
+            "farcaster": humanize.end(author.farcaster_handle, 14),
+            "prompt": humanize.end(author.prompt_text, 28),
+            "added": humanize.relative(author.created_at, now),
+        }
+        for author in found
+    ]
+    columns = ["wallet", "twitter", "prompt", "added"]
+    if width() >= WIDE:
+        columns.insert(2, "farcaster")
+    print_table(rows, columns)

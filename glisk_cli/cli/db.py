@@ -111,7 +111,15 @@ def status(as_json: JsonOption = False) -> None:
     database cannot be reached; the exit code is then 3.
     """
     report, problem = _status_report()
-    emit(report, as_json=as_json, title="glisk database")
+    if as_json:
+        emit(report, as_json=True)
+    else:
+        from glisk_cli.cli import humanize
+        from glisk_cli.cli.output import print_record
+
+        # Long values (a socket path in the URL, say) are shortened to fit; --json has them whole.
+        shown = {key: humanize.middle(_text(value), 60) for key, value in report.items()}
+        print_record(shown, title="glisk database", fold=False)
     if problem:
         raise problem
 
@@ -244,3 +252,7 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
         state = embedded.state()
         report.update(running=state.running, pid=state.pid)
     return report, problem
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

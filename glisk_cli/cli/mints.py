@@ -60,5 +60,7 @@ def record(
     if as_json:
         emit({"recorded": recorded, "token": token_document(token)}, as_json=True)
         return
-    emit(token_document(token), as_json=False, title=f"token {token_id}")
+    from glisk_cli.cli.token_views import print_token
+
+    print_token(token)
     say("recorded" if recorded else f"already recorded: {tx_hash} log {log_index}; nothing changed")

@@ -4,7 +4,9 @@ messages on stderr. Every command goes through these helpers, so the streams nev
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -44,24 +46,58 @@ def print_json(document: Any) -> None:
 
 
 def print_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str = ""
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str = "",
+    fold: bool = False,
 ) -> None:
-    """A Rich table on a terminal; plain aligned text when piped (Rich decides)."""
+    """A table for people: on a terminal sized to it, with a header rule and colour (a row's
+    `_style`, say "red" for stalled work); piped or with NO_COLOR, plain aligned text. A cell
+    never wraps unless `fold`: it is cut with an ellipsis, and the full value is in `--json`."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title or None, show_lines=False, expand=False)
+    from glisk_cli.cli.humanize import colour
+
+    terminal, coloured = sys.stdout.isatty(), colour(sys.stdout)
+    table = Table(
+        title=title or None,
+        box=box.SIMPLE_HEAD if terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold" if coloured else "",
+        title_style="bold" if coloured else "",
+    )
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=not fold, overflow="fold" if fold else "ellipsis")
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
-    Console(soft_wrap=True).print(table)
+        style = row.get("_style") if coloured else None
+        table.add_row(*(_cell(row.get(column)) for column in columns), style=style)
+    console = Console(
+        file=io.StringIO(),
+        width=shutil.get_terminal_size((80, 24)).columns,
+        highlight=False,
+        force_terminal=coloured,
+        color_system="standard" if coloured else None,
+        soft_wrap=False,
+    )
+    console.print(table)
+    rendered = console.file.getvalue()  # type: ignore[attr-defined]
+    # Rich pads every cell to its column's width; a line ends where its text does.
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in rendered.splitlines()))
 
 
-def print_record(record: Mapping[str, Any], *, title: str = "") -> None:
-    """One object as a two-column field/value table."""
+def print_record(record: Mapping[str, Any], *, title: str = "", fold: bool = True) -> None:
+    """One object as a two-column field/value table (long values fold unless told not to)."""
     rows = [{"field": key, "value": value} for key, value in record.items()]
-    print_table(rows, ["field", "value"], title=title)
+    print_table(rows, ["field", "value"], title=title, fold=fold)
+
+
+def say_data(line: str) -> None:
+    """A line of data for people that belongs with a table (stdout, unlike `say`)."""
+    sys.stdout.write(line + "\n")
 
 
 def emit(document: Any, *, as_json: bool, columns: Sequence[str] = (), title: str = "") -> None:

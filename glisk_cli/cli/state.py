@@ -75,4 +75,21 @@ def list_(
             {"key": entry.key, "value": entry.state_value, "updated_at": entry.updated_at}
             for entry in uow.system_state.list(prefix)
         ]
-    emit(rows, as_json=as_json, columns=["key", "value", "updated_at"])
+    if as_json:
+        emit(rows, as_json=True)
+        return
+    import json
+
+    from glisk_cli.cli import humanize
+    from glisk_cli.cli.output import print_table
+
+    now = humanize.now()
+    shown = [
+        {
+            "key": humanize.end(row["key"], 24),
+            "value": humanize.end(json.dumps(row["value"], ensure_ascii=False), 34),
+            "updated": humanize.relative(row["updated_at"], now),
+        }
+        for row in rows
+    ]
+    print_table(shown, ["key", "value", "updated"])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from glisk_cli.cli import context, values
+from glisk_cli.cli import context, token_views, values
 from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say
 from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
 
@@ -41,8 +41,6 @@ LeaseIdOption = Annotated[
 LeaseOption = Annotated[
     str | None, typer.Option("--lease", help="How long the lease lasts: 90s, 15m, 1h.")
 ]
-SUMMARY_COLUMNS = ["token_id", "status", "mint_timestamp", "claimed_by", "lease_expires_at",
-                   "attempts"]  # fmt: skip
 
 
 def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
@@ -70,7 +68,10 @@ def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
 
 
 def _emit_tokens(tokens: Sequence[Token | ClaimedToken], *, as_json: bool) -> None:
-    emit([token_document(token) for token in tokens], as_json=as_json, columns=SUMMARY_COLUMNS)
+    if as_json:
+        emit([token_document(token) for token in tokens], as_json=True)
+    else:
+        token_views.print_tokens(tokens)
 
 
 @app.command()
@@ -140,7 +141,11 @@ def show(token_id: TokenIdArgument, as_json: JsonOption = False) -> None:
     """Everything about one token (exit 5 if there is none)."""
     with context.unit_of_work() as uow:
         token = uow.tokens.require(token_id)
-    emit(token_document(token), as_json=as_json, title=f"token {token_id}")
+        attempts = None if as_json else uow.tokens.attempts(token.id)
+    if as_json:
+        emit(token_document(token), as_json=True)
+    else:
+        token_views.print_token(token, attempts)
 
 
 @app.command()
@@ -150,13 +155,8 @@ def stats(as_json: JsonOption = False) -> None:
         report = uow.tokens.stats()
     if as_json:
         emit(report.as_document(), as_json=True)
-        return
-    rows = [{"status": status, **vars(figures)} for status, figures in report.statuses.items()]
-    emit(rows, as_json=False, columns=["status", "count", "oldest_mint_timestamp",
-                                       "oldest_age_seconds"])  # fmt: skip
-    say(f"leases: {report.live_leases} live, {report.expired_leases} expired")
-    for reason, count in report.failed_by_reason.items():
-        say(f"failed ({reason}): {count}")
+    else:
+        token_views.print_stats(report)
 
 
 @app.command()
@@ -188,7 +188,10 @@ def mark(
             tx_hash=tx_hash,
             error=error_data,
         )
-    emit(token_document(token), as_json=as_json, title=f"token {token_id}")
+    if as_json:
+        emit(token_document(token), as_json=True)
+    else:
+        token_views.print_token(token)
 
 
 @app.command()

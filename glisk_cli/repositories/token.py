@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from glisk_cli.errors import NotFound
-from glisk_cli.models import Token
+from glisk_cli.models import ImageGenerationJob, IPFSUploadRecord, RevealTransaction, Token
 from glisk_cli.pipeline import TokenStatus
 from glisk_cli.repositories.token_queue import TokenQueue
 from glisk_cli.repositories.token_stats import TokenStats, read_token_stats
@@ -56,6 +58,33 @@ class TokenRepository(TokenQueue):
             query = query.where(Token.token_id > after_token_id)
         return self._execute(query).scalars().all()
 
+    def attempts(self, token_uuid: uuid.UUID) -> list[dict[str, Any]]:
+        """The token's attempts from the history tables, oldest first: each with its stage,
+        when it started and finished, its outcome and its error (`glisk tokens show`)."""
+        found: list[dict[str, Any]] = []
+        jobs = select(ImageGenerationJob).where(ImageGenerationJob.token_id == token_uuid)
+        for job in self._execute(jobs).scalars():
+            found.append(
+                _attempt("generation", job.created_at, job.completed_at, job.status, job.error_data)
+            )
+        uploads = select(IPFSUploadRecord).where(IPFSUploadRecord.token_id == token_uuid)
+        for up in self._execute(uploads).scalars():
+            stage = f"upload {up.record_type}"
+            found.append(_attempt(stage, up.created_at, up.completed_at, up.status, up.error_data))
+        reveals = select(RevealTransaction).where(
+            func.array_position(RevealTransaction.token_ids, token_uuid).is_not(None)
+        )
+        for tx in self._execute(reveals).scalars():
+            found.append(_attempt("reveal", tx.created_at, tx.confirmed_at, tx.status, None))
+        return sorted(found, key=lambda attempt: attempt["started"])
+
     def stats(self) -> TokenStats:
         """Counts and ages per status, leases, and failures by reason (`token_stats.py`)."""
         return read_token_stats(self.session)
+
+
+def _attempt(
+    stage: str, started: datetime, finished: datetime | None, outcome: str, error: Any
+) -> dict[str, Any]:
+    return {"stage": stage, "started": started, "finished": finished, "outcome": outcome,
+            "error": error}  # fmt: skip
