@@ -292,3 +292,14 @@ def seed_tokens(
             ),
             {"status": status, "first": first_id, "last": first_id + count - 1},
         )
+
+
+def expire_leases(session_factory) -> None:
+    """What the clock does to a worker that stalls: every lease runs out."""
+    with session_factory() as session, session.begin():
+        session.execute(
+            text(
+                "UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second' "
+                "WHERE lease_expires_at IS NOT NULL"
+            )
+        )

@@ -22,13 +22,17 @@ _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
+def _parsed(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def duration(text: str | None) -> timedelta | None:
     if text is None:
         return None
-    try:
-        value = parse_duration(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+    value = _parsed(text)
     if value <= timedelta(0):
         raise typer.BadParameter("must be longer than zero")
     return value
@@ -38,10 +42,7 @@ def delay(text: str | None) -> timedelta | None:
     """A retry delay: a duration, zero allowed, at most a week."""
     if text is None:
         return None
-    try:
-        value = parse_duration(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+    value = _parsed(text)
     if value > MAX_RETRY_DELAY:
         raise typer.BadParameter(
             f"{text!r} is too long for a retry delay (at most {format_duration(MAX_RETRY_DELAY)})"

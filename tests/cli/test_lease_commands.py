@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from tests.conftest import CliResult, seed_tokens
+from tests.conftest import CliResult, expire_leases, seed_tokens
 
 
 @pytest.fixture
@@ -38,17 +37,6 @@ def moment(stamp: str) -> datetime:
 
 def claim(glisk, *args: str) -> list[dict[str, Any]]:
     return as_json(glisk("tokens", "claim", "--json", *args))
-
-
-def expire_every_lease(session_factory) -> None:
-    """What the clock does to a worker that stalls: its lease runs out."""
-    with session_factory() as session, session.begin():
-        session.execute(
-            text(
-                "UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second' "
-                "WHERE lease_expires_at IS NOT NULL"
-            )
-        )
 
 
 def assert_one_error_line(result: CliResult, *needles: str) -> None:
@@ -89,7 +77,7 @@ def test_a_lease_taken_over_refuses_its_old_lease_id_and_honours_the_new_one(
 ) -> None:
     seed_tokens(session_factory, 2)
     [old_id] = {token["lease_id"] for token in claim(glisk, "--worker", "w1")}
-    expire_every_lease(session_factory)
+    expire_leases(session_factory)
     taken_over = claim(glisk, "--worker", second_worker)
     assert [token["token_id"] for token in taken_over] == [1, 2]
     [new_id] = {token["lease_id"] for token in taken_over}

@@ -15,7 +15,7 @@ from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.token import TokenRepository
 from glisk_cli.repositories.token_sql import claim_sql
-from tests.conftest import seed_tokens
+from tests.conftest import expire_leases, seed_tokens
 
 LEASE = timedelta(minutes=15)
 
@@ -23,16 +23,6 @@ LEASE = timedelta(minutes=15)
 def claim(uow_factory, stage="generation", limit=10, worker="w1", lease=LEASE, max_attempts=5):
     with uow_factory() as uow:
         return uow.tokens.claim(stage, limit, worker, lease, max_attempts)
-
-
-def expire_leases(session_factory) -> None:
-    with session_factory() as session, session.begin():
-        session.execute(
-            text(
-                "UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second' "
-                "WHERE lease_expires_at IS NOT NULL"
-            )
-        )
 
 
 def test_claim_returns_the_oldest_mints_first_and_writes_the_lease(

@@ -10,20 +10,10 @@ from sqlalchemy import text
 from glisk_cli.pipeline import TokenStatus
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.uow import UnitOfWork
-from tests.conftest import seed_tokens
+from tests.conftest import expire_leases, seed_tokens
 
 SHORT = timedelta(seconds=1)
 LONG = timedelta(minutes=15)
-
-
-def expire_leases(session_factory) -> None:
-    with session_factory() as session, session.begin():
-        session.execute(
-            text(
-                "UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second' "
-                "WHERE lease_expires_at IS NOT NULL"
-            )
-        )
 
 
 def test_one_claim_writes_one_new_lease_id_for_its_whole_batch(
