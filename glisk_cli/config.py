@@ -24,6 +24,11 @@ LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRI
 _ACCEPTED_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
 # The defaults are the library's own (policy.py), so the CLI and a worker start from the same.
 _DEFAULT_TIMEOUTS = Timeouts()
+# Settings given as durations (`90s`, `15m`): parsed from text, and longer than zero.
+_DURATIONS = (
+    "glisk_lease", "glisk_retry_base", "glisk_retry_max",
+    "glisk_connect_timeout", "glisk_lock_timeout", "glisk_statement_timeout",
+)  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -89,27 +94,12 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator(
-        "glisk_lease",
-        "glisk_retry_base",
-        "glisk_retry_max",
-        "glisk_connect_timeout",
-        "glisk_lock_timeout",
-        "glisk_statement_timeout",
-        mode="before",
-    )
+    @field_validator(*_DURATIONS, mode="before")
     @classmethod
     def _parse_duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator(
-        "glisk_lease",
-        "glisk_retry_base",
-        "glisk_retry_max",
-        "glisk_connect_timeout",
-        "glisk_lock_timeout",
-        "glisk_statement_timeout",
-    )
+    @field_validator(*_DURATIONS)
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

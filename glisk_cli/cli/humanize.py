@@ -86,11 +86,5 @@ def colour(stream: IO[str]) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-def colour_stdout() -> bool:
-    import sys
-
-    return colour(sys.stdout)
-
-
 def now() -> datetime:
     return datetime.now(UTC)

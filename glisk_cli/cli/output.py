@@ -95,9 +95,19 @@ def print_record(record: Mapping[str, Any], *, title: str = "", fold: bool = Tru
     print_table(rows, ["field", "value"], title=title, fold=fold)
 
 
-def say_data(line: str) -> None:
-    """A line of data for people that belongs with a table (stdout, unlike `say`)."""
-    sys.stdout.write(line + "\n")
+def say_data(line: str, *, style: str | None = None) -> None:
+    """A line of data for people that belongs with a table (stdout, unlike `say`), in `style`
+    where colour is allowed (the same rule as tables)."""
+    from glisk_cli.cli.humanize import colour
+
+    if style is None or not colour(sys.stdout):
+        sys.stdout.write(line + "\n")
+        return
+    from rich.console import Console
+
+    Console(force_terminal=True, color_system="standard", highlight=False).print(
+        line, style=style, markup=False
+    )
 
 
 def emit(document: Any, *, as_json: bool, columns: Sequence[str] = (), title: str = "") -> None:

@@ -117,8 +117,6 @@ def print_stats(report: TokenStats) -> None:
         f"leases: {report.live_leases:,} live, {report.expired_leases:,} expired, "
         f"{report.retry_waits:,} waiting to retry"
     )
-    if report.expired_leases and humanize.colour_stdout():
-        leases = f"\x1b[31m{leases}\x1b[0m"
-    say_data(leases)
+    say_data(leases, style="red" if report.expired_leases else None)
     failures = ", ".join(f"{reason} {count:,}" for reason, count in report.failed_by_reason.items())
     say_data(f"failed by reason: {failures or 'none'}")

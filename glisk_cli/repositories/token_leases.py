@@ -77,18 +77,15 @@ class TokenLeases(Repository[Token]):
             "lease_id": uuid.uuid4(),  # one per claim statement, shared by its batch
             "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
         }
-        claimed: list[ClaimedToken] = []
+        rows: list[tuple[Any, ...]] = []
         while True:
-            params["limit"] = wanted - len(claimed)
-            rows = self.transaction.rows(sql, params)
-            batch = [row for row in rows if row[4] != _FAILED]
-            claimed += ClaimedToken.from_rows(batch)
+            params["limit"] = wanted - len(rows)
+            found = self.transaction.rows(sql, params)
+            handed_out = [row for row in found if row[4] != _FAILED]
+            rows += handed_out
             # Exhausted tokens took places in the batch; claim again for those places.
-            if len(rows) == len(batch) or len(claimed) == wanted:
-                break
-        if len(claimed) != len(batch):
-            claimed.sort(key=lambda token: (token.mint_timestamp, token.token_id))
-        return claimed
+            if len(found) == len(handed_out) or len(rows) == wanted:
+                return ClaimedToken.from_rows(rows)
 
     def renew(
         self, tokens: Sequence[ClaimedToken], lease: timedelta | None = None
@@ -165,9 +162,7 @@ class TokenLeases(Repository[Token]):
         if not tokens:
             return AdvanceResult()
         if retry_in is not None:
-            check_retry_delay(retry_in)
-        if retry_in is not None:
-            delays: list[timedelta | None] = [retry_in] * len(tokens)
+            delays: list[timedelta | None] = [check_retry_delay(retry_in)] * len(tokens)
         elif error is not None:
             delays = [self.policy.retry_delay(token.attempts) for token in tokens]
         else:

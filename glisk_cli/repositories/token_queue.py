@@ -31,6 +31,10 @@ from glisk_cli.repositories.token_leases import TokenLeases, queued_status
 from glisk_cli.repositories.token_sql import lock_candidates_statement
 
 _EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
+# What every move that ends a lease writes, besides the move itself.
+_LEASE_ENDED: dict[str, Any] = {
+    "claimed_by": None, "lease_id": None, "lease_expires_at": None, "updated_at": func.now(),
+}  # fmt: skip
 
 
 class TokenQueue(TokenLeases):
@@ -82,9 +86,9 @@ class TokenQueue(TokenLeases):
             token.lease_expires_at = due  # type: ignore[assignment]
             token.updated_at = func.now()  # type: ignore[assignment]
         self._flush()
-        if retry_in is not None:  # computed by the database: read it back
-            for token in tokens:
-                self.transaction.run(lambda t=token: self.session.refresh(t, ["lease_expires_at"]))
+        if retry_in is not None:  # computed by the database: read them back, in one query
+            reread = select(Token).where(Token.id.in_([token.id for token in tokens]))
+            self._execute(reread.execution_options(populate_existing=True)).all()
         return tokens
 
     def reap(self, max_attempts: int | None = None) -> list[Token]:
@@ -99,14 +103,7 @@ class TokenQueue(TokenLeases):
         statement = (
             update(Token)
             .where(Token.status.in_(ACTIVE_STATUSES), Token.attempts >= limit, _no_live_lease())
-            .values(
-                status=_enum(TokenStatus.FAILED),
-                error_data=failure,
-                claimed_by=None,
-                lease_id=None,
-                lease_expires_at=None,
-                updated_at=func.now(),
-            )
+            .values(status=_enum(TokenStatus.FAILED), error_data=failure, **_LEASE_ENDED)
             .returning(Token)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
@@ -123,14 +120,7 @@ class TokenQueue(TokenLeases):
         statement = (
             update(Token)
             .where(Token.status == TokenStatus.FAILED)
-            .values(
-                status=_enum(TokenStatus.DETECTED),
-                attempts=0,
-                claimed_by=None,
-                lease_id=None,
-                lease_expires_at=None,
-                updated_at=func.now(),
-            )
+            .values(status=_enum(TokenStatus.DETECTED), attempts=0, **_LEASE_ENDED)
             .returning(Token)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
