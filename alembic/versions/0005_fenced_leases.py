@@ -9,7 +9,7 @@
   for the claim to read. The lease index now carries `lease_id`, so `tokens stats` tells live
   leases from retry delays, and `glisk tokens renew --lease-id` finds a lease's tokens, from the
   index alone. (An index of its own on `lease_id` would cost every claim one more index entry
-  per token, about a tenth of its throughput.)
+  per token.)
 
 Indexes are rebuilt inside the migration's transaction, blocking writes to tokens_s0 for about a
 second per million tokens.

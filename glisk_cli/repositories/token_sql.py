@@ -32,7 +32,7 @@ _RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).repl
 # - tokens whose lease ran out (`ix_tokens_s0_lease_expiry`), in the index's order: a worker's
 #   that died or stalled, or a retry delay's, which is a lease nobody holds. They go first: their
 #   work was handed out once already, and there are normally none. No ORDER BY: sorting them by
-#   mint made every claim pay for a sort node, about 5 % of its throughput, for an order among
+#   mint made every claim pay for a sort node (bench/claim_statements.py), for an order among
 #   tokens that all go before any free one anyway;
 # - then, for the rest of the batch, tokens nobody holds, oldest mint first (the queue indexes).
 #
