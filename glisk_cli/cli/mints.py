@@ -8,7 +8,7 @@ import typer
 
 from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, emit, say
-from glisk_cli.cli.tokens import token_document
+from glisk_cli.documents import token_document
 
 app = typer.Typer(help="Record mint events.", no_args_is_help=True, rich_markup_mode=None)
 

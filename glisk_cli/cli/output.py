@@ -9,36 +9,16 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
 
 import typer
+
+from glisk_cli.documents import jsonable
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-
-
-def jsonable(value: Any) -> Any:
-    """Convert what repositories return into JSON types: UUIDs as strings, times in ISO 8601."""
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, UUID | Path | date | Decimal):
-        return str(value)
-    return value
 
 
 def print_json(document: Any) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from glisk_cli.cli import context, token_views, values
 from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say
+from glisk_cli.documents import token_document
 from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
 
 if TYPE_CHECKING:
@@ -41,30 +42,6 @@ LeaseIdOption = Annotated[
 LeaseOption = Annotated[
     str | None, typer.Option("--lease", help="How long the lease lasts: 90s, 15m, 1h.")
 ]
-
-
-def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
-    """A token as one JSON object: the same keys in the same order for every command (README,
-    "Commands"); scripts rely on them."""
-    return {
-        "id": token.id,
-        "token_id": token.token_id,
-        "author_id": token.author_id,
-        "minter_address": token.minter_address,
-        "status": token.status,
-        "mint_timestamp": token.mint_timestamp,
-        "image_path": token.image_path,
-        "image_cid": token.image_cid,
-        "metadata_cid": token.metadata_cid,
-        "reveal_tx_hash": token.reveal_tx_hash,
-        "error_data": token.error_data,
-        "claimed_by": token.claimed_by,
-        "lease_expires_at": token.lease_expires_at,
-        "attempts": token.attempts,
-        "created_at": token.created_at,
-        "updated_at": token.updated_at,
-        "lease_id": token.lease_id,
-    }
 
 
 def _emit_tokens(tokens: Sequence[Token | ClaimedToken], *, as_json: bool) -> None:

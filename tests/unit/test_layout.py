@@ -15,7 +15,8 @@ LAYERS: list[set[str]] = [
     {"database", "database_errors", "transaction"},
     {"models"},
     {"repositories"},
-    {"uow", "queue", "migrations", "verify", "serve", "grants"},
+    {"uow", "queue", "migrations", "verify", "serve", "grants", "documents"},
+    {"work"},
     {"cli", "__main__"},
 ]
 

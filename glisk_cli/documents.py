@@ -1,0 +1,61 @@
+"""Pipeline data as JSON documents: one shape for a token wherever glisk hands one out.
+
+`glisk tokens show --json` prints it, `glisk tokens claim --json` prints a list of it, and
+`glisk work` writes it to a worker's stdin, so a script written against one reads the others.
+It lives below the CLI because the worker runner, a library too, needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from glisk_cli.models import Token
+    from glisk_cli.repositories.token_records import ClaimedToken
+
+
+def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
+    """A token as one JSON object: the same keys in the same order for every command (README,
+    "Commands"); scripts rely on them."""
+    return {
+        "id": token.id,
+        "token_id": token.token_id,
+        "author_id": token.author_id,
+        "minter_address": token.minter_address,
+        "status": token.status,
+        "mint_timestamp": token.mint_timestamp,
+        "image_path": token.image_path,
+        "image_cid": token.image_cid,
+        "metadata_cid": token.metadata_cid,
+        "reveal_tx_hash": token.reveal_tx_hash,
+        "error_data": token.error_data,
+        "claimed_by": token.claimed_by,
+        "lease_expires_at": token.lease_expires_at,
+        "attempts": token.attempts,
+        "created_at": token.created_at,
+        "updated_at": token.updated_at,
+        "lease_id": token.lease_id,
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """Convert what repositories return into JSON types: UUIDs as strings, times in ISO 8601."""
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, UUID | Path | date | Decimal):
+        return str(value)
+    return value
