@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import select
 
 from glisk_cli.models import IPFSUploadRecord
 from glisk_cli.repositories.base import Repository
+
+
+class UploadRecord(NamedTuple):
+    """One finished upload: its row id (chosen by the caller, so a retried write adds no second
+    row), the token (tokens_s0.id), image or metadata, and how it went."""
+
+    id: uuid.UUID
+    token_id: uuid.UUID
+    record_type: str
+    cid: str | None
+    status: str
+    retry_count: int
+    error_data: dict[str, Any] | None
+    started: datetime
+
+
+_RECORD = """
+INSERT INTO ipfs_upload_records
+    (id, token_id, record_type, cid, status, retry_count, error_data, created_at, completed_at)
+SELECT id, token_id, record_type, cid, status, retry_count, error_data, started,
+       statement_timestamp()
+FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(types)s::text[], %(cids)s::text[],
+            %(statuses)s::text[], %(retries)s::int[], %(errors)s::jsonb[],
+            %(started)s::timestamptz[])
+    AS r(id, token_id, record_type, cid, status, retry_count, error_data, started)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
 
 
 class IPFSUploadRecordRepository(Repository[IPFSUploadRecord]):
@@ -23,3 +54,15 @@ class IPFSUploadRecordRepository(Repository[IPFSUploadRecord]):
             query = query.where(IPFSUploadRecord.record_type == record_type)
         query = query.order_by(IPFSUploadRecord.created_at, IPFSUploadRecord.id)
         return self._execute(query).scalars().all()
+
+    def record(self, records: Sequence[UploadRecord]) -> None:
+        """Write finished uploads (`glisk work`), one statement for all of them."""
+        if records:
+            self.transaction.rows(_RECORD, {
+                "ids": [r.id for r in records], "token_ids": [r.token_id for r in records],
+                "types": [r.record_type for r in records], "cids": [r.cid for r in records],
+                "statuses": [r.status for r in records],
+                "retries": [r.retry_count for r in records],
+                "errors": [None if r.error_data is None else Jsonb(r.error_data) for r in records],
+                "started": [r.started for r in records],
+            })  # fmt: skip

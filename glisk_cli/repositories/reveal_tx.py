@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import select
 
 from glisk_cli.models import RevealTransaction
 from glisk_cli.repositories.base import Repository
+
+
+class RevealRecord(NamedTuple):
+    """One reveal attempt's transaction: its row id (chosen by the caller, so a retried write
+    adds no second row), the tokens (tokens_s0.id) it covers, and how it went."""
+
+    id: uuid.UUID
+    token_ids: list[uuid.UUID]
+    tx_hash: str | None
+    block_number: int | None
+    gas_price_gwei: Decimal | None
+    status: str
+    started: datetime
+
+
+# A transaction hash already recorded (the same transaction reported by a later attempt, say
+# after a lost lease) gains the new tokens instead of failing on the unique hash.
+_RECORD = """
+INSERT INTO reveal_transactions
+    (id, token_ids, tx_hash, block_number, gas_price_gwei, status, created_at, confirmed_at)
+SELECT %(id)s, %(token_ids)s::uuid[], %(tx_hash)s, %(block_number)s, %(gas_price_gwei)s,
+       %(status)s, %(started)s,
+       CASE WHEN %(status)s = 'confirmed' THEN statement_timestamp() END
+WHERE NOT EXISTS (SELECT 1 FROM reveal_transactions WHERE id = %(id)s)
+ON CONFLICT (tx_hash) DO UPDATE SET token_ids = ARRAY(
+    SELECT DISTINCT unnest(reveal_transactions.token_ids || excluded.token_ids))
+RETURNING id
+"""
 
 
 class RevealTransactionRepository(Repository[RevealTransaction]):
@@ -30,3 +62,7 @@ class RevealTransactionRepository(Repository[RevealTransaction]):
     def get_pending(self, limit: int = 100) -> Sequence[RevealTransaction]:
         """Transactions not yet sent: what the reveal sender picks up next."""
         return self.get_by_status("pending", limit)
+
+    def record(self, reveal: RevealRecord) -> None:
+        """Write one reveal attempt's transaction (`glisk work`)."""
+        self.transaction.rows(_RECORD, reveal._asdict())

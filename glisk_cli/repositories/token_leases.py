@@ -30,8 +30,15 @@ from glisk_cli.pipeline import (
 )
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.base import Repository
-from glisk_cli.repositories.token_records import AdvanceResult, ClaimedToken
-from glisk_cli.repositories.token_sql import ADVANCE, RELEASE, RENEW, RENEW_LEASE_ID, claim_sql
+from glisk_cli.repositories.token_records import AdvanceResult, Backlog, ClaimedToken
+from glisk_cli.repositories.token_sql import (
+    ADVANCE,
+    RELEASE,
+    RENEW,
+    RENEW_LEASE_ID,
+    backlog_sql,
+    claim_sql,
+)
 from glisk_cli.transaction import Transaction
 
 _FAILED = TokenStatus.FAILED.value
@@ -159,24 +166,39 @@ class TokenLeases(Repository[Token]):
         claimable before then. `error` is merged into `error_data` with the attempt number, and
         a token that used up its attempts is failed at once (reason max_attempts).
         """
-        if not tokens:
+        return self.release_each([(token, error) for token in tokens], retry_in=retry_in)
+
+    def release_each(
+        self,
+        releases: Sequence[tuple[ClaimedToken, Mapping[str, Any] | None]],
+        *,
+        retry_in: timedelta | None = None,
+    ) -> AdvanceResult:
+        """`release`, with an error of its own (or None) for each token; one statement."""
+        if not releases:
             return AdvanceResult()
-        if retry_in is not None:
-            delays: list[timedelta | None] = [check_retry_delay(retry_in)] * len(tokens)
-        elif error is not None:
-            delays = [self.policy.retry_delay(token.attempts) for token in tokens]
-        else:
-            delays = [None] * len(tokens)
+        fixed = None if retry_in is None else check_retry_delay(retry_in)
+        tokens = [token for token, _ in releases]
         params: dict[str, Any] = {
             **_fences(tokens),
             "queued": [queued_status(token.status).value for token in tokens],
-            "delays": delays,
-            "error": None if error is None else Jsonb(dict(error)),
+            "delays": [
+                fixed
+                if fixed is not None or error is None
+                else self.policy.retry_delay(token.attempts)
+                for token, error in releases
+            ],
+            "errors": [None if error is None else Jsonb(dict(error)) for _, error in releases],
             "max_attempts": self.policy.max_attempts,
         }
         released = {row[0] for row in self.transaction.rows(RELEASE, params)}
         refused = {t.token_id: LEASE_LOST for t in tokens if t.token_id not in released}
         return AdvanceResult(sorted(released), refused)
+
+    def backlog(self, stage: str) -> Backlog:
+        """What is left of `stage`'s work, anywhere (`glisk work --drain` and its live line)."""
+        row = self.transaction.rows(backlog_sql(stage_named(stage)), {})[0]
+        return Backlog(*row)
 
 
 def queued_status(status: TokenStatus) -> TokenStatus:

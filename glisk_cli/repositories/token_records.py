@@ -71,3 +71,18 @@ class AdvanceResult:
 
     moved: list[int] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What is left of one stage's work: tokens claimable now, tokens waiting out a retry
+    delay, tokens in flight under anyone's lease, and the oldest waiting token's mint time."""
+
+    waiting: int
+    delayed: int
+    in_flight: int
+    oldest_waiting: datetime | None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.waiting or self.delayed or self.in_flight)

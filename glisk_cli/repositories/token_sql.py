@@ -161,23 +161,35 @@ LEFT JOIN tokens_s0 AS now_ ON now_.id = moves.id
 RELEASE = """
 UPDATE tokens_s0 SET
     status = CAST(CASE
-        WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s THEN 'failed'
+        WHEN held.error IS NOT NULL AND attempts >= %(max_attempts)s THEN 'failed'
         ELSE held.queued END AS token_status),
-    error_data = CASE WHEN %(error)s::jsonb IS NULL THEN error_data
+    error_data = CASE WHEN held.error IS NULL THEN error_data
         WHEN attempts >= %(max_attempts)s THEN coalesce(error_data, jsonb_build_object())
-            || %(error)s::jsonb || jsonb_build_object(
+            || held.error || jsonb_build_object(
                 'attempt', attempts, 'reason', 'max_attempts', 'attempts', attempts,
                 'last_worker', claimed_by)
         ELSE coalesce(error_data, jsonb_build_object())
-            || %(error)s::jsonb || jsonb_build_object('attempt', attempts) END,
-    lease_expires_at = CASE WHEN %(error)s::jsonb IS NOT NULL AND attempts >= %(max_attempts)s
+            || held.error || jsonb_build_object('attempt', attempts) END,
+    lease_expires_at = CASE WHEN held.error IS NOT NULL AND attempts >= %(max_attempts)s
         THEN NULL ELSE statement_timestamp() + held.delay END,
     claimed_by = NULL, lease_id = NULL,
     updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[])
-    AS held(id, lease_id, queued, delay)
+FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[],
+            %(errors)s::jsonb[])
+    AS held(id, lease_id, queued, delay, error)
 WHERE tokens_s0.id = held.id AND tokens_s0.lease_id = held.lease_id
 RETURNING tokens_s0.token_id
+"""
+
+# What is left of a stage's work, anywhere: tokens waiting (claimable now, or when a retry delay
+# or a lease runs out) and tokens in flight under anyone's lease. `glisk work --drain` stops
+# when all of it is zero; the oldest waiting mint is what its live line shows.
+BACKLOG = """
+SELECT count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NULL),
+       count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NOT NULL AND claimed_by IS NULL),
+       count(*) FILTER (WHERE claimed_by IS NOT NULL),
+       min(mint_timestamp) FILTER (WHERE {claimable} AND claimed_by IS NULL)
+FROM tokens_s0 WHERE {statuses}
 """
 
 
@@ -190,6 +202,13 @@ def claim_sql(stage: Stage) -> str:
         stage=stage.name.value,
         returning=_RETURNING,
     )
+
+
+@functools.cache
+def backlog_sql(stage: Stage) -> str:
+    """Tokens of `stage` waiting now, waiting out a delay, in flight; the oldest waiting mint."""
+    statuses = (*stage.claimable, stage.in_flight)
+    return BACKLOG.format(claimable=status_in(stage.claimable), statuses=status_in(statuses))
 
 
 @functools.cache
