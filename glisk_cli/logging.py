@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -78,17 +79,33 @@ def _json_sink(message: Message) -> None:
     sys.stderr.flush()
 
 
-def configure_logging(level: str = "WARNING", *, json_lines: bool = False) -> None:
-    """Send glisk's and the libraries' logs to stderr at `level`, human or JSON."""
+def configure_logging(
+    level: str = "WARNING", *, json_lines: bool = False, progress_from: str | None = None
+) -> None:
+    """Send glisk's and the libraries' logs to stderr at `level`, human or JSON. The INFO
+    records of module `progress_from` pass even when `level` is quieter: a command whose log
+    lines are its progress (`glisk work`, a line per attempt) shows them by default."""
     logger.enable("glisk_cli")
     logger.remove()
     logger.configure(patcher=_with_context_fields, extra={"_fields": ""})
+    threshold = logger.level(level).no
+    filter_: Callable[[Record], bool] | None = None
+    if progress_from is not None and threshold > logger.level("INFO").no:
+        threshold = logger.level("INFO").no
+        quiet_until, loud = logger.level(level).no, progress_from
+
+        def progress(record: Record) -> bool:
+            return record["level"].no >= quiet_until or (record["name"] or "").startswith(loud)
+
+        filter_ = progress
+
     if json_lines:
-        logger.add(_json_sink, level=level, diagnose=False, backtrace=False)
+        logger.add(_json_sink, level=threshold, filter=filter_, diagnose=False, backtrace=False)
     else:
         logger.add(
             _human_sink,
-            level=level,
+            level=threshold,
+            filter=filter_,
             format=_HUMAN_FORMAT,
             colorize=sys.stderr.isatty(),
             diagnose=False,

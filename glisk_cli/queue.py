@@ -9,11 +9,13 @@ also retries every POLL_INTERVAL_S.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Engine
+import psycopg
+from sqlalchemy import Connection, Engine
 
 from glisk_cli.database_errors import translate_errors
 
@@ -45,3 +47,54 @@ def claim_or_wait(engine: Engine, attempt: Callable[[], list[T]], wait_s: float)
                     pass
         finally:
             connection.exec_driver_sql(f"UNLISTEN {CHANNEL}")
+
+
+class Listener:
+    """A connection of its own LISTENing on CHANNEL, for a loop that waits on many things at
+    once (`glisk work`): its socket turns readable when a notification comes, and `drain()`
+    then reads them. Broken or closed, it says so (`fileno()` is None) and the loop polls."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def open(self) -> None:
+        with translate_errors():
+            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                connection.exec_driver_sql(f"LISTEN {CHANNEL}")
+            except BaseException:
+                connection.close()
+                raise
+        self._connection = connection
+
+    def fileno(self) -> int | None:
+        driver = self._driver()
+        return None if driver is None else driver.fileno()
+
+    def drain(self) -> int:
+        """Read the notifications that came; how many. A broken connection is closed."""
+        driver = self._driver()
+        if driver is None:
+            return 0
+        try:
+            return sum(1 for _ in driver.notifies(timeout=0))
+        except psycopg.Error:
+            self.close()
+            return 0
+
+    def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
+                connection.invalidate()
+                connection.close()
+
+    def _driver(self) -> psycopg.Connection | None:
+        if self._connection is None:
+            return None
+        driver = self._connection.connection.dbapi_connection
+        if driver is None or driver.closed:  # type: ignore[union-attr]
+            self.close()
+            return None
+        return driver  # type: ignore[return-value]

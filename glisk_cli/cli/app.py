@@ -20,7 +20,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from glisk_cli import __version__
-from glisk_cli.cli import authors, context, db, dev, mints, serve, state, tokens
+from glisk_cli.cli import authors, context, db, dev, mints, serve, state, tokens, top, work
 from glisk_cli.errors import GliskError, InvalidInput
 from glisk_cli.redact import redact
 
@@ -47,6 +47,8 @@ _COMMANDS: dict[str, Callable[[typer.Typer], object]] = {
     "mints": lambda root: root.add_typer(mints.app, name="mints"),
     "dev": lambda root: root.add_typer(dev.app, name="dev"),
     "serve": lambda root: root.command("serve")(serve.serve),
+    "work": lambda root: root.command("work")(work.work),
+    "top": lambda root: root.command("top")(top.top),
 }
 
 

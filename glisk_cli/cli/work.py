@@ -1,0 +1,136 @@
+"""`glisk work STAGE -- COMMAND`: run a stage's workers. The command checks its input, builds
+the runner (`glisk_cli.work`) on the configured database, shows progress and prints the
+summary; the loop itself lives in the library, where Python workers reach it too."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from glisk_cli.cli import context, values
+from glisk_cli.cli.output import JsonOption, emit
+from glisk_cli.pipeline import MAX_BATCH, StageName
+
+if TYPE_CHECKING:
+    from glisk_cli.work.report import Report
+
+
+def work(
+    stage: Annotated[StageName, typer.Argument(help="Which stage's tokens to work on.")],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="After --: the command to run per token, and its arguments."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Attempts at a time.")
+    ] = 1,
+    lease: Annotated[
+        str, typer.Option("--lease", help="Lease length, renewed every third of it (≥ 1s).")
+    ] = "60s",
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Kill an attempt after this long (≤ 1 day).")
+    ] = None,
+    grace: Annotated[
+        str, typer.Option("--grace", help="On SIGTERM/SIGINT, how long running attempts get.")
+    ] = "30s",
+    batch: Annotated[
+        int,
+        typer.Option("--batch", min=1, max=MAX_BATCH, help="Tokens per run of the command."),
+    ] = 1,
+    worker: Annotated[
+        str | None, typer.Option("--worker", help="Who holds the leases (default: hostname:pid).")
+    ] = None,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Exit once the stage has no work left.")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=0, max=65535, help="Serve Prometheus metrics here."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run COMMAND once per claimed token (the token as JSON on stdin; exit 0 and print the
+    stage's result fields as JSON to succeed), keeping its lease alive, retrying failures
+    with backoff and recording every attempt. SIGTERM or Ctrl-C stops claiming and lets
+    running attempts finish within --grace; a second one stops them at once."""
+    from glisk_cli.logging import configure_logging
+    from glisk_cli.queue import Listener
+    from glisk_cli.work import CommandJob, Runner, WorkOptions, default_worker
+    from glisk_cli.work.metrics import RunnerMetrics
+    from glisk_cli.work.report import Report
+    from glisk_cli.work.signals import exit_status, stopped_by_signals
+
+    # Everything is checked before anything is claimed.
+    options = WorkOptions(
+        stage=stage,
+        worker=worker or default_worker(),
+        concurrency=concurrency,
+        lease=_duration(lease, "--lease"),
+        timeout=None if timeout is None else _duration(timeout, "--timeout"),
+        grace=_grace(grace),
+        batch=batch,
+        drain=drain,
+    )
+    job = CommandJob(command or [], batched=batch > 1)
+    settings = context.settings()
+    live = sys.stderr.isatty()
+    if not live:  # a line per attempt is the progress: shown at the default WARNING level too
+        configure_logging(
+            "DEBUG" if context.debug else settings.log_level,
+            json_lines=settings.app_env == "production",
+            progress_from="glisk_cli.work",
+        )
+    metrics = None
+    if metrics_port is not None:
+        metrics = RunnerMetrics(stage.value)
+        metrics.serve(metrics_port, settings.host)
+    database = context.database()
+    listener = Listener(database.engine)
+    report = Report(stage.value, options.worker, metrics)
+    uow_factory = context.uow_factory()  # refuses (exit 7) a database not at head
+    with _live_line(report) if live else contextlib.nullcontext() as on_turn:
+        runner = Runner(uow_factory, job, options, listener=listener, report=report,
+                        on_turn=on_turn)  # fmt: skip
+        with stopped_by_signals(runner):
+            summary = runner.run()
+    if as_json:
+        emit(summary, as_json=True)
+    else:
+        sys.stdout.write(" · ".join(f"{key} {value}" for key, value in summary.items()) + "\n")
+    code = exit_status(runner.stop_reason)
+    if code:
+        raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _live_line(report: Report) -> Iterator[Callable[[Report], None]]:
+    """A Rich status line on stderr, redrawn after every loop turn, gone at exit."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text(report.status_line()), console=Console(stderr=True), transient=True) as live:
+        yield lambda current: live.update(Text(current.status_line()))
+
+
+def _duration(text: str, option: str) -> timedelta:
+    try:
+        parsed = values.duration(text)
+    except typer.BadParameter as error:
+        raise typer.BadParameter(error.message, param_hint=option) from None
+    assert parsed is not None
+    return parsed
+
+
+def _grace(text: str) -> timedelta:
+    try:
+        parsed = values.delay(text)
+    except typer.BadParameter as error:
+        raise typer.BadParameter(error.message, param_hint="--grace") from None
+    assert parsed is not None
+    return parsed

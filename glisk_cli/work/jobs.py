@@ -1,0 +1,208 @@
+"""What a runner runs for a claimed batch: a command in any language (`glisk work … -- CMD`),
+or a Python function (the library's way). Both give the same per-token outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from glisk_cli.errors import InvalidInput
+from glisk_cli.pipeline import Stage
+from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.work.process import MAX_ANSWER, CommandRun, Finished
+from glisk_cli.work.protocol import (
+    Failed,
+    Interrupted,
+    TokenOutcome,
+    failed_all,
+    job_input,
+    read_answer,
+)
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """What one attempt came to: an outcome per token, and how long it took."""
+
+    outcomes: dict[uuid.UUID, TokenOutcome]
+    seconds: float
+
+
+class Attempt(Protocol):
+    def wait(self) -> AttemptEnd:
+        """Block (in an executor thread) until the attempt is over."""
+        ...
+
+    def kill(self, reason: str) -> None:
+        """Stop it now (`lease_lost`, `shutdown`); safe from any thread, any number of times."""
+        ...
+
+
+class Job(Protocol):
+    name: str  # the history's `service` when the job names none
+
+    def start(
+        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
+    ) -> Attempt: ...
+
+
+@dataclass
+class CommandJob:
+    """COMMAND [ARG…], run once per token (or batch): token JSON on stdin, answer on stdout."""
+
+    argv: Sequence[str]
+    batched: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise InvalidInput("no command to run", hint="glisk work STAGE -- COMMAND [ARG...]")
+        program = self.argv[0]
+        found = shutil.which(program)
+        if found is None:
+            is_path = os.sep in program
+            problem = "is not executable" if is_path and Path(program).exists() else "is not found"
+            raise InvalidInput(f"command {program!r} {problem}")
+        self.name = Path(program).name
+
+    def start(
+        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
+    ) -> Attempt:
+        env = {
+            **os.environ,
+            "GLISK_TOKEN_ID": ",".join(str(token.token_id) for token in tokens),
+            "GLISK_STAGE": stage.name.value,
+            "GLISK_ATTEMPT": str(max(token.attempts for token in tokens)),
+            "GLISK_WORKER": worker,
+        }
+        stdin = job_input(tokens, batched=self.batched)
+        try:
+            run = CommandRun(self.argv, stdin, env, timeout)
+        except OSError as error:
+            return _Done(failed_all(tokens, f"the command could not start: {error.strerror}"))
+        return _CommandAttempt(run, stage, tokens, self.batched)
+
+
+class _CommandAttempt:
+    def __init__(
+        self, run: CommandRun, stage: Stage, tokens: Sequence[ClaimedToken], batched: bool
+    ) -> None:
+        self._run, self._stage, self._tokens, self._batched = run, stage, tokens, batched
+
+    def kill(self, reason: str) -> None:
+        self._run.kill(reason)
+
+    def wait(self) -> AttemptEnd:
+        finished = self._run.wait()
+        return AttemptEnd(self._outcomes(finished), finished.seconds)
+
+    def _outcomes(self, finished: Finished) -> dict[uuid.UUID, TokenOutcome]:
+        tokens = self._tokens
+        if finished.killed and finished.killed != "timeout":
+            return {token.id: Interrupted(finished.killed) for token in tokens}
+        details = {"exit_status": finished.exit_status, "stderr": finished.stderr_tail}
+        if finished.killed == "timeout":
+            return failed_all(tokens, f"timed out after {finished.seconds:.0f}s", **details)
+        if finished.exit_status != 0:
+            return failed_all(tokens, _exit_message(finished.exit_status), **details)
+        if finished.answer is None:
+            return failed_all(tokens, f"the answer is over {MAX_ANSWER} bytes", **details)
+        try:
+            answer = json.loads(finished.answer)
+        except ValueError as error:
+            return failed_all(tokens, f"the answer is not JSON ({error})", **details)
+        outcomes = read_answer(self._stage, tokens, answer, batched=self._batched)
+        return {
+            id: Failed({**outcome.error, **details}) if isinstance(outcome, Failed) else outcome
+            for id, outcome in outcomes.items()
+        }
+
+
+def _exit_message(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+Handler = Callable[[Any], Any]
+
+
+@dataclass
+class HandlerJob:
+    """A Python function run in a thread: given a ClaimedToken (or, batched, a list of them),
+    it returns what a command would print, as Python values; raising fails the attempt.
+
+    A thread cannot be killed: on a timeout or a lost lease the attempt ends at once and
+    whatever the function returns later is dropped (fencing keeps it from the token)."""
+
+    handler: Handler
+    batched: bool = False
+
+    def __post_init__(self) -> None:
+        self.name = getattr(self.handler, "__name__", "handler")
+
+    def start(
+        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
+    ) -> Attempt:
+        return _HandlerAttempt(self, stage, list(tokens), timeout)
+
+
+class _HandlerAttempt:
+    def __init__(
+        self, job: HandlerJob, stage: Stage, tokens: list[ClaimedToken], timeout: float | None
+    ) -> None:
+        self._job, self._stage, self._tokens, self._timeout = job, stage, tokens, timeout
+        self._started = time.monotonic()
+        self._done = threading.Event()
+        self._killed: str | None = None
+        self._outcomes: dict[uuid.UUID, TokenOutcome] = {}
+        threading.Thread(target=self._call, daemon=True, name=f"glisk-{job.name}").start()
+
+    def _call(self) -> None:
+        argument: Any = self._tokens if self._job.batched else self._tokens[0]
+        try:
+            answer = self._job.handler(argument)
+            outcomes = read_answer(self._stage, self._tokens, answer, batched=self._job.batched)
+        except Exception as error:
+            outcomes = failed_all(self._tokens, f"{type(error).__name__}: {error}"[:2048])
+        self._outcomes = outcomes
+        self._done.set()
+
+    def kill(self, reason: str) -> None:
+        if self._killed is None:
+            self._killed = reason
+        self._done.set()
+
+    def wait(self) -> AttemptEnd:
+        finished = self._done.wait(self._timeout)
+        seconds = time.monotonic() - self._started
+        if self._killed:
+            return AttemptEnd({t.id: Interrupted(self._killed) for t in self._tokens}, seconds)
+        if not finished:
+            return AttemptEnd(failed_all(self._tokens, f"timed out after {seconds:.0f}s"), seconds)
+        return AttemptEnd(self._outcomes, seconds)
+
+
+@dataclass
+class _Done:
+    """An attempt that ended before it began (its command could not start)."""
+
+    outcomes: Mapping[uuid.UUID, TokenOutcome]
+
+    def kill(self, reason: str) -> None:
+        pass
+
+    def wait(self) -> AttemptEnd:
+        return AttemptEnd(dict(self.outcomes), 0.0)

@@ -1,0 +1,127 @@
+"""The runner's protocol with a job: what goes in (token documents as JSON) and what a job's
+answer means for each token (README, "glisk work").
+
+A job answers with one JSON object holding its stage's result fields, which applies to every
+token it was given, or, for a batch, with an array of per-token objects carrying `token_id`
+(and either the result fields or an `error`). Anything else is a failed attempt whose error
+says what was wrong. A few optional keys go to the history tables; other keys are ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from glisk_cli.documents import jsonable, token_document
+from glisk_cli.pipeline import Stage
+from glisk_cli.repositories.token_records import ClaimedToken
+
+_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The job did the token's work: its result fields, and what the history keeps besides."""
+
+    fields: dict[str, str]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The attempt failed: `error` goes to the token's error_data (and the history); the token
+    waits out a backoff delay, or is failed once it has used up its attempts."""
+
+    error: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The runner stopped the attempt: its lease was lost (`lease_lost`: someone else holds
+    the token now) or the runner is shutting down (`shutdown`: released for another runner)."""
+
+    reason: str
+
+
+TokenOutcome = Succeeded | Failed | Interrupted
+
+
+def job_input(tokens: Sequence[ClaimedToken], *, batched: bool) -> bytes:
+    """What a job reads on stdin: one token document, or an array of them for a batch."""
+    documents = [jsonable(token_document(token)) for token in tokens]
+    return json.dumps(documents if batched else documents[0], ensure_ascii=False).encode()
+
+
+def read_answer(
+    stage: Stage, tokens: Sequence[ClaimedToken], answer: Any, *, batched: bool
+) -> dict[uuid.UUID, TokenOutcome]:
+    """Each token's outcome from a job's parsed answer."""
+    if isinstance(answer, Mapping):
+        outcome = _outcome(stage, answer)
+        return {token.id: outcome for token in tokens}
+    if batched and isinstance(answer, list):
+        return _per_token(stage, tokens, answer)
+    wanted = "a JSON object or an array of them" if batched else "a JSON object"
+    return failed_all(tokens, f"the job's answer is not {wanted}")
+
+
+def failed_all(tokens: Sequence[ClaimedToken], message: str, **details: Any) -> dict:
+    outcome = Failed({"message": message, **details})
+    return {token.id: outcome for token in tokens}
+
+
+def _per_token(
+    stage: Stage, tokens: Sequence[ClaimedToken], answers: list[Any]
+) -> dict[uuid.UUID, TokenOutcome]:
+    by_token_id = {token.token_id: token for token in tokens}
+    outcomes: dict[uuid.UUID, TokenOutcome] = {}
+    for answer in answers:
+        said = answer.get("token_id") if isinstance(answer, Mapping) else None
+        token = by_token_id.get(said) if isinstance(said, int) else None
+        if token is None or token.id in outcomes:
+            continue  # not one of ours, or said twice: the first answer stands
+        if "error" in answer:
+            outcomes[token.id] = Failed({"message": _text(answer["error"])})
+        else:
+            outcomes[token.id] = _outcome(stage, answer)
+    missing = Failed({"message": "the job's answer has no entry for this token"})
+    return {token.id: outcomes.get(token.id, missing) for token in tokens}
+
+
+def _outcome(stage: Stage, answer: Mapping[str, Any]) -> TokenOutcome:
+    fields: dict[str, str] = {}
+    for name in stage.result_fields:
+        value = answer.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return Failed({"message": f"the job's answer has no {name} (a non-empty string)"})
+        if name == "tx_hash" and not _TX_HASH.fullmatch(value):
+            return Failed({"message": "the job's tx_hash is not 0x and 64 hex digits"})
+        fields[name] = value
+    return Succeeded(fields, _extras(answer))
+
+
+def _extras(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional history keys the answer holds in a usable form (others are dropped)."""
+    extras: dict[str, Any] = {}
+    for name, limit in (("service", 50), ("external_job_id", 255)):
+        if isinstance(answer.get(name), str | int) and not isinstance(answer[name], bool):
+            extras[name] = str(answer[name])[:limit]
+    block = answer.get("block_number")
+    if isinstance(block, int) and not isinstance(block, bool) and block >= 0:
+        extras["block_number"] = block
+    gas = answer.get("gas_price_gwei")
+    if isinstance(gas, int | float | str) and not isinstance(gas, bool):
+        with contextlib.suppress(InvalidOperation):
+            extras["gas_price_gwei"] = Decimal(str(gas))
+    return extras
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:2048]

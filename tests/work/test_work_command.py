@@ -1,0 +1,155 @@
+"""`glisk work` with real commands on a real database: tokens move on, failures are retried
+and recorded, each stage writes its history, and bad input claims nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import seed_tokens
+from tests.work.jobs import command, journal_entries
+
+TX_HASH = "0x" + "ab" * 32
+
+
+def test_a_command_finishes_every_generation_token_and_records_each_attempt(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 6)
+    journal = tmp_path / "journal"
+    result = run_glisk(
+        "work", "generation", "--drain", "--concurrency", "3", "--json", "--worker", "w1",
+        "--", *command("generate", journal), env=work_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["succeeded"] == 6
+    assert summary["stopped"] == "drained"
+    rows = query("SELECT token_id, status, image_path, lease_id FROM tokens_s0 ORDER BY token_id")
+    assert [(r.status, r.image_path, r.lease_id) for r in rows] == [
+        ("uploading", f"images/{r.token_id}.png", None) for r in rows
+    ]
+    jobs = query("SELECT status, service, retry_count, completed_at FROM image_generation_jobs")
+    outcomes = sorted((j.status, j.service, j.retry_count) for j in jobs)
+    assert outcomes == [("succeeded", "test", 0)] * 6
+    assert all(j.completed_at is not None for j in jobs)
+    starts = [e for e in journal_entries(journal) if e["event"] == "start"]
+    assert sorted(e["token_id"] for e in starts) == [1, 2, 3, 4, 5, 6]
+    first = starts[0]
+    assert first["status"] == "generating"
+    assert first["env"]["GLISK_STAGE"] == "generation"
+    assert first["env"]["GLISK_ATTEMPT"] == "1"
+    assert first["env"]["GLISK_WORKER"] == "w1"
+    assert first["env"]["GLISK_TOKEN_ID"] == str(first["token_id"])
+
+
+def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_row_each(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 1)
+    result = run_glisk(
+        "work", "generation", "--drain", "--json", "--", *command("fail", tmp_path / "j"),
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "3"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["failed"] == 1
+    [token] = query("SELECT status, attempts, error_data FROM tokens_s0")
+    assert token.status == "failed"
+    assert token.error_data["reason"] == "max_attempts"
+    assert token.error_data["exit_status"] == 3
+    assert "the GPU caught fire" in token.error_data["stderr"]
+    jobs = query("SELECT * FROM image_generation_jobs ORDER BY retry_count")
+    assert [(j.status, j.retry_count) for j in jobs] == [("failed", n) for n in range(3)]
+    assert all(j.error_data["message"] == "exited with status 3" for j in jobs)
+
+
+def test_an_upload_writes_the_image_and_metadata_records(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 2, status="uploading")
+    result = run_glisk(
+        "work", "upload", "--drain", "--", *command("upload", tmp_path / "j"), env=work_env
+    )
+    assert result.returncode == 0, result.stderr
+    tokens = query("SELECT status, image_cid FROM tokens_s0 ORDER BY token_id")
+    assert [(t.status, t.image_cid) for t in tokens] == [
+        ("ready", "bafy-image-1"),
+        ("ready", "bafy-image-2"),
+    ]
+    records = query("SELECT record_type, cid, status FROM ipfs_upload_records ORDER BY cid")
+    assert [(r.record_type, r.cid, r.status) for r in records] == [
+        ("image", "bafy-image-1", "succeeded"), ("image", "bafy-image-2", "succeeded"),
+        ("metadata", "bafy-meta-1", "succeeded"), ("metadata", "bafy-meta-2", "succeeded"),
+    ]  # fmt: skip
+
+
+def test_a_reveal_batch_gets_one_reveal_transaction(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 4, status="ready")
+    journal = tmp_path / "j"
+    result = run_glisk(
+        "work", "reveal", "--batch", "10", "--drain", "--", *command("reveal", journal),
+        env=work_env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len({e["pid"] for e in journal_entries(journal) if e["event"] == "start"}) == 1
+    tokens = query("SELECT status, reveal_tx_hash FROM tokens_s0")
+    assert {(t.status, t.reveal_tx_hash) for t in tokens} == {("revealed", TX_HASH)}
+    [reveal] = query("SELECT token_ids, tx_hash, status, block_number FROM reveal_transactions")
+    assert (reveal.tx_hash, reveal.status, reveal.block_number) == (TX_HASH, "confirmed", 7)
+    assert len(reveal.token_ids) == 4
+
+
+def test_a_command_past_its_timeout_is_killed_with_what_it_started(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 1)
+    journal = tmp_path / "j"
+    result = run_glisk(
+        "work", "generation", "--timeout", "1s", "--drain", "--",
+        *command("hang", journal), env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [token] = query("SELECT status, error_data FROM tokens_s0")
+    assert token.status == "failed"
+    assert token.error_data["message"].startswith("timed out")
+    children = [e["pid"] for e in journal_entries(journal) if e["event"] == "child"]
+    assert children
+    assert not _running(children[0])
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits for whoever reaps orphans here)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere", "--", "true"], "nowhere"),
+        (["generation", "--concurrency", "0", "--", "true"], "--concurrency"),
+        (["generation"], "no command"),
+        (["generation", "--", "no-such-command-anywhere"], "not found"),
+        (["generation", "--", "{tmp}/notes.txt"], "not executable"),
+        (["generation", "--lease", "500ms", "--", "true"], "--lease"),
+        (["generation", "--timeout", "2d", "--", "true"], "--timeout"),
+        (["generation", "--lease", "soon", "--", "true"], "--lease"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_is_claimed(
+    run_glisk, work_env, session_factory, query, tmp_path: Path, args: list[str], message: str
+) -> None:
+    seed_tokens(session_factory, 1)
+    (tmp_path / "notes.txt").write_text("not a program\n")
+    result = run_glisk("work", *(arg.format(tmp=tmp_path) for arg in args), env=work_env)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert query("SELECT claimed_by, attempts FROM tokens_s0")[0] == (None, 0)
