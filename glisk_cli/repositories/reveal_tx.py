@@ -32,10 +32,10 @@ class RevealRecord(NamedTuple):
 _RECORD = """
 INSERT INTO reveal_transactions
     (id, token_ids, tx_hash, block_number, gas_price_gwei, status, created_at, confirmed_at)
-SELECT %(id)s, %(token_ids)s::uuid[], %(tx_hash)s, %(block_number)s, %(gas_price_gwei)s,
-       %(status)s, %(started)s,
-       CASE WHEN %(status)s = 'confirmed' THEN statement_timestamp() END
-WHERE NOT EXISTS (SELECT 1 FROM reveal_transactions WHERE id = %(id)s)
+SELECT %(id)s::uuid, %(token_ids)s::uuid[], %(tx_hash)s::text, %(block_number)s::bigint,
+       %(gas_price_gwei)s::numeric, %(status)s::text, %(started)s::timestamptz,
+       CASE WHEN %(status)s::text = 'confirmed' THEN statement_timestamp() END
+WHERE NOT EXISTS (SELECT 1 FROM reveal_transactions WHERE id = %(id)s::uuid)
 ON CONFLICT (tx_hash) DO UPDATE SET token_ids = ARRAY(
     SELECT DISTINCT unnest(reveal_transactions.token_ids || excluded.token_ids))
 RETURNING id
