@@ -128,10 +128,7 @@ class Runner:
         if not self._stops and free > 0 and (not self._dry or now >= self._poll_at):
             due.claim = min(free * self.options.batch, MAX_BATCH)
         due.renew = bool(self._held()) and now >= self._renew_at
-        idle = self._dry and not self._flights and not self._unwritten
-        due.backlog = (self.options.drain and idle and due.claim > 0) or (
-            self._on_turn is not None and now >= self._backlog_at
-        )
+        due.backlog = self._on_turn is not None and now >= self._backlog_at
         return due
 
     def _turn(self, due: _Due) -> None:
@@ -147,7 +144,9 @@ class Runner:
                 held = self._renew(uow) if due.renew else None
                 if due.claim:
                     flights = self._claim(uow, due.claim)
-                if due.backlog:
+                # Draining, with nothing claimed or running: is the stage's work all done?
+                ended = self.options.drain and due.claim and not flights and not self._flights
+                if due.backlog or ended:
                     backlog = uow.tokens.backlog(self._stage.name.value)
         except DatabaseUnavailable as error:
             self._failures += 1

@@ -32,7 +32,8 @@ def query(migrated_url: str) -> Iterator[Any]:
 
     def run(sql: str, **params: object) -> list[Any]:
         with engine.begin() as connection:
-            return list(connection.execute(text(sql), params))
+            result = connection.execute(text(sql), params)
+            return list(result) if result.returns_rows else []
 
     yield run
     engine.dispose()

@@ -5,6 +5,7 @@ protocol, which write what they saw to a journal so the tests can count every ru
     python -m tests.work.jobs fail JOURNAL                 write to stderr, exit 3
     python -m tests.work.jobs upload JOURNAL               answer both CIDs
     python -m tests.work.jobs reveal JOURNAL               one tx_hash for the whole batch
+    python -m tests.work.jobs flood JOURNAL                10 MB on stdout and stderr
     python -m tests.work.jobs hang JOURNAL                 start a grandchild, then sleep
 """
 
@@ -59,6 +60,12 @@ def main(kind: str, journal_path: str, *args: str) -> None:
                   "metadata_cid": f"bafy-meta-{tokens[0]['token_id']}"}  # fmt: skip
     elif kind == "reveal":
         answer = {"tx_hash": "0x" + "ab" * 32, "block_number": 7, "gas_price_gwei": "1.5"}
+    elif kind == "flood":  # megabytes on both streams, then a valid answer too late to count
+        block = "x" * 65536
+        for _ in range(160):
+            sys.stdout.write(block)
+            sys.stderr.write(block)
+        answer = {"image_path": "never-read"}
     elif kind == "hang":
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         _note(journal, event="child", pid=child.pid)

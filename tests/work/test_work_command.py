@@ -153,3 +153,47 @@ def test_bad_input_exits_2_before_anything_is_claimed(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert query("SELECT claimed_by, attempts FROM tokens_s0")[0] == (None, 0)
+
+
+def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_runner(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 1)
+    result = run_glisk(
+        "work", "generation", "--drain", "--", *command("flood", tmp_path / "j"),
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [token] = query("SELECT status, error_data FROM tokens_s0")
+    assert token.status == "failed"
+    assert token.error_data["message"] == "the answer is over 1048576 bytes"
+    assert len(token.error_data["stderr"]) <= 2048
+
+
+def test_an_answer_without_the_stage_fields_is_a_failed_attempt(
+    run_glisk, work_env, session_factory, query, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 1)
+    result = run_glisk(
+        "work", "generation", "--drain", "--", "sh", "-c", "cat >/dev/null; echo '{\"x\": 1}'",
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [token] = query("SELECT status, error_data FROM tokens_s0")
+    assert token.status == "failed"
+    assert "no image_path" in token.error_data["message"]
+
+
+def test_the_job_reads_the_token_document_that_tokens_show_prints_plus_its_lease(
+    run_glisk, work_env, session_factory, tmp_path: Path
+) -> None:
+    seed_tokens(session_factory, 1)
+    seen = tmp_path / "seen.json"
+    script = f'cat > {seen}; echo \'{{"image_path": "a.png"}}\''
+    result = run_glisk("work", "generation", "--drain", "--", "sh", "-c", script, env=work_env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(seen.read_text())
+    shown = json.loads(run_glisk("tokens", "show", "1", "--json", env=work_env).stdout)
+    assert list(document) == list(shown)
+    assert document["lease_id"] is not None
+    assert (document["token_id"], document["status"]) == (1, "generating")

@@ -1,0 +1,68 @@
+"""What a job's answer means for each token it was given (`glisk work`'s protocol)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from glisk_cli.pipeline import STAGES, StageName, TokenStatus
+from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.work.protocol import Failed, Succeeded, job_input, read_answer
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+REVEAL = STAGES[StageName.REVEAL]
+GENERATION = STAGES[StageName.GENERATION]
+TX = "0x" + "12" * 32
+
+
+def _token(token_id: int, status: TokenStatus = TokenStatus.READY) -> ClaimedToken:
+    return ClaimedToken(
+        uuid.uuid4(), token_id, uuid.uuid4(), "0x" + "bb" * 20, status, NOW, None, None, None,
+        None, None, "w1", uuid.uuid4(), NOW, 1, NOW, NOW,
+    )  # fmt: skip
+
+
+def test_one_object_answers_for_the_whole_batch() -> None:
+    tokens = [_token(1), _token(2)]
+    outcomes = read_answer(REVEAL, tokens, {"tx_hash": TX, "block_number": 9}, batched=True)
+    assert list(outcomes.values()) == [Succeeded({"tx_hash": TX}, {"block_number": 9})] * 2
+
+
+def test_per_token_answers_may_mix_results_and_errors_and_a_missing_token_fails() -> None:
+    tokens = [_token(1), _token(2), _token(3)]
+    answer = [{"token_id": 1, "tx_hash": TX}, {"token_id": 2, "error": "reverted"},
+              {"token_id": 99, "tx_hash": TX}]  # fmt: skip
+    outcomes = read_answer(REVEAL, tokens, answer, batched=True)
+    assert outcomes[tokens[0].id] == Succeeded({"tx_hash": TX})
+    assert outcomes[tokens[1].id] == Failed({"message": "reverted"})
+    missing = outcomes[tokens[2].id]
+    assert isinstance(missing, Failed)
+    assert "no entry" in missing.error["message"]
+
+
+def test_a_malformed_result_field_is_a_failed_attempt() -> None:
+    [token] = tokens = [_token(1)]
+    for answer in ({"tx_hash": "0x12"}, {"tx_hash": 12}, {}, [], "done"):
+        outcome = read_answer(REVEAL, tokens, answer, batched=False)[token.id]
+        assert isinstance(outcome, Failed), answer
+
+
+def test_history_extras_are_kept_when_usable_and_dropped_when_not() -> None:
+    [token] = tokens = [_token(1, TokenStatus.GENERATING)]
+    answer = {"image_path": "a.png", "service": "replicate", "external_job_id": 42,
+              "block_number": "nine", "gas_price_gwei": "2.5", "unknown": 1}  # fmt: skip
+    outcome = read_answer(GENERATION, tokens, answer, batched=False)[token.id]
+    assert outcome == Succeeded(
+        {"image_path": "a.png"},
+        {"service": "replicate", "external_job_id": "42", "gas_price_gwei": Decimal("2.5")},
+    )
+
+
+def test_the_job_input_is_one_document_or_an_array_for_a_batch() -> None:
+    tokens = [_token(1), _token(2)]
+    single = json.loads(job_input(tokens[:1], batched=False))
+    assert single["token_id"] == 1
+    assert single["lease_id"] == str(tokens[0].lease_id)
+    assert [d["token_id"] for d in json.loads(job_input(tokens, batched=True))] == [1, 2]
