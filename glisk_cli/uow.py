@@ -32,6 +32,7 @@ from glisk_cli.repositories import (
     SystemStateRepository,
     TokenRepository,
 )
+from glisk_cli.repositories.pipeline_view import PipelineView
 from glisk_cli.transaction import Transaction
 
 
@@ -87,6 +88,10 @@ class UnitOfWork:
     @cached_property
     def system_state(self) -> SystemStateRepository:
         return SystemStateRepository(self.transaction)
+
+    @cached_property
+    def pipeline_view(self) -> PipelineView:
+        return PipelineView(self.transaction)
 
     @cached_property
     def synthetic(self) -> SyntheticData:

@@ -19,7 +19,7 @@ from glisk_cli.models.token import (
     TokenStatus,
 )
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 __all__ = [
     "IMAGE_JOB_STATUSES",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from glisk_cli.models.base import Base, DefaultNow, UUIDPrimaryKey, check_in
@@ -16,7 +16,16 @@ IMAGE_JOB_STATUSES = ("pending", "running", "succeeded", "failed")
 
 class ImageGenerationJob(Base):
     __tablename__ = "image_generation_jobs"
-    __table_args__ = (CheckConstraint(check_in("status", IMAGE_JOB_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(check_in("status", IMAGE_JOB_STATUSES), name="status"),
+        # Finished attempts by outcome and time: `glisk top`'s last hour (migration 0006).
+        Index(
+            "ix_image_generation_jobs_finished",
+            "status",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[UUIDPrimaryKey]
     token_id: Mapped[uuid.UUID] = mapped_column(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from glisk_cli.models.base import Base, DefaultNow, UUIDPrimaryKey, check_in
@@ -20,6 +20,14 @@ class IPFSUploadRecord(Base):
     __table_args__ = (
         CheckConstraint(check_in("record_type", IPFS_RECORD_TYPES), name="record_type"),
         CheckConstraint(check_in("status", IPFS_UPLOAD_STATUSES), name="status"),
+        # Finished uploads by outcome, kind and time: `glisk top`'s last hour (migration 0006).
+        Index(
+            "ix_ipfs_upload_records_finished",
+            "status",
+            "record_type",
+            "completed_at",
+            postgresql_where=text("completed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[UUIDPrimaryKey]

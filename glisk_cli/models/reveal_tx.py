@@ -21,6 +21,13 @@ class RevealTransaction(Base):
     __table_args__ = (
         CheckConstraint(check_in("status", REVEAL_TX_STATUSES), name="status"),
         Index("ix_reveal_transactions_status", "status"),
+        # Confirmed reveals by time: `glisk top`'s last hour (migration 0006).
+        Index(
+            "ix_reveal_transactions_confirmed",
+            "status",
+            "confirmed_at",
+            postgresql_where=text("confirmed_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[UUIDPrimaryKey]

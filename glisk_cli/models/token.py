@@ -88,6 +88,13 @@ class Token(Base):
             postgresql_where=text("lease_expires_at IS NOT NULL"),
             postgresql_include=["lease_id"],
         ),
+        # Failed tokens, newest first (a failed token is terminal: updated_at is when it
+        # failed), for `glisk top`'s failures (migration 0006); live tokens are not in it.
+        Index(
+            "ix_tokens_s0_failed_at",
+            "updated_at",
+            postgresql_where=text(f"status = '{TokenStatus.FAILED.value}'"),
+        ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
     )
 

@@ -116,6 +116,18 @@ EXPECTED_INDEXES = {
     "ON public.reveal_transactions USING btree (status)",
     "uq_reveal_transactions_tx_hash": "CREATE UNIQUE INDEX uq_reveal_transactions_tx_hash "
     "ON public.reveal_transactions USING btree (tx_hash)",
+    # `glisk top`'s last hour of finished work and failures (0006)
+    "ix_image_generation_jobs_finished": "CREATE INDEX ix_image_generation_jobs_finished "
+    "ON public.image_generation_jobs USING btree (status, completed_at) "
+    "WHERE (completed_at IS NOT NULL)",
+    "ix_ipfs_upload_records_finished": "CREATE INDEX ix_ipfs_upload_records_finished "
+    "ON public.ipfs_upload_records USING btree (status, record_type, completed_at) "
+    "WHERE (completed_at IS NOT NULL)",
+    "ix_reveal_transactions_confirmed": "CREATE INDEX ix_reveal_transactions_confirmed "
+    "ON public.reveal_transactions USING btree (status, confirmed_at) "
+    "WHERE (confirmed_at IS NOT NULL)",
+    "ix_tokens_s0_failed_at": "CREATE INDEX ix_tokens_s0_failed_at "
+    "ON public.tokens_s0 USING btree (updated_at) WHERE (status = 'failed'::token_status)",
 }
 
 EXPECTED_CONSTRAINTS = {
@@ -245,13 +257,14 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
         ).scalar_one()
     again = migrations.upgrade(engine)
 
-    assert [step.revision for step in first.steps] == ["0001", "0002", "0003", "0004", "0005"]
-    assert [step.direction for step in down.steps] == ["downgrade"] * 5
+    revisions = ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert [step.revision for step in first.steps] == revisions
+    assert [step.direction for step in down.steps] == ["downgrade"] * 6
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
     assert functions_left == 0
-    assert again.after == ("0005",)
+    assert again.after == ("0006",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:

@@ -1,0 +1,131 @@
+"""The statements behind `glisk top`, each served by an index (docs/architecture.md, "A live view
+that stays cheap"): one refresh is these five statements (and, past COUNT_CAP, an EXPLAIN),
+and none reads the tables' history.
+
+- QUEUES: per stage, the tokens nobody holds, counted up to COUNT_CAP in the stage's queue index
+  (an index-only scan that stops there), and the oldest one's mint, one probe of the same index.
+- LEASES: every leased token, from the lease index (only leased tokens are in it), grouped by
+  status and holder: live and expired leases, and retry delays (a lease nobody holds).
+- DONE: what each stage finished in the last hour, per minute, from the history tables' indexes
+  on finished attempts (migration 0006).
+- FAILURES / RECENT_FAILURES: failed attempts and failed tokens in the last hour by reason, and
+  the newest few, from the same indexes and `ix_tokens_s0_failed_at`.
+
+Statuses are written in as literals, as in `token_sql.py`, so the planner matches the partial
+indexes in every plan.
+"""
+
+from __future__ import annotations
+
+from glisk_cli.models.token import status_in
+from glisk_cli.pipeline import STAGES, StageName, TokenStatus
+
+# Beyond this many waiting tokens in one stage, a refresh takes PostgreSQL's estimate instead of
+# counting: counting is about 0.1 µs per index entry, so 300,000 waiting tokens cost 30 ms, most
+# of a refresh's budget (bench/README.md, "glisk top").
+COUNT_CAP = 20_000
+RECENT_FAILURES = 5
+WINDOW = "interval '1 hour'"
+
+
+def free_tokens(stage: StageName) -> str:
+    """The predicate of a stage's tokens nobody holds: exactly its queue index's rows."""
+    return f"lease_expires_at IS NULL AND {status_in(STAGES[stage].claimable)}"
+
+
+def _queue(stage: StageName) -> str:
+    where = free_tokens(stage)
+    return f"""SELECT '{stage.value}',
+    (SELECT count(*) FROM (SELECT 1 FROM tokens_s0 WHERE {where} LIMIT {COUNT_CAP + 1}) AS capped),
+    (SELECT min(mint_timestamp) FROM tokens_s0 WHERE {where}),
+    statement_timestamp()"""
+
+
+QUEUES = "\nUNION ALL\n".join(_queue(stage) for stage in StageName)
+
+# The plan of this, not its result: how many free tokens the planner expects (when over the cap).
+ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT 1 FROM tokens_s0 WHERE {where}"
+
+LEASES = """
+SELECT status, claimed_by,
+    count(*) FILTER (WHERE lease_id IS NOT NULL AND lease_expires_at >= statement_timestamp()),
+    count(*) FILTER (WHERE lease_id IS NOT NULL AND lease_expires_at < statement_timestamp()),
+    count(*) FILTER (WHERE lease_id IS NULL),
+    min(lease_expires_at) FILTER (WHERE lease_id IS NOT NULL
+                                  AND lease_expires_at >= statement_timestamp()),
+    max(lease_expires_at) FILTER (WHERE lease_id IS NOT NULL),
+    max(updated_at) FILTER (WHERE lease_id IS NOT NULL),
+    min(mint_timestamp) FILTER (WHERE lease_id IS NULL OR lease_expires_at < statement_timestamp())
+FROM tokens_s0
+WHERE lease_expires_at IS NOT NULL
+GROUP BY status, claimed_by
+"""
+
+# Minutes ago, 0 for the last minute (a time a little ahead of the database clock counts as now).
+# In double precision: `extract` computes in numeric, slower for every row of the last hour.
+_MINUTE = "greatest(0, floor(date_part('epoch', statement_timestamp() - {column}) / 60))::int"
+_SINCE = f"statement_timestamp() - {WINDOW}"
+
+# An upload attempt records the image and then the metadata; the token is done with its metadata.
+DONE = f"""
+SELECT '{StageName.GENERATION.value}', {_MINUTE.format(column="completed_at")}, count(*)
+FROM image_generation_jobs
+WHERE status = 'succeeded' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
+GROUP BY 2
+UNION ALL
+SELECT '{StageName.UPLOAD.value}', {_MINUTE.format(column="completed_at")}, count(*)
+FROM ipfs_upload_records
+WHERE status = 'succeeded' AND record_type = 'metadata' AND completed_at IS NOT NULL
+  AND completed_at > {_SINCE}
+GROUP BY 2
+UNION ALL
+SELECT '{StageName.REVEAL.value}', {_MINUTE.format(column="confirmed_at")},
+    sum(cardinality(token_ids))::bigint
+FROM reveal_transactions
+WHERE status = 'confirmed' AND confirmed_at IS NOT NULL AND confirmed_at > {_SINCE}
+GROUP BY 2
+"""
+
+_FAILED = TokenStatus.FAILED.value
+# A failed token says why (`reason`: max_attempts, …); a command the runner ran that failed
+# leaves its exit status (`glisk work`), which is the reason then.
+_REASON = (
+    "coalesce(error_data->>'reason', error_data->>'code', "
+    "'exit ' || (error_data->>'exit_status'), 'unknown')"
+)
+
+FAILURES = f"""
+SELECT reason, count(*) FROM (
+    SELECT {_REASON} AS reason FROM image_generation_jobs
+    WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
+    UNION ALL
+    SELECT {_REASON} FROM ipfs_upload_records
+    WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
+    UNION ALL
+    SELECT 'reveal_failed' FROM reveal_transactions
+    WHERE status = 'failed' AND created_at > {_SINCE}
+    UNION ALL
+    SELECT {_REASON} FROM tokens_s0
+    WHERE status = '{_FAILED}' AND updated_at > {_SINCE}
+) AS failures
+GROUP BY reason
+"""
+
+_NEWEST = f"ORDER BY 1 DESC LIMIT {RECENT_FAILURES}"
+
+# History rows name their token by tokens_s0.id; the on-chain id is one primary-key probe each.
+RECENT = f"""
+(SELECT job.completed_at, '{StageName.GENERATION.value}', token.token_id, job.error_data
+ FROM image_generation_jobs AS job LEFT JOIN tokens_s0 AS token ON token.id = job.token_id
+ WHERE job.status = 'failed' AND job.completed_at IS NOT NULL {_NEWEST})
+UNION ALL
+(SELECT up.completed_at, '{StageName.UPLOAD.value}', token.token_id, up.error_data
+ FROM ipfs_upload_records AS up LEFT JOIN tokens_s0 AS token ON token.id = up.token_id
+ WHERE up.status = 'failed' AND up.completed_at IS NOT NULL {_NEWEST})
+UNION ALL
+(SELECT updated_at, coalesce(error_data->>'stage', 'token'), token_id, error_data
+ FROM tokens_s0 WHERE status = '{_FAILED}' {_NEWEST})
+{_NEWEST}
+"""
+
+STATEMENTS = (QUEUES, LEASES, DONE, FAILURES, RECENT)
