@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     )
 
     database_url: SecretStr | None = None
+    # A connection that keeps its session (LISTEN, migrations) when DATABASE_URL goes through a
+    # transaction pooler (docs/architecture.md, "Every transaction runs with fixed settings").
+    database_direct_url: SecretStr | None = None
+    glisk_pooler: Literal["none", "transaction"] = "none"
     db_pool_size: int = Field(default=10, ge=1, le=1000)
     app_env: Literal["development", "production"] = "development"
     log_level: LogLevel = "WARNING"
@@ -58,7 +62,7 @@ class Settings(BaseSettings):
     glisk_lock_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.lock)
     glisk_statement_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.statement)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "database_direct_url", mode="before")
     @classmethod
     def _normalise_database_url(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -79,13 +83,14 @@ class Settings(BaseSettings):
             raise ValueError("names no database (expected postgresql://user:pass@host/db)")
         return parts._replace(scheme="postgresql+psycopg").geturl()
 
-    @field_validator("app_env", "log_level", mode="before")
+    @field_validator("app_env", "log_level", "glisk_pooler", mode="before")
     @classmethod
     def _fold_case(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
         folded = value.strip()
-        return folded.lower() if folded.lower() in ("development", "production") else folded.upper()
+        lowercase = ("development", "production", "none", "transaction")
+        return folded.lower() if folded.lower() in lowercase else folded.upper()
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -110,6 +115,11 @@ class Settings(BaseSettings):
     def database_url_value(self) -> str | None:
         """The configured URL in clear text, for the driver only — never print it."""
         return self.database_url.get_secret_value() if self.database_url else None
+
+    @property
+    def database_direct_url_value(self) -> str | None:
+        """DATABASE_DIRECT_URL in clear text, for the driver only — never print it."""
+        return self.database_direct_url.get_secret_value() if self.database_direct_url else None
 
 
 def load_settings() -> Settings:

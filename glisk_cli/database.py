@@ -6,10 +6,13 @@ policy — the CLI and a worker that imports glisk get the same database, the sa
 (docs/architecture.md, "One database handle"). `setup_db_session(url, pool_size)` is the seed's
 explicit entry point over the same engine, with glisk's default numbers.
 
-Every connection runs with the server-side TimeZone = UTC, whatever the server's or the database's
-default, so `now()` and timestamptz text are UTC everywhere. A connection that cannot be made
-(refused, timed out, dropped) surfaces as DatabaseUnavailable (exit 3) with the URL's password
-masked; other driver errors are translated by SQLSTATE (`database_errors.py`).
+Every transaction runs with the server-side TimeZone = UTC, whatever the server's or the database's
+default, so `now()` and timestamptz text are UTC everywhere: set per connection, or per
+transaction behind a transaction pooler (GLISK_POOLER, `connection_setup.py`). Then what needs a
+session — LISTEN, the migrations' advisory lock — uses DATABASE_DIRECT_URL (`session_engine`).
+A connection that cannot be made (refused, timed out, dropped) surfaces as DatabaseUnavailable
+(exit 3) with the URL's password masked; other driver errors are translated by SQLSTATE
+(`database_errors.py`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from glisk_cli.connection_setup import (
+    PoolerMode,
+    answer_probes_locally,
+    connect_args,
+    transaction_settings,
+)
 from glisk_cli.database_errors import translate_unavailable
+from glisk_cli.errors import ConfigError
 from glisk_cli.policy import QueuePolicy, Timeouts
 from glisk_cli.redact import mask_url
 
@@ -51,17 +61,27 @@ class Database:
         keepalives: bool = False,
         pre_ping: bool = False,
         on_refused: Callable[[], None] | None = None,
+        pooler: PoolerMode = "none",
+        direct_url: str | None = None,
     ) -> None:
         """`on_refused`: called when a connection is refused, before one more try (the embedded
-        server restarts its postmaster there if it died)."""
+        server restarts its postmaster there if it died). `pooler`: "transaction" when `url`
+        goes through a transaction pooler; `direct_url`: a connection that keeps its session,
+        for LISTEN and migrations (DATABASE_DIRECT_URL)."""
         self.url = url
         self.pool_size = pool_size
         self.timeouts = timeouts
         self.policy = policy
+        self.pooler: PoolerMode = pooler
+        self.direct_url = direct_url
         self._on_refused = on_refused
+        self._keepalives = keepalives
+        # What each transaction's first statement sets (nothing unless behind a pooler).
+        self.transaction_settings = transaction_settings(pooler, timeouts)
         self.engine = _create_engine(
-            url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping
+            url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping, pooler=pooler
         )
+        self._direct_engine: Engine | None = None
         if on_refused is not None:
             event.listen(self.engine, "do_connect", _retry_refused(on_refused))
         # expire_on_commit=False: objects returned from a Unit of Work stay readable after it.
@@ -94,6 +114,8 @@ class Database:
                 retry_max=settings.glisk_retry_max,
             ),
             on_refused=on_refused,
+            pooler=settings.glisk_pooler,
+            direct_url=settings.database_direct_url_value,
         )
 
     def for_health_checks(self) -> Database:
@@ -113,15 +135,45 @@ class Database:
             keepalives=True,
             pre_ping=True,
             on_refused=self._on_refused,
+            pooler=self.pooler,
         )
+
+    def session_engine(self, purpose: str) -> Engine:
+        """An engine whose connections keep their session (LISTEN, session advisory locks):
+        DATABASE_DIRECT_URL's when set, else the main one unless it goes through a transaction
+        pooler — then ConfigError (exit 4) naming `purpose`."""
+        if self.direct_url:
+            if self._direct_engine is None:
+                self._direct_engine = _create_engine(
+                    self.direct_url, 1, self.timeouts, keepalives=self._keepalives,
+                    pre_ping=False, pooler="none",
+                )  # fmt: skip
+            return self._direct_engine
+        if self.pooler == "transaction":
+            raise ConfigError(
+                f"{purpose} needs a session, which GLISK_POOLER=transaction does not keep: set "
+                "DATABASE_DIRECT_URL to a connection that bypasses the pooler"
+            )
+        return self.engine
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN works: a direct URL, or no transaction pooler in the way."""
+        return bool(self.direct_url) or self.pooler != "transaction"
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
 
+    @property
+    def masked_direct_url(self) -> str | None:
+        return mask_url(self.direct_url) if self.direct_url else None
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._direct_engine is not None:
+            self._direct_engine.dispose()
 
 
 def setup_db_session(
@@ -138,22 +190,20 @@ def setup_db_session(
 
 
 def _create_engine(
-    url: str, pool_size: int, timeouts: Timeouts, *, keepalives: bool, pre_ping: bool
+    url: str,
+    pool_size: int,
+    timeouts: Timeouts,
+    *,
+    keepalives: bool,
+    pre_ping: bool,
+    pooler: PoolerMode = "none",
 ) -> Engine:
-    """An Engine whose every connection is UTC-pinned and bounded by `timeouts`."""
-    options = ["-c TimeZone=UTC"]
-    for name, limit in (("lock_timeout", timeouts.lock), ("statement_timeout", timeouts.statement)):
-        if limit is not None:
-            options.append(f"-c {name}={max(1, round(limit.total_seconds() * 1000))}")
-    connect_args: dict[str, Any] = {
-        # libpq takes whole seconds and treats anything under 2 as 2.
-        "connect_timeout": max(2, round(timeouts.connect.total_seconds())),
-        # Set at connection start-up, so it costs no round trip and survives pool resets.
-        "options": " ".join(options),
-    }
+    """An Engine whose every connection is UTC-pinned and bounded by `timeouts` (per connection,
+    or per transaction behind a transaction pooler: `connection_setup.py`)."""
+    arguments = connect_args(pooler, timeouts)
     if keepalives:
         # libpq ignores these on a Unix socket (the embedded server).
-        connect_args.update(
+        arguments.update(
             keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
             tcp_user_timeout=3000,
         )  # fmt: skip
@@ -167,8 +217,11 @@ def _create_engine(
         # No ping before every checkout: it is a round trip per Unit of Work. A connection that
         # died in the pool fails the first statement, which the repositories retry once.
         pool_pre_ping=pre_ping,
-        connect_args=connect_args,
+        connect_args=arguments,
+        # glisk uses no hstore column; the probe for it is a savepoint and a query per engine.
+        use_native_hstore=False,
     )
+    answer_probes_locally(engine.dialect)
     event.listen(engine, "handle_error", translate_unavailable)
     return engine
 
@@ -199,6 +252,15 @@ def server_version(engine: Engine) -> str:
     """Connect and ask the server its version: the cheapest proof that it answers."""
     with engine.connect() as connection:
         return str(connection.exec_driver_sql("SHOW server_version").scalar_one())
+
+
+def reflecting(connection: Connection) -> Connection:
+    """`connection`, with its dialect knowing the default schema, which reflection (Alembic,
+    `db verify`) needs and which glisk's engines do not ask for at connect time."""
+    dialect = connection.dialect
+    if dialect.default_schema_name is None:
+        dialect.default_schema_name = connection.exec_driver_sql("SELECT current_schema()").scalar()
+    return connection
 
 
 def recorded_revisions(engine: Engine) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from glisk_cli.errors import (
+    ConfigError,
     Conflict,
     ConnectionLost,
     DatabaseTimeout,
@@ -47,9 +48,36 @@ def translate_unavailable(context: ExceptionContext) -> Any:
     return None
 
 
-def unreachable(engine: Engine | None, error: BaseException, *, lost: bool) -> DatabaseUnavailable:
+# What PgBouncer says to the start-up options glisk sends when GLISK_POOLER is none.
+_REFUSED_OPTIONS = "unsupported startup parameter: options"
+# A prepared statement made on one server connection, looked for on another: a transaction
+# pooler swapped connections under psycopg (duplicate_prepared_statement, invalid statement name).
+_PREPARED_ELSEWHERE = {"42P05": "already had", "26000": "did not have"}
+
+
+def pooler_mismatch(symptom: str) -> ConfigError:
+    """The error for a transaction pooler glisk was not told about (docs/operations.md)."""
+    return ConfigError(
+        f"DATABASE_URL seems to go through a transaction pooler (the server {symptom}): "
+        "set GLISK_POOLER=transaction",
+        hint='see docs/operations.md, "Behind a connection pooler"',
+    )
+
+
+def connect_failure(engine: Engine, error: BaseException) -> GliskError:
+    """What a failed attempt to connect means: a role the database refuses (exit 4), or a
+    server that cannot be reached."""
+    if "permission denied for database" in str(error):
+        return permission_denied(error, None, engine.url.username)
+    return unreachable(engine, error, lost=False)
+
+
+def unreachable(engine: Engine | None, error: BaseException, *, lost: bool) -> GliskError:
     """The error for a server that cannot be reached (or a connection to it that broke, `lost`),
-    naming the server with its password masked."""
+    naming the server with its password masked; a pooler refusing glisk's start-up options is a
+    configuration error instead."""
+    if _REFUSED_OPTIONS in str(error):
+        return pooler_mismatch("refused the start-up parameter `options`")
     where = engine.url.render_as_string(hide_password=True) if engine else "the database"
     # A pooled connection that died is worth one retry (transaction.py); a server that cannot
     # be reached is not.
@@ -110,6 +138,8 @@ def translate(error: DBAPIError | psycopg.Error, statement: str | None = None) -
     if sqlstate == _INSUFFICIENT_PRIVILEGE:
         sent = error.statement if isinstance(error, DBAPIError) else statement
         return permission_denied(driver or error, sent, None)
+    if sqlstate in _PREPARED_ELSEWHERE and "prepared statement" in str(driver):
+        return pooler_mismatch(f"{_PREPARED_ELSEWHERE[sqlstate]} a prepared statement psycopg made")
     constraint = getattr(diag, "constraint_name", None) or "a constraint"
     detail = getattr(diag, "message_detail", None)
     if sqlstate == "23505":

@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
+from glisk_cli.database import reflecting
 from glisk_cli.database_errors import translate_errors
 from glisk_cli.errors import Conflict, InvalidInput
 
@@ -114,6 +115,7 @@ def history() -> list[dict[str, Any]]:
 def _migrate(engine: Engine, direction: str, target: str) -> MigrationRun:
     started = time.monotonic()
     with engine.connect() as connection, _migration_lock(connection):
+        reflecting(connection)  # Alembic's enum comparison reflects in the default schema
         run = MigrationRun(before=current_revisions(connection))
         connection.commit()  # Alembic opens one transaction per migration itself
 

@@ -4,7 +4,8 @@ A trigger on tokens_s0 (migration 0002) sends NOTIFY on the channel `glisk_claim
 statement leaves a token claimable without a lease. A waiting claimer LISTENs on its own
 connection — before its first claim attempt, so no notification can slip between an empty claim
 and the LISTEN — and retries its claim on every notification. Expired leases send nothing, so it
-also retries every POLL_INTERVAL_S.
+also retries every POLL_INTERVAL_S. With no session to LISTEN on (a transaction pooler and no
+DATABASE_DIRECT_URL: `Database.can_listen`), it only polls.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ POLL_INTERVAL_S = 1.0
 T = TypeVar("T")
 
 
-def claim_or_wait(engine: Engine, attempt: Callable[[], list[T]], wait_s: float) -> list[T]:
-    """Run `attempt` until it returns something or `wait_s` seconds have passed."""
+def claim_or_wait(engine: Engine | None, attempt: Callable[[], list[T]], wait_s: float) -> list[T]:
+    """Run `attempt` until it returns something or `wait_s` seconds have passed, woken by
+    NOTIFY on `engine`'s connections (a session engine), or polling when `engine` is None."""
     if wait_s <= 0:
         return attempt()
     deadline = time.monotonic() + wait_s
+    if engine is None:
+        while True:
+            claimed = attempt()
+            remaining = deadline - time.monotonic()
+            if claimed or remaining <= 0:
+                return claimed
+            time.sleep(min(remaining, POLL_INTERVAL_S))
     with translate_errors(), engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         connection.exec_driver_sql(f"LISTEN {CHANNEL}")

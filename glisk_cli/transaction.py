@@ -6,11 +6,16 @@ The workers' path (claim, renew, advance, release) sends its driver SQL straight
 pooled psycopg connection: no Connection or Session object, no SQLAlchemy result processing,
 which together cost more client CPU than building the statement's records. Operator reads and
 the seed's single-token API use a Session, on the same connection and in the same transaction.
+
+A transaction may open with one statement of glisk's own (`Opening`), sent with the checkout:
+the per-transaction settings behind a transaction pooler, and the CLI's schema-at-head check,
+together in one round trip (docs/architecture.md, "Every transaction runs with fixed settings").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -18,20 +23,51 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
-from glisk_cli.database_errors import translate_driver_error, translate_errors, unreachable
-from glisk_cli.errors import ConnectionLost
+from glisk_cli.database_errors import connect_failure, translate_driver_error, translate_errors
+from glisk_cli.errors import ConnectionLost, SchemaNotAtHead
 
 T = TypeVar("T")
+
+
+@dataclass
+class Opening:
+    """What a transaction's first statement does before the caller's: `settings` (select-list
+    items such as `set_config('TimeZone', 'UTC', true)`), and, until one transaction has passed
+    it, the check that the database is at `revision` (SchemaNotAtHead, exit 7, when not)."""
+
+    settings: tuple[str, ...] = ()
+    revision: str | None = None
+    checked: bool = False  # shared by the Units of Work of one factory: one check per process
+
+    def statement(self) -> str | None:
+        items = list(self.settings)
+        if self.revision is not None and not self.checked:
+            items.append(
+                "(SELECT string_agg(version_num, ', ' ORDER BY version_num) FROM alembic_version)"
+            )
+        return f"SELECT {', '.join(items)}" if items else None
+
+    def verify(self, row: tuple[Any, ...]) -> None:
+        if self.revision is None or self.checked:
+            return
+        if row[-1] != self.revision:
+            current = f"is at {row[-1]}, not {self.revision}" if row[-1] else "is not migrated"
+            raise SchemaNotAtHead(f"the database {current}", hint="run: glisk db upgrade")
+        self.checked = True
 
 
 class Transaction:
     """Begins when first used; `commit` or `rollback` ends it, `close` gives the connection back."""
 
-    def __init__(self, engine: Engine | None, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, engine: Engine | None, sessions: sessionmaker[Session], opening: Opening | None = None
+    ) -> None:
         """On `engine`'s connections, with Sessions from `sessions` when needed; with no engine
-        (a bare session factory, as the seed builds it), the Session's own transaction."""
+        (a bare session factory, as the seed builds it), the Session's own transaction.
+        `opening`: glisk's own first statement, when there is one."""
         self._engine = engine
         self._sessions = sessions
+        self._opening = opening
         self._pooled: PoolProxiedConnection | None = None  # the pool's connection, once out
         self._connection: Connection | None = None  # SQLAlchemy's, made for a Session
         self._session: Session | None = None
@@ -102,8 +138,30 @@ class Transaction:
             try:
                 self._pooled = self._engine.raw_connection()
             except psycopg.OperationalError as error:
-                raise unreachable(self._engine, error, lost=False) from error
+                raise connect_failure(self._engine, error) from error
+            opening = self._opening.statement() if self._opening else None
+            if opening is not None:
+                assert self._opening is not None
+                self._opening.verify(self._open(self._pooled, opening))
         return self._pooled
+
+    def _open(self, pooled: PoolProxiedConnection, sql: str) -> tuple[Any, ...]:
+        driver = cast(psycopg.Connection, pooled.dbapi_connection)
+        try:
+            row = driver.execute(sql).fetchone()  # type: ignore[arg-type]
+        except psycopg.errors.UndefinedTable:
+            driver.rollback()
+            raise SchemaNotAtHead(
+                "the database is not migrated", hint="run: glisk db upgrade"
+            ) from None
+        except psycopg.Error as error:
+            lost = driver.closed or driver.broken
+            if lost:
+                pooled.invalidate()  # `run` retries once on a fresh connection
+            assert self._engine is not None
+            raise translate_driver_error(self._engine, error, lost=lost, statement=sql) from error
+        assert row is not None
+        return tuple(row)
 
     def commit(self) -> None:
         with translate_errors():

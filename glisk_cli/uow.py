@@ -33,7 +33,7 @@ from glisk_cli.repositories import (
     TokenRepository,
 )
 from glisk_cli.repositories.pipeline_view import PipelineView
-from glisk_cli.transaction import Transaction
+from glisk_cli.transaction import Opening, Transaction
 
 
 class UnitOfWork:
@@ -44,9 +44,11 @@ class UnitOfWork:
         session_factory: sessionmaker[Session],
         policy: QueuePolicy = DEFAULT_POLICY,
         engine: Engine | None = None,
+        opening: Opening | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._engine = engine
+        self._opening = opening
         self.policy = policy
         self._transaction: Transaction | None = None
 
@@ -100,7 +102,7 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         for name in _REPOSITORIES:  # those of an earlier `with` block worked in its transaction
             self.__dict__.pop(name, None)
-        self._transaction = Transaction(self._engine, self._session_factory)
+        self._transaction = Transaction(self._engine, self._session_factory, self._opening)
         return self
 
     def __exit__(
@@ -137,19 +139,23 @@ _REPOSITORIES = [
 
 
 def create_uow_factory(
-    database: Database | sessionmaker[Session],
+    database: Database | sessionmaker[Session], *, require_revision: str | None = None
 ) -> Callable[[], UnitOfWork]:
     """A callable that makes a fresh Unit of Work (one transaction) each time it is called.
 
     Given a `Database` (see `Database.from_settings`), the Units of Work apply its queue policy
-    (GLISK_MAX_ATTEMPTS, GLISK_LEASE); given a bare session factory, glisk's defaults.
+    (GLISK_MAX_ATTEMPTS, GLISK_LEASE) and its pooler mode; given a bare session factory, glisk's
+    defaults. With `require_revision`, the first Unit of Work refuses (SchemaNotAtHead) unless
+    the database is migrated to it, checked in its own first statement.
     """
+    opening = None
     if isinstance(database, Database):
         sessions, policy, engine = database.sessions, database.policy, database.engine
+        opening = Opening(database.transaction_settings, require_revision)
     else:
         sessions, policy, engine = database, DEFAULT_POLICY, None
 
     def make_uow() -> UnitOfWork:
-        return UnitOfWork(sessions, policy, engine)
+        return UnitOfWork(sessions, policy, engine, opening)
 
     return make_uow

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from glisk_cli import migrations
+from glisk_cli.database import reflecting
 from glisk_cli.errors import ConfigError
 
 # Catalog facts of one schema: each query yields (object, value) rows.
@@ -114,6 +115,7 @@ class VerifyReport:
 def verify(engine: Engine) -> VerifyReport:
     head = migrations.head_revision()
     with engine.connect() as connection:
+        reflecting(connection)
         current = migrations.current_revisions(connection)
         connection.rollback()
         report = VerifyReport(status="ok", current=", ".join(current) or None, head=head)

@@ -57,6 +57,7 @@ class PostgresServer:
     """A PostgreSQL server the tests may create and drop databases on."""
 
     admin_url: str  # SQLAlchemy URL of a maintenance database on the server
+    log_file: Path | None = None  # the server's log, when the tests started the server
 
     def url_for(self, database: str) -> str:
         return make_url(self.admin_url).set(database=database).render_as_string(False)
@@ -114,7 +115,7 @@ def pg_server() -> Iterator[PostgresServer]:
         return
     server, data_dir = new_embedded_server()
     try:
-        yield PostgresServer(admin_url=server.ensure_running())
+        yield PostgresServer(admin_url=server.ensure_running(), log_file=server.log_file)
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)

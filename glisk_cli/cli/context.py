@@ -46,13 +46,20 @@ def engine() -> Engine:
     return database().engine
 
 
+def session_engine(purpose: str) -> Engine:
+    """The engine for work that needs a session (exit 4 behind a transaction pooler without
+    DATABASE_DIRECT_URL)."""
+    return database().session_engine(purpose)
+
+
 @cache
 def uow_factory() -> Callable[[], UnitOfWork]:
-    """Units of Work on the configured database, once its schema is known to be at head."""
+    """Units of Work on the configured database. The first one checks that the schema is at head
+    in its own first statement (exit 7 when not), which costs no transaction of its own."""
+    from glisk_cli.models import SCHEMA_REVISION
     from glisk_cli.uow import create_uow_factory
 
-    require_schema_at_head()
-    return create_uow_factory(database())
+    return create_uow_factory(database(), require_revision=SCHEMA_REVISION)
 
 
 def unit_of_work() -> UnitOfWork:

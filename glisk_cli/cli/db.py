@@ -39,7 +39,7 @@ def upgrade(
     if sql:
         migrations.upgrade_sql(revision, sys.stdout)
         return
-    _report_run(migrations.upgrade(context.engine(), revision), as_json=as_json)
+    _report_run(migrations.upgrade(context.session_engine("migrating"), revision), as_json=as_json)
 
 
 @app.command(context_settings=_REVISION_ARGS)
@@ -51,7 +51,7 @@ def downgrade(
     """Revert migrations down to REVISION. Destroys data: asks first unless --yes."""
     from glisk_cli import migrations
 
-    engine = context.engine()
+    engine = context.session_engine("migrating")
     confirm_or_refuse(
         f"Downgrade the schema at {_masked_url()} to {revision}? Dropped tables lose their data.",
         yes=yes,
@@ -240,9 +240,12 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
         "reachable": False,
         "revision": None,
         "head": SCHEMA_REVISION,
+        "pooler": settings.glisk_pooler,
+        "direct_url": None,
     }
     try:
         report["url"] = _masked_url()
+        report["direct_url"] = context.database().masked_direct_url
         report["server_version"] = server_version(context.engine())
         report["reachable"] = True
         report["revision"] = context.schema_revision()

@@ -82,7 +82,10 @@ def claim(
         with context.unit_of_work() as uow:
             return uow.tokens.claim(stage, limit, holder, lease_length)
 
-    tokens = claim_or_wait(context.engine(), attempt, wait)
+    database = context.database()
+    # Woken by NOTIFY when a session can LISTEN; behind a transaction pooler, polling.
+    listener = database.session_engine("LISTEN") if wait and database.can_listen else None
+    tokens = claim_or_wait(listener, attempt, wait)
     _emit_tokens(tokens, as_json=as_json)
 
 

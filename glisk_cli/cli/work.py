@@ -90,7 +90,7 @@ def work(
         metrics = RunnerMetrics(stage.value)
         metrics.serve(metrics_port, settings.host)
     database = context.database()
-    listener = Listener(database.engine)
+    listener = Listener(database.session_engine("LISTEN")) if database.can_listen else None
     report = Report(stage.value, options.worker, metrics)
     uow_factory = context.uow_factory()  # refuses (exit 7) a database not at head
     with _live_line(report) if live else contextlib.nullcontext() as on_turn:

@@ -60,7 +60,7 @@ def work(
     )  # fmt: skip
     database = Database.from_settings()
     try:
-        listener = Listener(database.engine)
+        listener = Listener(database.session_engine("LISTEN")) if database.can_listen else None
         runner = Runner(
             create_uow_factory(database), HandlerJob(handler, batched=batch > 1), options,
             listener=listener,
