@@ -1,15 +1,21 @@
-"""A flight: one attempt in progress — the tokens it holds under their lease, the job running
-for them, and when it began. The runner keeps its flights; the completer reads them."""
+"""A flight: one attempt — the tokens it holds under their lease, the job running for them,
+and when it began — from the claim that made it to the write of its outcome. The runner keeps
+its flights; the completer reads them."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from glisk_cli.pipeline import Stage, StageName
+from glisk_cli.repositories.image_job import JobStart
 from glisk_cli.repositories.token_records import ClaimedToken
-from glisk_cli.work.jobs import Attempt, AttemptEnd
+from glisk_cli.uow import UnitOfWork
+from glisk_cli.work.jobs import Attempt, AttemptEnd, Job
+from glisk_cli.work.options import WorkOptions
 
 
 @dataclass
@@ -47,3 +53,21 @@ class Landed:
 
     flight: Flight
     end: AttemptEnd
+    at: float = field(default_factory=time.monotonic)  # when it landed
+
+
+def claim_flights(
+    uow: UnitOfWork, stage: Stage, options: WorkOptions, limit: int, job: Job
+) -> list[Flight]:
+    """Claim up to `limit` tokens as flights of `options.batch` tokens; a generation attempt
+    is recorded as running in the same transaction (docs/architecture.md, "The worker
+    runner")."""
+    tokens = uow.tokens.claim(stage.name.value, limit, options.worker, options.lease)
+    size = options.batch
+    flights = [Flight(tokens[at : at + size]) for at in range(0, len(tokens), size)]
+    if stage.name is StageName.GENERATION and tokens:
+        uow.image_jobs.start_running([
+            JobStart(flight.history_id("job", token.id), token.id, job.name, token.attempts - 1)
+            for flight in flights for token in flight.tokens
+        ])  # fmt: skip
+    return flights

@@ -143,13 +143,18 @@ class CommandRun:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _reap(self) -> int:
-        while True:
-            try:
-                exit_status = self._process.wait(timeout=self._wait_slice())
-                break
-            except subprocess.TimeoutExpired:
-                if self._past_deadline():
-                    self.kill("timeout")
+        if self._deadline is None:
+            # Its pipes are closed: it has exited, or is about to, or was killed (a kill from
+            # another thread ends this wait too). A blocking wait returns the moment it does.
+            exit_status = self._process.wait()
+        else:
+            while True:
+                try:
+                    exit_status = self._process.wait(timeout=self._wait_slice())
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._past_deadline():
+                        self.kill("timeout")
         with self._lock:
             # The group may outlive its leader: whatever the command left running goes too.
             self._kill_group()

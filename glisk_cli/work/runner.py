@@ -1,10 +1,11 @@
 """The runner's loop (`glisk work`): claim, run, renew, write outcomes, wait, stop.
 
 Three parts with one job each, in the shape of River's producer, executor and completer: this
-loop owns the database and the flights; each attempt waits on its job in a thread of its own
-(`jobs.py`, `process.py`); outcomes are written in batches (`completer.py`). One Unit of Work
-per loop turn carries everything due — the outcomes that landed, the renewal, the next claim —
-so a turn costs one commit however much it does (docs/architecture.md, "The worker runner").
+loop owns the database and the flights; a slot per unit of concurrency runs the claimed
+flights (`executor.py`, `jobs.py`, `process.py`); outcomes are written in batches
+(`completer.py`). One Unit of Work per loop turn carries everything due — the outcomes that
+landed, the renewal, the next claim — so a turn costs one commit however much it does
+(docs/architecture.md, "The worker runner").
 
 The database may go away at any moment: a turn that fails keeps what it had to write and is
 retried with backoff, while the jobs run on. Work starts only after the claim that leased it
@@ -14,7 +15,6 @@ committed, and nothing is advanced or released except under its lease.
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -25,19 +25,27 @@ from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.logging import logger
 from glisk_cli.pipeline import LEASE_LOST, MAX_BATCH, STAGES, StageName
 from glisk_cli.queue import POLL_INTERVAL_S, Listener
-from glisk_cli.repositories.image_job import JobStart
 from glisk_cli.repositories.token_records import Backlog, ClaimedToken
 from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.completer import write_outcomes
-from glisk_cli.work.flights import Flight, Landed
+from glisk_cli.work.executor import Executor
+from glisk_cli.work.flights import Flight, Landed, claim_flights
 from glisk_cli.work.jobs import AttemptEnd, Job
 from glisk_cli.work.options import WorkOptions
-from glisk_cli.work.protocol import failed_all
+from glisk_cli.work.protocol import Interrupted, TokenOutcome
 from glisk_cli.work.report import Report
 from glisk_cli.work.waiting import Waiter
 
 _RETRY_FIRST, _RETRY_MAX = 0.5, 10.0  # seconds between turns while the database is away
 _BACKLOG_EVERY = 2.0  # how often the live line's backlog is read
+# Outcomes wait this long for others to share their turn (unless a turn is due anyway, or a
+# whole round of attempts has landed): one commit for many tokens, not one each.
+_WRITE_DELAY = 0.02
+# Jobs shorter than this on average get rounds of attempts claimed ahead, so a slot that frees
+# up starts its next job at once instead of waiting for a commit (bench/work.py); longer ones
+# are claimed only for free slots, so a runner never sits on tokens another could work on.
+_SHORT_JOB_S = 1.0
+_ROUNDS_AHEAD = 3
 
 
 @dataclass
@@ -68,10 +76,12 @@ class Runner:
         self._stage = STAGES[StageName(options.stage)]
         self.report = report or Report(self._stage.name.value, options.worker)
         self._on_turn = on_turn
-        self._flights: dict[uuid.UUID, Flight] = {}
+        self._claimed: dict[uuid.UUID, Flight] = {}  # claimed, not landed: queued or running
+        self._job_seconds: float | None = None  # a moving average of attempts' durations
         self._landed: SimpleQueue[Landed] = SimpleQueue()
         self._unwritten: list[Landed] = []
         self._waiter = Waiter(listener)
+        self._executor = Executor(job, self._stage, options, self._land)
         self._stops = 0
         self.stop_reason: str | None = None
         self._grace_ends: float | None = None
@@ -94,6 +104,7 @@ class Runner:
             self._loop()
         finally:
             self._abandon()
+            self._executor.close()
             self._waiter.close()
         return self.report.summary(self.stop_reason or "drained")
 
@@ -104,29 +115,35 @@ class Runner:
             self._collect()
             now = time.monotonic()
             if self._stops:
+                self._hand_back_queued()
                 if self._grace_ends is None:
                     self._grace_ends = now + self.options.grace.total_seconds()
-                    logger.warning("work.stopping", in_flight=len(self._flights))
+                    logger.warning("work.stopping", in_flight=len(self._claimed))
                 if self._stops > 1 or now >= self._grace_ends:
-                    for flight in self._flights.values():
+                    for flight in self._executor.running():
                         flight.kill("shutdown")
             if now >= self._retry_at:
                 self._waiter.listen()
                 due = self._due(now)
-                if self._unwritten or due.claim or due.renew or due.backlog:
+                if self._writes_due(now) or due.claim or due.renew or due.backlog:
                     self._turn(due)
             if self._on_turn is not None:
                 self._on_turn(self.report)
-            if not self._flights and not self._unwritten and (self._stops or self._drained):
+            busy = self._claimed or self._unwritten
+            if not busy and (self._stops or self._drained):
                 return
             if self._waiter.wait(self._timeout()):
                 self._dry = False  # something became claimable: claim at once
 
     def _due(self, now: float) -> _Due:
-        free = self.options.concurrency - len(self._flights)
+        concurrency = self.options.concurrency
+        short = self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S
+        wanted = concurrency * (1 + _ROUNDS_AHEAD if short else 1) - len(self._claimed)
         due = _Due()
-        if not self._stops and free > 0 and (not self._dry or now >= self._poll_at):
-            due.claim = min(free * self.options.batch, MAX_BATCH)
+        # A claim of its own once a round is missing; else with the next turn that writes.
+        ready = len(self._claimed) <= concurrency * (_ROUNDS_AHEAD - 1) or self._writes_due(now)
+        if not self._stops and wanted > 0 and ready and (not self._dry or now >= self._poll_at):
+            due.claim = min(wanted * self.options.batch, MAX_BATCH)
         due.renew = bool(self._held()) and now >= self._renew_at
         due.backlog = self._on_turn is not None and now >= self._backlog_at
         return due
@@ -143,9 +160,9 @@ class Runner:
                 written = write_outcomes(uow, self._stage, landed) if landed else None
                 held = self._renew(uow) if due.renew else None
                 if due.claim:
-                    flights = self._claim(uow, due.claim)
+                    flights = claim_flights(uow, self._stage, self.options, due.claim, self._job)
                 # Draining, with nothing claimed or running: is the stage's work all done?
-                ended = self.options.drain and due.claim and not flights and not self._flights
+                ended = self.options.drain and due.claim and not flights and not self._claimed
                 if due.backlog or ended:
                     backlog = uow.tokens.backlog(self._stage.name.value)
         except DatabaseUnavailable as error:
@@ -170,32 +187,27 @@ class Runner:
             self.report.claimed(claimed)
             if not held_any:  # fresh leases: the first renewal is due a third of one away
                 self._renew_at = now + self.options.renew_every
-            for flight in flights:
-                self._start(flight)
+            self._claimed |= {flight.id: flight for flight in flights}
+            self._executor.submit(flights)
         if backlog is not None:
             self._backlog_at = now + _BACKLOG_EVERY
             self.report.backlog = backlog
-            if self.options.drain and backlog.empty and not self._flights:
+            if self.options.drain and backlog.empty and not self._claimed:
                 self._drained = True
-        self.report.set_running(len(self._flights))
-
-    def _claim(self, uow: UnitOfWork, limit: int) -> list[Flight]:
-        options = self.options
-        tokens = uow.tokens.claim(self._stage.name.value, limit, options.worker, options.lease)
-        size = options.batch
-        flights = [Flight(tokens[at : at + size]) for at in range(0, len(tokens), size)]
-        if self._stage.name is StageName.GENERATION and tokens:
-            uow.image_jobs.start_running([
-                JobStart(flight.history_id("job", token.id), token.id, self._job.name,
-                         token.attempts - 1)
-                for flight in flights for token in flight.tokens
-            ])  # fmt: skip
-        return flights
 
     def _held(self) -> list[ClaimedToken]:
-        """Every token this runner holds: running, or landed and not yet written."""
-        running = [t for flight in self._flights.values() for t in flight.tokens]
-        return running + [t for item in self._unwritten for t in item.flight.tokens]
+        """Every token this runner holds: queued, running, or landed and not yet written."""
+        return [token for flight in self._all_flights() for token in flight.tokens]
+
+    def _all_flights(self) -> list[Flight]:
+        return [*self._claimed.values(), *(item.flight for item in self._unwritten)]
+
+    def _writes_due(self, now: float) -> bool:
+        """Outcomes are written once a round of attempts landed, or the first waited enough."""
+        if not self._unwritten:
+            return False
+        whole_round = len(self._unwritten) >= self.options.concurrency or not self._claimed
+        return whole_round or now >= self._unwritten[0].at + _WRITE_DELAY
 
     def _renew(self, uow: UnitOfWork) -> list[ClaimedToken]:
         return uow.tokens.renew(self._held(), self.options.lease)
@@ -204,7 +216,7 @@ class Runner:
         """Keep the new expiries; kill the work of every token another claim took over."""
         by_id = {token.id: token for token in held}
         lost: list[int] = []
-        for flight in [*self._flights.values(), *(item.flight for item in self._unwritten)]:
+        for flight in self._all_flights():
             gone = [token.token_id for token in flight.tokens if token.id not in by_id]
             flight.tokens = [by_id.get(token.id, token) for token in flight.tokens]
             if gone:
@@ -214,25 +226,18 @@ class Runner:
 
     # -- flights ---------------------------------------------------------------------------
 
-    def _start(self, flight: Flight) -> None:
-        self._flights[flight.id] = flight
-        thread = threading.Thread(target=self._fly, args=(flight,), daemon=True)
-        thread.start()
-
-    def _fly(self, flight: Flight) -> None:
-        """An executor thread: start the job, wait for it, hand the outcome to the loop."""
-        timeout = self.options.timeout
-        try:
-            attempt = self._job.start(
-                self._stage, flight.tokens, self.options.worker,
-                None if timeout is None else timeout.total_seconds(),
-            )  # fmt: skip
-            flight.attach(attempt)
-            end = attempt.wait()
-        except Exception as error:  # a job that breaks must not take the runner with it
-            end = AttemptEnd(failed_all(flight.tokens, f"{type(error).__name__}: {error}"), 0.0)
-        self._landed.put(Landed(flight, end))
+    def _land(self, landed: Landed) -> None:
+        """An executor slot's hand-off (in its thread): queue the outcome, wake the loop."""
+        self._landed.put(landed)
         self._waiter.wake()
+
+    def _hand_back_queued(self) -> None:
+        """Stopping: what was claimed ahead and never started goes back at the next turn."""
+        for flight in self._executor.take_back():
+            interrupted: dict[uuid.UUID, TokenOutcome] = {
+                token.id: Interrupted("shutdown") for token in flight.tokens
+            }
+            self._land(Landed(flight, AttemptEnd(interrupted, 0.0)))
 
     def _collect(self) -> None:
         while True:
@@ -240,20 +245,26 @@ class Runner:
                 landed = self._landed.get_nowait()
             except Empty:
                 return
-            self._flights.pop(landed.flight.id, None)
+            self._claimed.pop(landed.flight.id, None)
             self._unwritten.append(landed)
+            seconds = landed.end.seconds
+            average = self._job_seconds
+            self._job_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
+        self.report.set_running(len(self._executor.running()))
 
     def _abandon(self) -> None:
         """On the way out (an error): stop every job, and hand its tokens back if the
         database lets us; otherwise their leases run out on their own."""
-        if not self._flights and not self._unwritten:
-            return
-        for flight in self._flights.values():
+        self._hand_back_queued()
+        for flight in self._executor.running():
             flight.kill("shutdown")
         deadline = time.monotonic() + 5
-        while self._flights and time.monotonic() < deadline:
+        self._collect()
+        while self._claimed and time.monotonic() < deadline:
             self._waiter.wait(0.1)
             self._collect()
+        if not self._unwritten:
+            return
         try:
             with self._uow() as uow:
                 write_outcomes(uow, self._stage, self._unwritten)
@@ -267,6 +278,8 @@ class Runner:
         moments = [now + POLL_INTERVAL_S]
         if self._held():
             moments.append(self._renew_at)
+        if self._unwritten:
+            moments.append(self._unwritten[0].at + _WRITE_DELAY)
         if self._grace_ends is not None:
             moments.append(self._grace_ends)
         if self._on_turn is not None:
