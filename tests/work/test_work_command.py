@@ -197,3 +197,17 @@ def test_the_job_reads_the_token_document_that_tokens_show_prints_plus_its_lease
     assert list(document) == list(shown)
     assert document["lease_id"] is not None
     assert (document["token_id"], document["status"]) == (1, "generating")
+
+
+def test_a_runner_on_a_database_not_at_head_exits_7_and_runs_nothing(
+    run_glisk, glisk_env, database_url: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j"
+    result = run_glisk(
+        "work", "generation", "--drain", "--", *command("generate", journal),
+        env={**glisk_env, "DATABASE_URL": database_url},
+    )  # fmt: skip
+    assert result.returncode == 7, result.stderr
+    assert "glisk db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert journal_entries(journal) == []
