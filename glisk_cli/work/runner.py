@@ -244,7 +244,7 @@ class Runner:
             try:
                 landed = self._landed.get_nowait()
             except Empty:
-                return
+                break
             self._claimed.pop(landed.flight.id, None)
             self._unwritten.append(landed)
             seconds = landed.end.seconds

@@ -156,3 +156,40 @@ def test_a_job_whose_lease_is_taken_over_is_killed_and_not_advanced(
     [history] = query("SELECT status, error_data FROM image_generation_jobs")
     assert history.status == "failed"
     assert history.error_data["reason"] == "lease_lost"
+
+
+def test_metrics_count_attempts_by_outcome_while_the_runner_works(
+    work_env, session_factory, tmp_path: Path
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port, given back for the runner to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seed_tokens(session_factory, 3)
+    journal = tmp_path / "journal"
+    runner = RunnerProcess(
+        tmp_path, work_env, "generation", "--metrics-port", str(port), "--",
+        *command("generate", journal),
+    )  # fmt: skip
+    try:
+        wait_until(lambda: sum(e["event"] == "done" for e in journal_entries(journal)) == 3)
+
+        def scraped() -> str:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.read().decode()
+
+        wait_until(
+            lambda: (
+                'glisk_work_attempts_total{outcome="succeeded",stage="generation"} 3.0' in scraped()
+            ),
+            what="three successes in /metrics",
+        )
+        text = scraped()
+        assert "glisk_work_attempt_duration_seconds_count" in text
+        assert 'glisk_work_in_flight{stage="generation"} 0.0' in text
+    finally:
+        runner.process.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) == 0, runner.stderr
