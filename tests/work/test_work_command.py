@@ -211,3 +211,45 @@ def test_a_runner_on_a_database_not_at_head_exits_7_and_runs_nothing(
     assert "glisk db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
     assert journal_entries(journal) == []
+
+
+def test_on_a_terminal_the_runner_shows_a_live_line_instead_of_a_line_per_attempt(
+    work_env, session_factory, tmp_path: Path
+) -> None:
+    import os
+    import pty
+    import subprocess
+    import threading
+
+    from tests.conftest import GLISK
+
+    seed_tokens(session_factory, 3)
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [str(GLISK), "work", "generation", "--drain", "--", *command("generate", tmp_path / "j")],
+        env=work_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=secondary,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stdout, _ = process.communicate(timeout=60)
+    reader.join(timeout=5)
+    os.close(main)
+    assert process.returncode == 0
+    terminal = seen.decode(errors="replace")
+    assert "generation: claimed 3" in terminal
+    assert "succeeded 3" in terminal
+    assert "attempt.succeeded" not in terminal  # the live line replaces the per-attempt lines
+    assert b"succeeded 3" in stdout  # the summary is data: on stdout
