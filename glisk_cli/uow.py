@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,22 +23,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from glisk_cli.database import DEFAULT_POLICY, Database
 from glisk_cli.logging import logger
 from glisk_cli.policy import QueuePolicy
-from glisk_cli.repositories import (
-    AuthorRepository,
-    ImageGenerationJobRepository,
-    IPFSUploadRecordRepository,
-    MintEventRepository,
-    RevealTransactionRepository,
-    SyntheticData,
-    SystemStateRepository,
-    TokenRepository,
-)
-from glisk_cli.repositories.pipeline_view import PipelineView
 from glisk_cli.transaction import Opening, Transaction
+
+if TYPE_CHECKING:
+    from glisk_cli.repositories import (
+        AuthorRepository,
+        ImageGenerationJobRepository,
+        IPFSUploadRecordRepository,
+        MintEventRepository,
+        RevealTransactionRepository,
+        SyntheticData,
+        SystemStateRepository,
+        TokenRepository,
+    )
+    from glisk_cli.repositories.pipeline_view import PipelineView
 
 
 class UnitOfWork:
-    """One transaction and the repositories working in it (each made when first used)."""
+    """One transaction and the repositories working in it (each made, and its module loaded,
+    when first used: docs/architecture.md, "A one-shot command loads what it uses")."""
 
     def __init__(
         self,
@@ -65,38 +69,56 @@ class UnitOfWork:
 
     @cached_property
     def authors(self) -> AuthorRepository:
+        from glisk_cli.repositories.author import AuthorRepository
+
         return AuthorRepository(self.transaction)
 
     @cached_property
     def tokens(self) -> TokenRepository:
+        from glisk_cli.repositories.token import TokenRepository
+
         return TokenRepository(self.transaction, self.policy)
 
     @cached_property
     def mint_events(self) -> MintEventRepository:
+        from glisk_cli.repositories.mint_event import MintEventRepository
+
         return MintEventRepository(self.transaction)
 
     @cached_property
     def image_jobs(self) -> ImageGenerationJobRepository:
+        from glisk_cli.repositories.image_job import ImageGenerationJobRepository
+
         return ImageGenerationJobRepository(self.transaction)
 
     @cached_property
     def ipfs_records(self) -> IPFSUploadRecordRepository:
+        from glisk_cli.repositories.ipfs_record import IPFSUploadRecordRepository
+
         return IPFSUploadRecordRepository(self.transaction)
 
     @cached_property
     def reveal_txs(self) -> RevealTransactionRepository:
+        from glisk_cli.repositories.reveal_tx import RevealTransactionRepository
+
         return RevealTransactionRepository(self.transaction)
 
     @cached_property
     def system_state(self) -> SystemStateRepository:
+        from glisk_cli.repositories.system_state import SystemStateRepository
+
         return SystemStateRepository(self.transaction)
 
     @cached_property
     def pipeline_view(self) -> PipelineView:
+        from glisk_cli.repositories.pipeline_view import PipelineView
+
         return PipelineView(self.transaction)
 
     @cached_property
     def synthetic(self) -> SyntheticData:
+        from glisk_cli.repositories.synthetic import SyntheticData
+
         return SyntheticData(self.transaction)
 
     def __enter__(self) -> UnitOfWork:

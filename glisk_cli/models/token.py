@@ -10,7 +10,6 @@ stage (max_attempts is per stage).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from glisk_cli.errors import Conflict
 from glisk_cli.models.base import Address, Base, DefaultNow, UUIDPrimaryKey, require_aware
+from glisk_cli.models.literals import status_in
 from glisk_cli.pipeline import (
     REQUIRED_BEFORE,
     STAGES,
@@ -37,11 +37,6 @@ token_status_enum = Enum(
 
 class InvalidStateTransition(Conflict):
     """A transition the state machine does not allow from the token's current status."""
-
-
-def status_in(statuses: Iterable[TokenStatus]) -> str:
-    """SQL for `status IN (…)` with the statuses as literals (so partial indexes match)."""
-    return f"status IN ({', '.join(repr(status.value) for status in statuses)})"
 
 
 # A token nobody holds and no retry delay keeps back.

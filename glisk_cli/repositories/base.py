@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Executable, Result
 from sqlalchemy.orm import Session
 
-from glisk_cli.models import Base
 from glisk_cli.transaction import Transaction
 
-M = TypeVar("M", bound=Base)
+if TYPE_CHECKING:
+    from glisk_cli.models import Base
+
+M = TypeVar("M", bound="Base")
 
 
 class Repository(Generic[M]):

@@ -17,7 +17,7 @@ indexes in every plan.
 
 from __future__ import annotations
 
-from glisk_cli.models.token import status_in
+from glisk_cli.models.literals import status_in
 from glisk_cli.pipeline import STAGES, StageName, TokenStatus
 
 # Beyond this many waiting tokens in one stage, a refresh takes PostgreSQL's estimate instead of

@@ -8,12 +8,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
-from glisk_cli.models import Token
 from glisk_cli.pipeline import (
     ILLEGAL_TRANSITION,
     LEASE_LOST,
@@ -41,13 +40,17 @@ from glisk_cli.repositories.token_sql import (
 )
 from glisk_cli.transaction import Transaction
 
+if TYPE_CHECKING:
+    from glisk_cli.models import Token  # noqa: F401 — named as a string by the class below
+
 _FAILED = TokenStatus.FAILED.value
 # Every result field any stage reports, each an array parameter of the batch move.
 _RESULT_FIELDS = tuple(dict.fromkeys(f for stage in STAGES.values() for f in stage.result_fields))
 
 
-class TokenLeases(Repository[Token]):
-    model = Token
+class TokenLeases(Repository["Token"]):
+    """The workers' operations of the token repository (`uow.tokens`): driver SQL only, so a
+    claim loads no ORM model (docs/architecture.md, "A one-shot command loads what it uses")."""
 
     def __init__(
         self, transaction: Transaction | Session, policy: QueuePolicy | None = None

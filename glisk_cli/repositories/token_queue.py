@@ -12,14 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from glisk_cli import models
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
-from glisk_cli.models import Token
-from glisk_cli.models.token import token_status_enum
 from glisk_cli.pipeline import (
     ACTIVE_STATUSES,
     TokenStatus,
@@ -29,6 +28,9 @@ from glisk_cli.pipeline import (
 )
 from glisk_cli.repositories.token_leases import TokenLeases, queued_status
 from glisk_cli.repositories.token_sql import lock_candidates_statement
+
+if TYPE_CHECKING:
+    from glisk_cli.models import Token
 
 _EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
 # What every move that ends a lease writes, besides the move itself.
@@ -40,6 +42,9 @@ _LEASE_ENDED: dict[str, Any] = {
 class TokenQueue(TokenLeases):
     """The operator's queue operations of the token repository (`uow.tokens`), by token id, on
     ORM models; the workers' operations are in `TokenLeases`."""
+
+    def get_by_id(self, id: uuid.UUID) -> Token | None:
+        return self.transaction.run(lambda: self.session.get(models.Token, id))
 
     # -- the queue, for callers that manage the transaction themselves -----------------------
 
@@ -87,24 +92,28 @@ class TokenQueue(TokenLeases):
             token.updated_at = func.now()  # type: ignore[assignment]
         self._flush()
         if retry_in is not None:  # computed by the database: read them back, in one query
-            reread = select(Token).where(Token.id.in_([token.id for token in tokens]))
+            reread = select(models.Token).where(models.Token.id.in_([token.id for token in tokens]))
             self._execute(reread.execution_options(populate_existing=True)).all()
         return tokens
 
     def reap(self, max_attempts: int | None = None) -> list[Token]:
         """Fail every unfinished token that used up its attempts and is held by no live lease."""
         limit = self.policy.max_attempts if max_attempts is None else max_attempts
-        failure = func.coalesce(Token.error_data, _EMPTY_JSON).op("||")(
+        failure = func.coalesce(models.Token.error_data, _EMPTY_JSON).op("||")(
             func.jsonb_build_object(
-                "reason", "max_attempts", "attempts", Token.attempts,
-                "last_worker", Token.claimed_by, "reaped", True,
+                "reason", "max_attempts", "attempts", models.Token.attempts,
+                "last_worker", models.Token.claimed_by, "reaped", True,
             )
         )  # fmt: skip
         statement = (
-            update(Token)
-            .where(Token.status.in_(ACTIVE_STATUSES), Token.attempts >= limit, _no_live_lease())
+            update(models.Token)
+            .where(
+                models.Token.status.in_(ACTIVE_STATUSES),
+                models.Token.attempts >= limit,
+                _no_live_lease(),
+            )
             .values(status=_enum(TokenStatus.FAILED), error_data=failure, **_LEASE_ENDED)
-            .returning(Token)
+            .returning(models.Token)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         return _by_token_id(self._execute(statement).scalars().all())
@@ -118,14 +127,14 @@ class TokenQueue(TokenLeases):
                 listed = ", ".join(map(str, not_failed))
                 raise Conflict(f"only failed tokens can be retried; not failed: {listed}")
         statement = (
-            update(Token)
-            .where(Token.status == TokenStatus.FAILED)
+            update(models.Token)
+            .where(models.Token.status == TokenStatus.FAILED)
             .values(status=_enum(TokenStatus.DETECTED), attempts=0, **_LEASE_ENDED)
-            .returning(Token)
+            .returning(models.Token)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         if token_ids is not None:
-            statement = statement.where(Token.token_id.in_(token_ids))
+            statement = statement.where(models.Token.token_id.in_(token_ids))
         return _by_token_id(self._execute(statement).scalars().all())
 
     # -- transitions ----------------------------------------------------------------------------
@@ -171,9 +180,11 @@ class TokenQueue(TokenLeases):
         """Load and row-lock the given tokens (waiting for other writers), all of them or fail."""
         wanted = list(dict.fromkeys(token_ids))
         query = (
-            select(Token)
-            .where(Token.token_id.in_(wanted))
-            .order_by(Token.token_id)  # one lock order for everyone: no deadlocks between callers
+            select(models.Token)
+            .where(models.Token.token_id.in_(wanted))
+            .order_by(
+                models.Token.token_id
+            )  # one lock order for everyone: no deadlocks between callers
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -197,13 +208,14 @@ class TokenQueue(TokenLeases):
 
 def _no_live_lease() -> ColumnElement[bool]:
     return or_(
-        Token.lease_expires_at.is_(None), Token.lease_expires_at < func.statement_timestamp()
+        models.Token.lease_expires_at.is_(None),
+        models.Token.lease_expires_at < func.statement_timestamp(),
     )
 
 
 def _enum(status: TokenStatus) -> ColumnElement[Any]:
     """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
-    return literal_column(f"'{status.value}'::token_status", token_status_enum)
+    return literal_column(f"'{status.value}'::token_status", models.token_status_enum)
 
 
 def _by_token_id(tokens: Sequence[Token]) -> list[Token]:

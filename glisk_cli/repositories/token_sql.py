@@ -17,8 +17,7 @@ import functools
 
 from sqlalchemy import Executable, Integer, bindparam, select, text
 
-from glisk_cli.models import Token
-from glisk_cli.models.token import status_in
+from glisk_cli.models.literals import status_in
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
 
@@ -215,6 +214,8 @@ def backlog_sql(stage: Stage) -> str:
 def lock_candidates_statement(stage: Stage) -> Executable:
     """Lock up to :limit of `stage`'s claimable tokens in the caller's transaction, as an ORM
     statement loading Tokens (the seed's `get_pending_*`)."""
+    from glisk_cli.models import Token  # operators' ORM path: the models load here
+
     columns = Token.__table__.columns
     sql = _LOCK_CANDIDATES.format(
         pick=_PICK.format(claimable=status_in(stage.claimable)).replace("%(limit)s", ":limit"),

@@ -20,7 +20,6 @@ from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from glisk_cli.database_errors import translate_errors
-from glisk_cli.models import Token
 from glisk_cli.pipeline import TokenStatus
 
 
@@ -67,6 +66,8 @@ class TokenStats:
 
 
 def read_token_stats(session: Session) -> TokenStats:
+    from glisk_cli.models import Token  # the models load on first use (docs/architecture.md)
+
     counts = select(Token.status, func.count().label("tokens")).group_by(Token.status).cte()
     oldest = (
         select(Token.mint_timestamp)
