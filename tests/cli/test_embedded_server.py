@@ -103,7 +103,8 @@ def test_a_command_right_after_kill_9_of_the_postmaster_succeeds_with_the_data_i
     env = {"GLISK_DATA_DIR": str(embedded.data_dir)}
     assert run_glisk("db", "upgrade", env=env).returncode == 0
     assert run_glisk("state", "set", "kept", '"survives kill -9"', env=env).returncode == 0
-    for _ in range(5):
+    # Twice: the second kill hits a server that the first recovery started.
+    for _ in range(2):
         pid = embedded.state().pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)

@@ -75,7 +75,7 @@ def test_without_the_pooler_setting_workers_fail_with_a_clear_configuration_erro
     bouncer = start_pgbouncer(ignore_startup_parameters="options", default_pool_size="2")
     seed_tokens(session_factory, 5_000)
 
-    reports = run_claim_loops(bouncer.url_for(database_name(migrated_url)), "none", seconds=15)
+    reports = run_claim_loops(bouncer.url_for(database_name(migrated_url)), "none", seconds=8)
 
     failures = [report for report in reports if "error" in report]
     assert failures, f"expected prepared statements to collide behind PgBouncer: {reports}"
