@@ -6,7 +6,7 @@ fenced by the lease id the claim wrote (docs/architecture.md, "The workers' path
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -176,8 +176,11 @@ class TokenLeases(Repository["Token"]):
         releases: Sequence[tuple[ClaimedToken, Mapping[str, Any] | None]],
         *,
         retry_in: timedelta | None = None,
+        uncounted: Collection[uuid.UUID] = (),
     ) -> AdvanceResult:
-        """`release`, with an error of its own (or None) for each token; one statement."""
+        """`release`, with an error of its own (or None) for each token; one statement. The
+        claims of `uncounted` tokens (ids) do not count as attempts: their work was stopped
+        before it could finish (a runner shutting down), through no fault of theirs."""
         if not releases:
             return AdvanceResult()
         fixed = None if retry_in is None else check_retry_delay(retry_in)
@@ -192,6 +195,7 @@ class TokenLeases(Repository["Token"]):
                 for token, error in releases
             ],
             "errors": [None if error is None else Jsonb(dict(error)) for _, error in releases],
+            "uncounted": [token.id in uncounted for token in tokens],
             "max_attempts": self.policy.max_attempts,
         }
         released = {row[0] for row in self.transaction.rows(RELEASE, params)}

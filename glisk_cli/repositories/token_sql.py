@@ -171,11 +171,12 @@ UPDATE tokens_s0 SET
             || held.error || jsonb_build_object('attempt', attempts) END,
     lease_expires_at = CASE WHEN held.error IS NOT NULL AND attempts >= %(max_attempts)s
         THEN NULL ELSE statement_timestamp() + held.delay END,
+    attempts = CASE WHEN held.uncounted THEN greatest(attempts - 1, 0) ELSE attempts END,
     claimed_by = NULL, lease_id = NULL,
     updated_at = now()
 FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[],
-            %(errors)s::jsonb[])
-    AS held(id, lease_id, queued, delay, error)
+            %(errors)s::jsonb[], %(uncounted)s::boolean[])
+    AS held(id, lease_id, queued, delay, error, uncounted)
 WHERE tokens_s0.id = held.id AND tokens_s0.lease_id = held.lease_id
 RETURNING tokens_s0.token_id
 """

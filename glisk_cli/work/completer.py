@@ -50,7 +50,12 @@ def write_outcomes(uow: UnitOfWork, stage: Stage, landed: Sequence[Landed]) -> W
         for id, o in outcomes.items()
         if isinstance(o, Failed | Interrupted)  # Interrupted: released at once, no error
     ]
-    released = uow.tokens.release_each(releases)
+    # A shutdown's attempt gives its claim back: a token on its last attempt must not be
+    # failed for a deploy.
+    stopped = {
+        id for id, o in outcomes.items() if isinstance(o, Interrupted) and o.reason == "shutdown"
+    }
+    released = uow.tokens.release_each(releases, uncounted=stopped)
 
     written = Written(succeeded=moved.moved, released=[])
     final: dict[uuid.UUID, TokenOutcome] = {}
@@ -122,15 +127,19 @@ def _uploads(item: Landed, token: ClaimedToken, outcome: TokenOutcome) -> list[U
 
 
 def _reveals(item: Landed, final: dict[uuid.UUID, TokenOutcome]) -> list[RevealRecord]:
-    """One row per transaction the batch's answer named, and one for the tokens that failed."""
+    """One row per transaction the batch's answer named, and one for the tokens it failed.
+
+    Grouped by what the job answered, not by what became of the tokens: a transaction whose
+    tokens lost their leases meanwhile was still sent, and the rows (their ids derived from the
+    answer) come out the same however often the outcomes are written."""
     by_hash: dict[str | None, list[ClaimedToken]] = {}
     extras: dict[str | None, dict[str, Any]] = {}
     for token in item.flight.tokens:
-        outcome = final[token.id]
-        tx_hash = outcome.fields["tx_hash"] if isinstance(outcome, Succeeded) else None
+        answered = item.end.outcomes.get(token.id, final[token.id])
+        tx_hash = answered.fields["tx_hash"] if isinstance(answered, Succeeded) else None
         by_hash.setdefault(tx_hash, []).append(token)
-        if isinstance(outcome, Succeeded):
-            extras[tx_hash] = outcome.extras
+        if isinstance(answered, Succeeded):
+            extras[tx_hash] = answered.extras
     records = []
     for tx_hash, tokens in by_hash.items():
         found = extras.get(tx_hash, {})

@@ -17,15 +17,17 @@ from glisk_cli.pipeline import Stage
 from glisk_cli.work.flights import Flight, Landed
 from glisk_cli.work.jobs import AttemptEnd, Job
 from glisk_cli.work.options import WorkOptions
-from glisk_cli.work.protocol import failed_all
+from glisk_cli.work.protocol import Interrupted, TokenOutcome, failed_all
 
 
 class Executor:
     def __init__(
-        self, job: Job, stage: Stage, options: WorkOptions, landed: Callable[[Landed], None]
+        self, job: Job, stage: Stage, options: WorkOptions, wake: Callable[[], None]
     ) -> None:
-        self._job, self._stage, self._options, self._landed = job, stage, options, landed
+        """`wake` is called (from a slot's thread) whenever an outcome is ready to collect."""
+        self._job, self._stage, self._options, self._wake = job, stage, options, wake
         self._ready: SimpleQueue[Flight | None] = SimpleQueue()
+        self._landed: SimpleQueue[Landed] = SimpleQueue()
         self._running: dict[uuid.UUID, Flight] = {}
         self._lock = threading.Lock()
         self._threads = [
@@ -39,16 +41,36 @@ class Executor:
         for flight in flights:
             self._ready.put(flight)
 
-    def take_back(self) -> list[Flight]:
-        """The flights no slot has started yet, which will now never start."""
+    def hand_back(self, flights: list[Flight]) -> None:
+        """Land `flights` unstarted, as stopped for a shutdown (their claims not counted)."""
+        for flight in flights:
+            stopped: dict[uuid.UUID, TokenOutcome] = {
+                token.id: Interrupted("shutdown") for token in flight.tokens
+            }
+            self._landed.put(Landed(flight, AttemptEnd(stopped, 0.0)))
+        self._wake()
+
+    def hand_back_queued(self) -> None:
+        """Stopping: the flights no slot has started yet will now never start."""
         taken: list[Flight] = []
         while True:
             try:
                 flight = self._ready.get_nowait()
             except Empty:
-                return taken
+                break
             if flight is not None:
                 taken.append(flight)
+        if taken:
+            self.hand_back(taken)
+
+    def landed(self) -> list[Landed]:
+        """The outcomes that landed since the last call."""
+        found: list[Landed] = []
+        while True:
+            try:
+                found.append(self._landed.get_nowait())
+            except Empty:
+                return found
 
     def running(self) -> list[Flight]:
         with self._lock:
@@ -66,9 +88,12 @@ class Executor:
             end = self._fly(flight)
             with self._lock:
                 del self._running[flight.id]
-            self._landed(Landed(flight, end))
+            self._landed.put(Landed(flight, end))
+            self._wake()
 
     def _fly(self, flight: Flight) -> AttemptEnd:
+        if flight.killed is not None:  # its lease was lost, or the runner stops: never start
+            return AttemptEnd({token.id: Interrupted(flight.killed) for token in flight.tokens}, 0)
         timeout = self._options.timeout
         try:
             attempt = self._job.start(

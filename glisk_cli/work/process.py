@@ -20,6 +20,7 @@ from dataclasses import dataclass
 MAX_ANSWER = 1 << 20  # a job's answer is a small JSON document; more is a mistake, not data
 STDERR_TAIL = 2048  # what error_data keeps of a failed attempt's stderr
 _READ = 65536
+_LINGER_S = 0.2  # after the command exits, how long what is left in its pipes may take
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class CommandRun:
         answer = bytearray()
         overflow = False
         stderr = bytearray()
+        exited: float | None = None  # when the command itself was seen to have exited
         process = self._process
         assert process.stdin
         assert process.stdout
@@ -106,17 +108,19 @@ class CommandRun:
                         stderr = (stderr + chunk)[-STDERR_TAIL:]
                 if self._past_deadline():
                     self.kill("timeout")
-                # Killed, or exited with its pipes quiet for a moment: what holds them open
-                # now is something it started, which the reaping below kills.
-                if (self._killed or not events) and process.poll() is not None:
-                    break
+                # Killed, or exited a moment ago: what holds its pipes open now is something
+                # it started (which may go on writing), and the reaping below kills it.
+                if process.poll() is not None:
+                    exited = exited or time.monotonic()
+                    if self._killed or not events or time.monotonic() - exited > _LINGER_S:
+                        break
         exit_status = self._reap()
         for stream in (process.stdin, process.stdout, process.stderr):
             stream.close()
         return Finished(
             exit_status=exit_status,
             answer=None if overflow else bytes(answer),
-            stderr_tail=stderr.decode(errors="replace"),
+            stderr_tail=stderr.decode(errors="replace").replace("\x00", ""),
             killed=self._killed,
             seconds=time.monotonic() - self._started,
         )

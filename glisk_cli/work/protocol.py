@@ -72,7 +72,7 @@ def read_answer(
 
 
 def failed_all(tokens: Sequence[ClaimedToken], message: str, **details: Any) -> dict:
-    outcome = Failed({"message": message, **details})
+    outcome = Failed({"message": _text(message), **details})
     return {token.id: outcome for token in tokens}
 
 
@@ -100,6 +100,8 @@ def _outcome(stage: Stage, answer: Mapping[str, Any]) -> TokenOutcome:
         value = answer.get(name)
         if not isinstance(value, str) or not value.strip():
             return Failed({"message": f"the job's answer has no {name} (a non-empty string)"})
+        if "\x00" in value:  # PostgreSQL text cannot hold it
+            return Failed({"message": f"the job's {name} holds a NUL character"})
         if name == "tx_hash" and not _TX_HASH.fullmatch(value):
             return Failed({"message": "the job's tx_hash is not 0x and 64 hex digits"})
         fields[name] = value
@@ -111,17 +113,20 @@ def _extras(answer: Mapping[str, Any]) -> dict[str, Any]:
     extras: dict[str, Any] = {}
     for name, limit in (("service", 50), ("external_job_id", 255)):
         if isinstance(answer.get(name), str | int) and not isinstance(answer[name], bool):
-            extras[name] = str(answer[name])[:limit]
+            extras[name] = _text(answer[name])[:limit]
     block = answer.get("block_number")
-    if isinstance(block, int) and not isinstance(block, bool) and block >= 0:
-        extras["block_number"] = block
+    if isinstance(block, int) and not isinstance(block, bool) and 0 <= block < 2**63:
+        extras["block_number"] = block  # a bigint column
     gas = answer.get("gas_price_gwei")
     if isinstance(gas, int | float | str) and not isinstance(gas, bool):
-        with contextlib.suppress(InvalidOperation):
-            extras["gas_price_gwei"] = Decimal(str(gas))
+        with contextlib.suppress(InvalidOperation, ValueError):
+            price = Decimal(str(gas))
+            if price.is_finite() and 0 <= price < Decimal(10) ** 30:  # numeric, sane
+                extras["gas_price_gwei"] = price
     return extras
 
 
 def _text(value: Any) -> str:
+    """A job's words as text PostgreSQL can store (no NUL character), at most 2 KB."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text[:2048]
+    return text.replace("\x00", "")[:2048]

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import Empty, SimpleQueue
 
 from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.logging import logger
@@ -30,9 +29,8 @@ from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.completer import write_outcomes
 from glisk_cli.work.executor import Executor
 from glisk_cli.work.flights import Flight, Landed, claim_flights
-from glisk_cli.work.jobs import AttemptEnd, Job
+from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
-from glisk_cli.work.protocol import Interrupted, TokenOutcome
 from glisk_cli.work.report import Report
 from glisk_cli.work.waiting import Waiter
 
@@ -78,10 +76,9 @@ class Runner:
         self._on_turn = on_turn
         self._claimed: dict[uuid.UUID, Flight] = {}  # claimed, not landed: queued or running
         self._job_seconds: float | None = None  # a moving average of attempts' durations
-        self._landed: SimpleQueue[Landed] = SimpleQueue()
         self._unwritten: list[Landed] = []
         self._waiter = Waiter(listener)
-        self._executor = Executor(job, self._stage, options, self._land)
+        self._executor = Executor(job, self._stage, options, self._waiter.wake)
         self._stops = 0
         self.stop_reason: str | None = None
         self._grace_ends: float | None = None
@@ -115,11 +112,11 @@ class Runner:
             self._collect()
             now = time.monotonic()
             if self._stops:
-                self._hand_back_queued()
+                self._executor.hand_back_queued()
                 if self._grace_ends is None:
                     self._grace_ends = now + self.options.grace.total_seconds()
                     logger.warning("work.stopping", in_flight=len(self._claimed))
-                if self._stops > 1 or now >= self._grace_ends:
+                if self._past_grace(now):
                     for flight in self._executor.running():
                         flight.kill("shutdown")
             if now >= self._retry_at:
@@ -129,9 +126,14 @@ class Runner:
                     self._turn(due)
             if self._on_turn is not None:
                 self._on_turn(self.report)
-            busy = self._claimed or self._unwritten
-            if not busy and (self._stops or self._drained):
-                return
+            if not self._claimed and (self._stops or self._drained):
+                if not self._unwritten:
+                    return
+                if self._failures and self._past_grace(now):
+                    # Stopping, and the database is away: what is left unwritten keeps its
+                    # leases until they run out, and another runner does the work again.
+                    logger.warning("work.unwritten", tokens=len(self._held()), note="leases lapse")
+                    return
             if self._waiter.wait(self._timeout()):
                 self._dry = False  # something became claimable: claim at once
 
@@ -188,12 +190,19 @@ class Runner:
             if not held_any:  # fresh leases: the first renewal is due a third of one away
                 self._renew_at = now + self.options.renew_every
             self._claimed |= {flight.id: flight for flight in flights}
-            self._executor.submit(flights)
+            if self._stops:  # a signal came while claiming: none of it starts
+                self._executor.hand_back(flights)
+            else:
+                self._executor.submit(flights)
         if backlog is not None:
             self._backlog_at = now + _BACKLOG_EVERY
             self.report.backlog = backlog
             if self.options.drain and backlog.empty and not self._claimed:
                 self._drained = True
+
+    def _past_grace(self, now: float) -> bool:
+        """A second signal, or the grace ran out: stop waiting for anything."""
+        return self._stops > 1 or (self._grace_ends is not None and now >= self._grace_ends)
 
     def _held(self) -> list[ClaimedToken]:
         """Every token this runner holds: queued, running, or landed and not yet written."""
@@ -226,41 +235,23 @@ class Runner:
 
     # -- flights ---------------------------------------------------------------------------
 
-    def _land(self, landed: Landed) -> None:
-        """An executor slot's hand-off (in its thread): queue the outcome, wake the loop."""
-        self._landed.put(landed)
-        self._waiter.wake()
-
-    def _hand_back_queued(self) -> None:
-        """Stopping: what was claimed ahead and never started goes back at the next turn."""
-        for flight in self._executor.take_back():
-            interrupted: dict[uuid.UUID, TokenOutcome] = {
-                token.id: Interrupted("shutdown") for token in flight.tokens
-            }
-            self._land(Landed(flight, AttemptEnd(interrupted, 0.0)))
-
     def _collect(self) -> None:
-        while True:
-            try:
-                landed = self._landed.get_nowait()
-            except Empty:
-                break
+        for landed in self._executor.landed():
             self._claimed.pop(landed.flight.id, None)
             self._unwritten.append(landed)
-            seconds = landed.end.seconds
-            average = self._job_seconds
+            seconds, average = landed.end.seconds, self._job_seconds
             self._job_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
         self.report.set_running(len(self._executor.running()))
 
     def _abandon(self) -> None:
         """On the way out (an error): stop every job, and hand its tokens back if the
         database lets us; otherwise their leases run out on their own."""
-        self._hand_back_queued()
-        for flight in self._executor.running():
-            flight.kill("shutdown")
         deadline = time.monotonic() + 5
         self._collect()
         while self._claimed and time.monotonic() < deadline:
+            self._executor.hand_back_queued()
+            for flight in self._executor.running():  # a slot may have just taken one
+                flight.kill("shutdown")
             self._waiter.wait(0.1)
             self._collect()
         if not self._unwritten:
@@ -274,15 +265,19 @@ class Runner:
     # -- waiting ---------------------------------------------------------------------------
 
     def _timeout(self) -> float:
+        """Until the next thing to do. While the database is away nothing that needs it is
+        due before the retry (its missed deadlines would make this a busy loop)."""
         now = time.monotonic()
         moments = [now + POLL_INTERVAL_S]
-        if self._held():
-            moments.append(self._renew_at)
-        if self._unwritten:
-            moments.append(self._unwritten[0].at + _WRITE_DELAY)
-        if self._grace_ends is not None:
+        if now < self._retry_at:
+            moments.append(self._retry_at)
+        else:
+            if self._held():
+                moments.append(self._renew_at)
+            if self._unwritten:
+                moments.append(self._unwritten[0].at + _WRITE_DELAY)
+        if self._grace_ends is not None and now < self._grace_ends:
             moments.append(self._grace_ends)
         if self._on_turn is not None:
             moments.append(now + 0.5)
-        moments.append(self._retry_at if now < self._retry_at else now + POLL_INTERVAL_S)
         return max(0.0, min(moments) - now)

@@ -253,3 +253,37 @@ def test_on_a_terminal_the_runner_shows_a_live_line_instead_of_a_line_per_attemp
     assert "succeeded 3" in terminal
     assert "attempt.succeeded" not in terminal  # the live line replaces the per-attempt lines
     assert b"succeeded 3" in stdout  # the summary is data: on stdout
+
+
+def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
+    run_glisk, work_env, session_factory, query
+) -> None:
+    seed_tokens(session_factory, 2)
+    script = (
+        'cat >/dev/null; if [ "$GLISK_TOKEN_ID" = 1 ]; then printf "bad\\0byte" >&2; exit 1; fi; '
+        'printf \'{"image_path": "a\\\\u0000b"}\''
+    )
+    result = run_glisk(
+        "work", "generation", "--drain", "--", "sh", "-c", script,
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
+    assert [(r.token_id, r.status) for r in rows] == [(1, "failed"), (2, "failed")]
+    assert rows[0].error_data["stderr"] == "badbyte"
+    assert rows[1].error_data["message"] == "the job's image_path holds a NUL character"
+
+
+def test_a_job_that_exits_leaving_a_chatty_child_behind_is_done_and_the_child_killed(
+    run_glisk, work_env, session_factory, query
+) -> None:
+    seed_tokens(session_factory, 1)
+    script = (
+        "(while :; do echo still here >&2; sleep 0.1; done) & "
+        'cat >/dev/null; echo \'{"image_path": "a.png"}\''
+    )
+    result = run_glisk(
+        "work", "generation", "--drain", "--", "sh", "-c", script, env=work_env, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert query("SELECT status FROM tokens_s0")[0][0] == "uploading"
