@@ -50,6 +50,7 @@ def test_rollback_leaves_no_partial_write_of_several_operations(uow_factory) -> 
 
 def test_commit_and_rollback_are_logged_at_info(uow_factory) -> None:
     messages: list[str] = []
+    logger.enable("glisk_cli")  # a library is silent until its application asks (logging.py)
     sink = logger.add(lambda message: messages.append(message.record["message"]), level="INFO")
     try:
         with uow_factory() as uow:
