@@ -11,6 +11,7 @@ DATABASE_DIRECT_URL: `Database.can_listen`), it only polls.
 from __future__ import annotations
 
 import contextlib
+import selectors
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,30 +33,23 @@ def claim_or_wait(engine: Engine | None, attempt: Callable[[], list[T]], wait_s:
     if wait_s <= 0:
         return attempt()
     deadline = time.monotonic() + wait_s
-    if engine is None:
+    listener = None if engine is None else Listener(engine)
+    if listener is not None:
+        listener.open()  # before the first attempt: no notification slips in between
+    try:
         while True:
             claimed = attempt()
             remaining = deadline - time.monotonic()
             if claimed or remaining <= 0:
                 return claimed
-            time.sleep(min(remaining, POLL_INTERVAL_S))
-    with translate_errors(), engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.exec_driver_sql(f"LISTEN {CHANNEL}")
-        listener = connection.connection.dbapi_connection
-        try:
-            while True:
-                claimed = attempt()
-                remaining = deadline - time.monotonic()
-                if claimed or remaining <= 0:
-                    return claimed
-                # Returns at the first notification, or when the poll interval is up.
-                for _ in listener.notifies(  # type: ignore[union-attr]
-                    timeout=min(remaining, POLL_INTERVAL_S), stop_after=1
-                ):
-                    pass
-        finally:
-            connection.exec_driver_sql(f"UNLISTEN {CHANNEL}")
+            # Back at the first notification, or when the poll interval is up.
+            if listener is None:
+                time.sleep(min(remaining, POLL_INTERVAL_S))
+            else:
+                listener.wait(min(remaining, POLL_INTERVAL_S))
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 class Listener:
@@ -80,6 +74,17 @@ class Listener:
     def fileno(self) -> int | None:
         driver = self._driver()
         return None if driver is None else driver.fileno()
+
+    def wait(self, timeout: float) -> int:
+        """Sleep until a notification comes or `timeout` seconds pass; how many came."""
+        fileno = self.fileno()
+        if fileno is None:
+            time.sleep(timeout)
+            return 0
+        with selectors.DefaultSelector() as selector:
+            selector.register(fileno, selectors.EVENT_READ)
+            selector.select(timeout)
+        return self.drain()
 
     def drain(self) -> int:
         """Read the notifications that came; how many. A broken connection is closed."""
