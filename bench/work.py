@@ -8,7 +8,8 @@ on its stdin, by a plain thread pool (`subprocess.run`). The runner's time is it
 its own summary (from before the first claim until it found the stage drained; the
 interpreter's start-up is left out, as it is once per runner, not per token). Runs alternate
 with the floor, each on a freshly seeded table; medians are reported. Goal: at most 1.15 times
-the floor.
+the floor. Each run also times the same loop with a Python handler that returns at once (no
+process at all): what the runner itself costs per token.
 
 **Chaos soak** (`--soak`). T tokens (default 300) go through the whole pipeline — generation,
 upload, reveal (reveal in batches of 10) — by two runners per stage, while a chaos loop
@@ -99,9 +100,28 @@ def runner_run(url: str, tokens: int, concurrency: int) -> float:
     return float(summary["seconds"])
 
 
+_HANDLER = (
+    "import json; from glisk_cli.work import work; "
+    "print(json.dumps(work('generation', lambda t: {'image_path': 'x'}, concurrency=%d, "
+    "drain=True)))"
+)
+
+
+def handler_run(url: str, tokens: int, concurrency: int) -> float:
+    """The runner's own cost: the same loop with a Python handler that returns at once."""
+    env = {**process_env(), "DATABASE_URL": url}
+    argv = [sys.executable, "-c", _HANDLER % concurrency]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    if summary["succeeded"] != tokens:
+        raise SystemExit(f"the handler finished {summary['succeeded']} of {tokens}")
+    return float(summary["seconds"])
+
+
 def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
     floors: list[float] = []
     runners: list[float] = []
+    handlers: list[float] = []
     for run in range(runs):
         seed(url, tokens)
         order = [("floor", lambda: floor_run(tokens, concurrency)),
@@ -110,10 +130,16 @@ def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
             seconds = measure()
             (floors if name == "floor" else runners).append(seconds)
             print(f"  run {run + 1} {name}: {seconds:.3f} s", file=sys.stderr)
+        seed(url, tokens)
+        handlers.append(handler_run(url, tokens, concurrency))
+        print(f"  run {run + 1} handler: {handlers[-1]:.3f} s", file=sys.stderr)
     floor, runner = statistics.median(floors), statistics.median(runners)
+    handler = statistics.median(handlers)
     print(f"\noverhead: {tokens} tokens, concurrency {concurrency}, {runs} runs (medians)")
     print(f"  floor (spawn only)   {floor:.3f} s   {floor / tokens * 1000:.2f} ms/token")
     print(f"  glisk work           {runner:.3f} s   {runner / tokens * 1000:.2f} ms/token")
+    print(f"  no-op Python handler {handler:.3f} s   {handler / tokens * 1000:.2f} ms/token"
+          "   (the runner's own work, no process)")  # fmt: skip
     ratio = runner / floor
     verdict = "met" if ratio <= 1.15 else "NOT met"
     print(f"  ratio                {ratio:.2f}x the floor (goal: at most 1.15x; {verdict})")
