@@ -15,14 +15,16 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from glisk_cli.config import Settings
 from glisk_cli.embedded import EmbeddedServer
@@ -100,6 +102,28 @@ def new_embedded_server() -> tuple[EmbeddedServer, Path]:
     # it is ours, made a moment ago, so opening it up changes nothing of anyone else's.
     data_dir.chmod(0o755)
     return EmbeddedServer(data_dir, durable=False), data_dir
+
+
+@contextmanager
+def restartable_pipeline(tokens: int) -> Iterator[tuple[EmbeddedServer, str]]:
+    """A throwaway embedded server of the test's own (so it may stop and restart it), migrated,
+    with `tokens` detected tokens; yields the server and its URL, and removes it afterwards."""
+    from glisk_cli import migrations
+    from glisk_cli.database import setup_db_session
+
+    server, data_dir = new_embedded_server()
+    try:
+        url = server.ensure_running()
+        engine = create_engine(url, poolclass=NullPool)
+        migrations.upgrade(engine)
+        engine.dispose()
+        factory = setup_db_session(url, pool_size=1)
+        seed_tokens(factory, tokens)
+        factory.kw["bind"].dispose()
+        yield server, url
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ finished twice."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections import Counter
@@ -13,24 +12,15 @@ from collections import Counter
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from glisk_cli import migrations
-from tests.conftest import new_embedded_server, seed_tokens
+from tests.conftest import restartable_pipeline
 from tests.faults.test_worker_crashes import start_worker
 
 TOKENS = 400
 
 
 def test_claimers_ride_out_a_database_restart_without_losing_or_doubling_a_token() -> None:
-    from glisk_cli.database import setup_db_session
-
-    server, data_dir = new_embedded_server()
-    try:
-        url = server.ensure_running()
+    with restartable_pipeline(TOKENS) as (server, url):
         engine = create_engine(url, poolclass=NullPool)
-        migrations.upgrade(engine)
-        factory = setup_db_session(url, pool_size=1)
-        seed_tokens(factory, TOKENS)
-        factory.kw["bind"].dispose()
 
         workers = [start_worker("loop", url, f"w{i}") for i in range(4)]
         messages: list[dict] = []
@@ -79,6 +69,3 @@ def test_claimers_ride_out_a_database_restart_without_losing_or_doubling_a_token
         assert statuses == {"uploading": TOKENS}
         assert len(finished) >= TOKENS - 4 * 5
         engine.dispose()
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)

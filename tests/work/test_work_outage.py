@@ -4,7 +4,6 @@ out, writes the outcomes when the database is back, and loses or repeats nothing
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from glisk_cli import migrations
-from tests.conftest import new_embedded_server, seed_tokens
+from tests.conftest import restartable_pipeline
 from tests.work.jobs import command, journal_entries
 from tests.work.runners import RunnerProcess, wait_until
 
@@ -23,16 +21,8 @@ TOKENS = 40
 def test_a_database_restart_under_a_runner_loses_and_repeats_nothing(
     glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from glisk_cli.database import setup_db_session
-
-    server, data_dir = new_embedded_server()
-    try:
-        url = server.ensure_running()
+    with restartable_pipeline(TOKENS) as (server, url):
         engine = create_engine(url, poolclass=NullPool)
-        migrations.upgrade(engine)
-        factory = setup_db_session(url, pool_size=1)
-        seed_tokens(factory, TOKENS)
-        factory.kw["bind"].dispose()
         journal = tmp_path / "journal"
         env = {**glisk_env, "DATABASE_URL": url, "PYTHONPATH": str(Path.cwd())}
         runner = RunnerProcess(
@@ -71,6 +61,3 @@ def test_a_database_restart_under_a_runner_loses_and_repeats_nothing(
         assert statuses == {"uploading": TOKENS}
         assert jobs == {"succeeded": TOKENS}
         engine.dispose()
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
