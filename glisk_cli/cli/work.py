@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -114,8 +115,30 @@ def _live_line(report: Report) -> Iterator[Callable[[Report], None]]:
     from rich.live import Live
     from rich.text import Text
 
-    with Live(Text(report.status_line()), console=Console(stderr=True), transient=True) as live:
-        yield lambda current: live.update(Text(current.status_line()))
+    with Live(Text(_status(report)), console=Console(stderr=True), transient=True) as live:
+        yield lambda current: live.update(Text(_status(current)))
+
+
+def _status(report: Report) -> str:
+    """The live line: claimed, running, succeeded, failed, retried, rate, oldest waiting."""
+    from glisk_cli.cli import humanize
+
+    counts = report.counts
+    minutes = max(time.monotonic() - counts.started, 1.0) / 60
+    line = (
+        f"{report.stage}: claimed {counts.claimed} · running {report.running} · "
+        f"succeeded {counts.succeeded} · failed {counts.exhausted} · "
+        f"retried {counts.retried} · {counts.succeeded / minutes:.1f}/min"
+    )
+    if report.backlog is not None:
+        line += f" · waiting {report.backlog.waiting + report.backlog.delayed}"
+        if report.backlog.oldest_waiting is not None:
+            age = humanize.now() - report.backlog.oldest_waiting
+            line += f" (oldest {humanize.duration(age)})"
+    if report.database_down_since is not None:
+        down = time.monotonic() - report.database_down_since
+        line += f" · database unreachable for {humanize.duration(down)}"
+    return line
 
 
 def _duration(text: str, option: str) -> timedelta:

@@ -1,5 +1,5 @@
 """What a runner tells people: one log line per attempt (JSON in production, through glisk's
-logging), or on a terminal a live status line, and at exit a summary.
+logging), the counts the CLI's live line reads (`cli/work.py` draws it), and at exit a summary.
 
 Counts are of tokens: a batch of ten that succeeds adds ten to `succeeded`.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from glisk_cli.logging import logger
@@ -91,27 +90,6 @@ class Report:
             self.database_down_since = None
             log.warning("database.back", seconds_down=round(down, 1))
 
-    # -- views -----------------------------------------------------------------------------
-
-    def status_line(self) -> str:
-        """The live line: claimed, running, succeeded, failed, retried, rate, oldest waiting."""
-        counts = self.counts
-        minutes = max(time.monotonic() - counts.started, 1.0) / 60
-        line = (
-            f"{self.stage}: claimed {counts.claimed} · running {self.running} · "
-            f"succeeded {counts.succeeded} · failed {counts.exhausted} · "
-            f"retried {counts.retried} · {counts.succeeded / minutes:.1f}/min"
-        )
-        if self.backlog is not None:
-            line += f" · waiting {self.backlog.waiting + self.backlog.delayed}"
-            if self.backlog.oldest_waiting is not None:
-                age = (datetime.now(UTC) - self.backlog.oldest_waiting).total_seconds()
-                line += f" (oldest {_short(age)})"
-        if self.database_down_since is not None:
-            down = time.monotonic() - self.database_down_since
-            line += f" · database unreachable for {_short(down)}"
-        return line
-
     def summary(self, reason: str) -> dict[str, Any]:
         counts = self.counts
         return {
@@ -138,11 +116,3 @@ class Report:
         (log.info if outcome in ("succeeded", "released") else log.warning)(
             f"attempt.{outcome}", stage=self.stage, **fields
         )
-
-
-def _short(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
