@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import select
 
 from glisk_cli.models import ImageGenerationJob
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.base import Repository
 
 
@@ -83,21 +83,19 @@ class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
         """Record generation attempts as running (`glisk work`), one row each."""
         if jobs:
             self.transaction.rows(_START, {
-                "ids": [job.id for job in jobs], "token_ids": [job.token_id for job in jobs],
-                "services": [job.service for job in jobs],
-                "retries": [job.retry_count for job in jobs],
+                "ids": array_literal(job.id for job in jobs),
+                "token_ids": array_literal(job.token_id for job in jobs),
+                "services": array_literal(job.service for job in jobs),
+                "retries": array_literal(job.retry_count for job in jobs),
             })  # fmt: skip
 
     def finish(self, ends: Sequence[JobEnd]) -> None:
         """Record how running attempts ended; a job that is not running is left as it is."""
         if ends:
             self.transaction.rows(_END, {
-                "ids": [end.id for end in ends], "statuses": [end.status for end in ends],
-                "services": [end.service for end in ends],
-                "external_ids": [end.external_job_id for end in ends],
-                "errors": [_jsonb(end.error_data) for end in ends],
+                "ids": array_literal(end.id for end in ends),
+                "statuses": array_literal(end.status for end in ends),
+                "services": array_literal(end.service for end in ends),
+                "external_ids": array_literal(end.external_job_id for end in ends),
+                "errors": array_literal(end.error_data for end in ends),
             })  # fmt: skip
-
-
-def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
-    return None if value is None else Jsonb(value)

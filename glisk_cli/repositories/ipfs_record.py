@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import select
 
 from glisk_cli.models import IPFSUploadRecord
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.base import Repository
 
 
@@ -59,10 +59,12 @@ class IPFSUploadRecordRepository(Repository[IPFSUploadRecord]):
         """Write finished uploads (`glisk work`), one statement for all of them."""
         if records:
             self.transaction.rows(_RECORD, {
-                "ids": [r.id for r in records], "token_ids": [r.token_id for r in records],
-                "types": [r.record_type for r in records], "cids": [r.cid for r in records],
-                "statuses": [r.status for r in records],
-                "retries": [r.retry_count for r in records],
-                "errors": [None if r.error_data is None else Jsonb(r.error_data) for r in records],
-                "started": [r.started for r in records],
+                "ids": array_literal(r.id for r in records),
+                "token_ids": array_literal(r.token_id for r in records),
+                "types": array_literal(r.record_type for r in records),
+                "cids": array_literal(r.cid for r in records),
+                "statuses": array_literal(r.status for r in records),
+                "retries": array_literal(r.retry_count for r in records),
+                "errors": array_literal(r.error_data for r in records),
+                "started": array_literal(r.started for r in records),
             })  # fmt: skip

@@ -10,7 +10,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
 from glisk_cli.pipeline import (
@@ -28,6 +27,7 @@ from glisk_cli.pipeline import (
     stage_named,
 )
 from glisk_cli.policy import QueuePolicy
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.token_records import AdvanceResult, Backlog, ClaimedToken
 from glisk_cli.repositories.token_sql import (
@@ -138,13 +138,15 @@ class TokenLeases(Repository["Token"]):
             return AdvanceResult([], refused)
         params: dict[str, Any] = {
             **_fences([token for token, _, _ in valid]),
-            "from_status": [stage.in_flight.value for _, stage, _ in valid],
-            "to_status": [stage.next_status.value for _, stage, _ in valid],
+            "from_status": array_literal(stage.in_flight.value for _, stage, _ in valid),
+            "to_status": array_literal(stage.next_status.value for _, stage, _ in valid),
             # A new stage starts its own count of attempts; a finished token keeps its count.
-            "reset": [stage.next_status not in TERMINAL_STATUSES for _, stage, _ in valid],
+            "reset": array_literal(
+                stage.next_status not in TERMINAL_STATUSES for _, stage, _ in valid
+            ),
         }
         for name in _RESULT_FIELDS:
-            params[name] = [fields.get(name) for _, _, fields in valid]
+            params[name] = array_literal(fields.get(name) for _, _, fields in valid)
         token_ids = {token.id: token.token_id for token, _, _ in valid}
         moved: list[int] = []
         for token_uuid, was_moved, still_held in self.transaction.rows(ADVANCE, params):
@@ -187,15 +189,15 @@ class TokenLeases(Repository["Token"]):
         tokens = [token for token, _ in releases]
         params: dict[str, Any] = {
             **_fences(tokens),
-            "queued": [queued_status(token.status).value for token in tokens],
-            "delays": [
+            "queued": array_literal(queued_status(token.status).value for token in tokens),
+            "delays": array_literal(
                 fixed
                 if fixed is not None or error is None
                 else self.policy.retry_delay(token.attempts)
                 for token, error in releases
-            ],
-            "errors": [None if error is None else Jsonb(dict(error)) for _, error in releases],
-            "uncounted": [token.id in uncounted for token in tokens],
+            ),
+            "errors": array_literal(error for _, error in releases),
+            "uncounted": array_literal(token.id in uncounted for token in tokens),
             "max_attempts": self.policy.max_attempts,
         }
         released = {row[0] for row in self.transaction.rows(RELEASE, params)}
@@ -214,6 +216,9 @@ def queued_status(status: TokenStatus) -> TokenStatus:
     return status if stage is None else stage.queued
 
 
-def _fences(tokens: Sequence[ClaimedToken]) -> dict[str, list[uuid.UUID | None]]:
+def _fences(tokens: Sequence[ClaimedToken]) -> dict[str, str]:
     """The (id, lease id) pairs a fenced statement matches, as two array parameters."""
-    return {"ids": [token.id for token in tokens], "lease_ids": [t.lease_id for t in tokens]}
+    return {
+        "ids": array_literal(token.id for token in tokens),
+        "lease_ids": array_literal(token.lease_id for token in tokens),
+    }

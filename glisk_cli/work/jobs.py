@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,26 +40,17 @@ class AttemptEnd:
 
 
 class Attempt(Protocol):
-    def wait(self) -> AttemptEnd:
-        """Block (in an executor thread) until the attempt is over."""
-        ...
+    """A running attempt, as its flight sees it: something to stop."""
 
     def kill(self, reason: str) -> None:
         """Stop it now (`lease_lost`, `shutdown`); safe from any thread, any number of times."""
         ...
 
 
-class Job(Protocol):
-    name: str  # the history's `service` when the job names none
-
-    def start(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
-    ) -> Attempt: ...
-
-
 @dataclass
 class CommandJob:
-    """COMMAND [ARG…], run once per token (or batch): token JSON on stdin, answer on stdout."""
+    """COMMAND [ARG…], run once per token (or batch): token JSON on stdin, answer on stdout.
+    Its runs are driven by the runner's command slots (`work/command_slots.py`)."""
 
     argv: Sequence[str]
     batched: bool = False
@@ -73,40 +65,32 @@ class CommandJob:
             problem = "is not executable" if is_path and Path(program).exists() else "is not found"
             raise InvalidInput(f"command {program!r} {problem}")
         self.name = Path(program).name
+        self._program = found  # looked up once: a spawn then tries no other directory
+        self._environment = dict(os.environ)  # copied once, not decoded again for every spawn
 
-    def start(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
-    ) -> Attempt:
+    def spawn(
+        self,
+        stage: Stage,
+        tokens: Sequence[ClaimedToken],
+        worker: str,
+        timeout: float | None,
+        poller: select.poll,
+    ) -> CommandRun:
+        """Start the command for `tokens` (OSError: it could not start)."""
         env = {
-            **os.environ,
+            **self._environment,
             "GLISK_TOKEN_ID": ",".join(str(token.token_id) for token in tokens),
             "GLISK_STAGE": stage.name.value,
             "GLISK_ATTEMPT": str(max(token.attempts for token in tokens)),
             "GLISK_WORKER": worker,
         }
         stdin = job_input(tokens, batched=self.batched)
-        try:
-            run = CommandRun(self.argv, stdin, env, timeout)
-        except OSError as error:
-            return _Done(failed_all(tokens, f"the command could not start: {error.strerror}"))
-        return _CommandAttempt(run, stage, tokens, self.batched)
+        return CommandRun(self._program, self.argv, stdin, env, timeout, poller)
 
-
-class _CommandAttempt:
-    def __init__(
-        self, run: CommandRun, stage: Stage, tokens: Sequence[ClaimedToken], batched: bool
-    ) -> None:
-        self._run, self._stage, self._tokens, self._batched = run, stage, tokens, batched
-
-    def kill(self, reason: str) -> None:
-        self._run.kill(reason)
-
-    def wait(self) -> AttemptEnd:
-        finished = self._run.wait()
-        return AttemptEnd(self._outcomes(finished), finished.seconds)
-
-    def _outcomes(self, finished: Finished) -> dict[uuid.UUID, TokenOutcome]:
-        tokens = self._tokens
+    def outcomes(
+        self, stage: Stage, tokens: Sequence[ClaimedToken], finished: Finished
+    ) -> dict[uuid.UUID, TokenOutcome]:
+        """What the command's end means for each of its tokens."""
         if finished.killed and finished.killed != "timeout":
             return {token.id: Interrupted(finished.killed) for token in tokens}
         details = {"exit_status": finished.exit_status, "stderr": finished.stderr_tail}
@@ -120,7 +104,7 @@ class _CommandAttempt:
             answer = json.loads(finished.answer)
         except ValueError as error:
             return failed_all(tokens, f"the answer is not JSON ({error})", **details)
-        outcomes = read_answer(self._stage, tokens, answer, batched=self._batched)
+        outcomes = read_answer(stage, tokens, answer, batched=self.batched)
         return {
             id: Failed({**outcome.error, **details}) if isinstance(outcome, Failed) else outcome
             for id, outcome in outcomes.items()
@@ -154,12 +138,14 @@ class HandlerJob:
         self.name = getattr(self.handler, "__name__", "handler")
 
     def start(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], worker: str, timeout: float | None
-    ) -> Attempt:
-        return _HandlerAttempt(self, stage, list(tokens), timeout)
+        self, stage: Stage, tokens: Sequence[ClaimedToken], timeout: float | None
+    ) -> HandlerAttempt:
+        return HandlerAttempt(self, stage, list(tokens), timeout)
 
 
-class _HandlerAttempt:
+class HandlerAttempt:
+    """A handler's call on its own thread; `wait` blocks (in a slot's thread) until it ends."""
+
     def __init__(
         self, job: HandlerJob, stage: Stage, tokens: list[ClaimedToken], timeout: float | None
     ) -> None:
@@ -195,14 +181,4 @@ class _HandlerAttempt:
         return AttemptEnd(self._outcomes, seconds)
 
 
-@dataclass
-class _Done:
-    """An attempt that ended before it began (its command could not start)."""
-
-    outcomes: Mapping[uuid.UUID, TokenOutcome]
-
-    def kill(self, reason: str) -> None:
-        pass
-
-    def wait(self) -> AttemptEnd:
-        return AttemptEnd(dict(self.outcomes), 0.0)
+Job = CommandJob | HandlerJob

@@ -26,10 +26,11 @@ from glisk_cli.pipeline import LEASE_LOST, MAX_BATCH, STAGES, StageName
 from glisk_cli.queue import POLL_INTERVAL_S, Listener
 from glisk_cli.repositories.token_records import Backlog, ClaimedToken
 from glisk_cli.uow import UnitOfWork
+from glisk_cli.work.command_slots import CommandSlots
 from glisk_cli.work.completer import write_outcomes
-from glisk_cli.work.executor import Executor
+from glisk_cli.work.executor import Executor, HandlerSlots
 from glisk_cli.work.flights import Flight, Landed, claim_flights
-from glisk_cli.work.jobs import Job
+from glisk_cli.work.jobs import CommandJob, Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.report import Report
 from glisk_cli.work.waiting import Waiter
@@ -78,7 +79,11 @@ class Runner:
         self._job_seconds: float | None = None  # a moving average of attempts' durations
         self._unwritten: list[Landed] = []
         self._waiter = Waiter(listener)
-        self._executor = Executor(job, self._stage, options, self._waiter.wake)
+        self._executor: Executor = (
+            CommandSlots(job, self._stage, options, self._waiter.wake)
+            if isinstance(job, CommandJob)
+            else HandlerSlots(job, self._stage, options, self._waiter.wake)
+        )
         self._stops = 0
         self.stop_reason: str | None = None
         self._grace_ends: float | None = None

@@ -1,0 +1,53 @@
+"""Array parameters sent as one PostgreSQL array literal.
+
+The batch statements take their rows as parallel arrays (`unnest(%(ids)s::uuid[], …)`). Given
+a Python list, psycopg dumps it element by element in Python, with a regular expression per
+element to decide its quoting; given the array's literal as one string, it sends the string as
+it is. For the worker runner's batches that halved the client CPU of a statement
+(bench/work.py; docs/architecture.md, "The workers' path below the ORM").
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+
+def array_literal(values: Iterable[object]) -> str:
+    """`values` as the text of a PostgreSQL array, for a `%(name)s::type[]` parameter: None is
+    NULL; bool, int and UUID are written bare; timedelta as an interval, datetime in ISO 8601,
+    a mapping as JSON; anything else as its text, quoted."""
+    return "{" + ",".join([_WRITERS.get(type(value), _other)(value) for value in values]) + "}"
+
+
+def _quoted(text: str) -> str:
+    # Inside double quotes only the backslash and the double quote are special.
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _other(value: object) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int | uuid.UUID):
+        return str(value)
+    if isinstance(value, timedelta):
+        return f'"{value.total_seconds()} seconds"'
+    if isinstance(value, datetime):
+        return _quoted(value.isoformat())
+    if isinstance(value, Mapping):
+        return _quoted(json.dumps(value, ensure_ascii=False))
+    return _quoted(str(value))
+
+
+# The common types by exact type, without a chain of isinstance checks (subclasses and the
+# rest go through `_other`).
+_WRITERS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _: "NULL",
+    bool: lambda value: "t" if value else "f",
+    int: str,
+    uuid.UUID: str,
+    str: _quoted,
+}

@@ -1,0 +1,129 @@
+"""The command slots: one thread runs every command of a runner — starts the next claimed
+flight when a slot frees up, feeds and drains all their pipes from one `poll`, ends each run
+(`process.py`) and hands its outcome to the loop.
+
+One thread rather than one per slot: a thread per command spent more of the runner's CPU
+waiting to take the interpreter lock back after each of its system calls than on the calls
+themselves, and a spawn holds the lock until the child has exec'd (bench/work.py measured the
+two designs; docs/architecture.md, "The worker runner").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from queue import Empty
+
+from glisk_cli.pipeline import Stage
+from glisk_cli.work.executor import Executor
+from glisk_cli.work.flights import Flight
+from glisk_cli.work.jobs import AttemptEnd, CommandJob
+from glisk_cli.work.options import WorkOptions
+from glisk_cli.work.process import CommandRun
+from glisk_cli.work.protocol import failed_all
+
+_IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
+
+
+class CommandSlots(Executor):
+    def __init__(
+        self, job: CommandJob, stage: Stage, options: WorkOptions, wake: Callable[[], None]
+    ) -> None:
+        super().__init__(stage, options, wake)
+        self._job = job
+        self._timeout = None if options.timeout is None else options.timeout.total_seconds()
+        self._poller = select.poll()
+        self._runs: dict[CommandRun, Flight] = {}
+        # Whose pipe each descriptor is. A closed one is left behind: it is no longer polled,
+        # and a new run that gets its number takes the entry over.
+        self._by_fd: dict[int, CommandRun] = {}
+        # Queued flights (and close()) wake the thread through this pipe.
+        self._bell_in, self._bell_out = os.pipe()
+        os.set_blocking(self._bell_in, False)
+        os.set_blocking(self._bell_out, False)
+        self._poller.register(self._bell_in, select.POLLIN)
+        threading.Thread(target=self._serve, daemon=True, name="glisk-work-commands").start()
+
+    def _notify(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending
+            os.write(self._bell_out, b"!")
+
+    def _serve(self) -> None:
+        closing = False
+        try:
+            while not closing or self._runs:
+                closing = self._start_free_slots() or closing
+                if closing and not self._runs:
+                    break
+                for fd, _ in self._poller.poll(self._wait_ms()):
+                    if fd == self._bell_in:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._bell_in, 4096)
+                    elif (run := self._by_fd.get(fd)) is not None:
+                        run.on_event(fd)
+                if self._end_finished_runs():
+                    self._wake()
+        finally:
+            os.close(self._bell_in)
+            os.close(self._bell_out)
+
+    def _start_free_slots(self) -> bool:
+        """Start claimed flights while slots are free; True once close() was called."""
+        landed = False
+        while len(self._runs) < self._options.concurrency:
+            try:
+                flight = self._ready.get_nowait()
+            except Empty:
+                break
+            if flight is None:
+                return True
+            end = self._start(flight)
+            if end is not None:
+                self._land(flight, end)
+                landed = True
+        if landed:
+            self._wake()
+        return False
+
+    def _start(self, flight: Flight) -> AttemptEnd | None:
+        """Spawn the flight's command; or its end, if it must not or could not start."""
+        if (end := self._unstartable(flight)) is not None:
+            return end
+        self._started(flight)
+        try:
+            run = self._job.spawn(
+                self._stage, flight.tokens, self._options.worker, self._timeout, self._poller
+            )
+        except OSError as error:
+            reason = error.strerror or str(error)
+            message = f"the command could not start: {reason}"
+            return AttemptEnd(failed_all(flight.tokens, message), 0.0)
+        except Exception as error:
+            return self._broken(flight, error)
+        self._runs[run] = flight
+        self._by_fd.update(dict.fromkeys(run.fds, run))
+        flight.attach(run)
+        return None
+
+    def _end_finished_runs(self) -> bool:
+        """Land every run that is over; True if any did."""
+        now = time.monotonic()
+        ended = False
+        for run, flight in list(self._runs.items()):
+            finished = run.check(now)
+            if finished is None:
+                continue
+            del self._runs[run]
+            outcomes = self._job.outcomes(self._stage, flight.tokens, finished)
+            self._land(flight, AttemptEnd(outcomes, finished.seconds))
+            ended = True
+        return ended
+
+    def _wait_ms(self) -> int:
+        now = time.monotonic()
+        until = min((run.next_check() for run in self._runs), default=now + _IDLE_WAKE_S)
+        return max(0, min(int((until - now) * 1000) + 1, int(_IDLE_WAKE_S * 1000)))
