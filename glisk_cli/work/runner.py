@@ -37,14 +37,18 @@ from glisk_cli.work.waiting import Waiter
 
 _RETRY_FIRST, _RETRY_MAX = 0.5, 10.0  # seconds between turns while the database is away
 _BACKLOG_EVERY = 2.0  # how often the live line's backlog is read
-# Outcomes wait this long for others to share their turn (unless a turn is due anyway, or a
-# whole round of attempts has landed): one commit for many tokens, not one each.
-_WRITE_DELAY = 0.02
-# Jobs shorter than this on average get rounds of attempts claimed ahead, so a slot that frees
-# up starts its next job at once instead of waiting for a commit (bench/work.py); longer ones
-# are claimed only for free slots, so a runner never sits on tokens another could work on.
-_SHORT_JOB_S = 1.0
-_ROUNDS_AHEAD = 3
+# Outcomes are written a few rounds of attempts at a time, or once the first waited this long
+# (unless a turn is due anyway): one commit, and one statement of each kind, for many tokens.
+_WRITE_ROUNDS = 3
+_WRITE_DELAY = 0.05
+# Jobs shorter than this on average get rounds of attempts claimed ahead (under a second of
+# work per slot), so a slot that frees up starts its next job at once instead of waiting for a
+# commit; the claim rides on the turns that write outcomes, and takes a turn of its own only
+# when just _CLAIM_LOW rounds are left (bench/work.py). Longer jobs are claimed only for free
+# slots, so a runner never sits on tokens another could work on.
+_SHORT_JOB_S = 0.1
+_ROUNDS_AHEAD = 8
+_CLAIM_LOW = 2
 
 
 @dataclass
@@ -147,8 +151,8 @@ class Runner:
         short = self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S
         wanted = concurrency * (1 + _ROUNDS_AHEAD if short else 1) - len(self._claimed)
         due = _Due()
-        # A claim of its own once a round is missing; else with the next turn that writes.
-        ready = len(self._claimed) <= concurrency * (_ROUNDS_AHEAD - 1) or self._writes_due(now)
+        # A claim of its own when the rounds ahead run low; else with the next turn that writes.
+        ready = len(self._claimed) <= concurrency * _CLAIM_LOW or self._writes_due(now)
         if not self._stops and wanted > 0 and ready and (not self._dry or now >= self._poll_at):
             due.claim = min(wanted * self.options.batch, MAX_BATCH)
         due.renew = bool(self._held()) and now >= self._renew_at
@@ -217,11 +221,12 @@ class Runner:
         return [*self._claimed.values(), *(item.flight for item in self._unwritten)]
 
     def _writes_due(self, now: float) -> bool:
-        """Outcomes are written once a round of attempts landed, or the first waited enough."""
+        """Outcomes are written once a few rounds of attempts landed, or the first waited
+        enough, or nothing else is claimed (the last ones)."""
         if not self._unwritten:
             return False
-        whole_round = len(self._unwritten) >= self.options.concurrency or not self._claimed
-        return whole_round or now >= self._unwritten[0].at + _WRITE_DELAY
+        rounds = len(self._unwritten) >= self.options.concurrency * _WRITE_ROUNDS
+        return rounds or not self._claimed or now >= self._unwritten[0].at + _WRITE_DELAY
 
     def _renew(self, uow: UnitOfWork) -> list[ClaimedToken]:
         return uow.tokens.renew(self._held(), self.options.lease)
