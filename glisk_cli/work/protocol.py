@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from glisk_cli.documents import jsonable, token_document
+from glisk_cli.documents import to_json, token_document
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
 
@@ -54,8 +54,8 @@ TokenOutcome = Succeeded | Failed | Interrupted
 
 def job_input(tokens: Sequence[ClaimedToken], *, batched: bool) -> bytes:
     """What a job reads on stdin: one token document, or an array of them for a batch."""
-    documents = [jsonable(token_document(token)) for token in tokens]
-    return json.dumps(documents if batched else documents[0], ensure_ascii=False).encode()
+    documents = [token_document(token) for token in tokens]
+    return to_json(documents if batched else documents[0]).encode()
 
 
 def read_answer(
