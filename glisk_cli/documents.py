@@ -8,7 +8,7 @@ It lives below the CLI because the worker runner, a library too, needs it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -53,6 +53,9 @@ def to_json(value: Any) -> str:
 
 def _json_default(value: Any) -> Any:
     """What the encoder cannot write itself (it writes str and int subclasses as such)."""
+    convert = _BY_TYPE.get(type(value))  # the usual types, without a chain of isinstance
+    if convert is not None:
+        return convert(value)
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, set | frozenset):
@@ -70,7 +73,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(item) for item in value]
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return _iso_time(value)
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, Enum):
@@ -78,3 +81,10 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, UUID | Path | date | Decimal):
         return str(value)
     return value
+
+
+def _iso_time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+_BY_TYPE: dict[type, Callable[[Any], Any]] = {UUID: str, datetime: _iso_time}

@@ -18,8 +18,8 @@ from typing import Any
 
 def array_literal(values: Iterable[object]) -> str:
     """`values` as the text of a PostgreSQL array, for a `%(name)s::type[]` parameter: None is
-    NULL; bool, int and UUID are written bare; timedelta as an interval, datetime in ISO 8601,
-    a mapping as JSON; anything else as its text, quoted."""
+    NULL; bool, int and UUID are written bare (a UUID as its 32 digits); timedelta as an
+    interval, datetime in ISO 8601, a mapping as JSON; anything else as its text, quoted."""
     return "{" + ",".join([_WRITERS.get(type(value), _other)(value) for value in values]) + "}"
 
 
@@ -31,8 +31,10 @@ def _quoted(text: str) -> str:
 def _other(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
-    if isinstance(value, int | uuid.UUID):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, uuid.UUID):
+        return value.hex
     if isinstance(value, timedelta):
         return f'"{value.total_seconds()} seconds"'
     if isinstance(value, datetime):
@@ -48,6 +50,6 @@ _WRITERS: dict[type, Callable[[Any], str]] = {
     type(None): lambda _: "NULL",
     bool: lambda value: "t" if value else "f",
     int: str,
-    uuid.UUID: str,
+    uuid.UUID: lambda value: value.hex,  # 32 digits: PostgreSQL reads a UUID without dashes
     str: _quoted,
 }

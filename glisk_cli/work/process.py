@@ -86,6 +86,10 @@ class CommandRun:
         child_stdin, stdin_fd = os.pipe()
         stdout_fd, child_stdout = os.pipe()
         stderr_fd, child_stderr = os.pipe()
+        # The input goes into the pipe before the command starts: a token document fits in
+        # the pipe's buffer, so there is usually nothing left to feed it later.
+        os.set_blocking(stdin_fd, False)
+        self._feed(stdin_fd)
         try:
             # A process group of its own (setpgroup=0), so a kill reaches everything it
             # started, and the terminal's Ctrl-C reaches the runner only (which decides).
@@ -110,7 +114,6 @@ class CommandRun:
         poller.register(stdout_fd, _READABLE)
         poller.register(stderr_fd, _READABLE)
         if self._stdin:
-            os.set_blocking(stdin_fd, False)
             poller.register(stdin_fd, _WRITABLE)
             self.fds.add(stdin_fd)
         else:
@@ -126,7 +129,8 @@ class CommandRun:
     def on_event(self, fd: int) -> None:
         """One of our pipes is ready: feed stdin, or read what the command wrote."""
         if fd == self._stdin_fd:
-            self._feed()
+            if not self._feed(fd):
+                self._close(fd)
             return
         chunk = os.read(fd, _READ)
         if not chunk:
@@ -186,16 +190,16 @@ class CommandRun:
             seconds=now - self._started,
         )
 
-    def _feed(self) -> None:
+    def _feed(self, fd: int) -> bool:
+        """Write what the command's stdin takes now; whether any input is left."""
         try:
-            written = os.write(self._stdin_fd, self._stdin[:_READ])
+            written = os.write(fd, self._stdin[:_READ])
         except BlockingIOError:
-            return
+            return True
         except BrokenPipeError:
             written = len(self._stdin)  # the command stopped reading: the rest is dropped
         self._stdin = self._stdin[written:]
-        if not self._stdin:
-            self._close(self._stdin_fd)
+        return bool(self._stdin)
 
     def _close(self, fd: int) -> None:
         self._poller.unregister(fd)
