@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -11,16 +12,7 @@ from sqlalchemy import select
 from glisk_cli.models import ImageGenerationJob
 from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.base import Repository
-
-
-class JobStart(NamedTuple):
-    """A generation attempt as it begins: its job row id (chosen by the caller, so writing its
-    end can be retried without a second row), the token (tokens_s0.id), and the attempt."""
-
-    id: uuid.UUID
-    token_id: uuid.UUID
-    service: str
-    retry_count: int
+from glisk_cli.repositories.token_records import ClaimedToken
 
 
 class JobEnd(NamedTuple):
@@ -33,12 +25,17 @@ class JobEnd(NamedTuple):
     error_data: dict[str, Any] | None
 
 
-# Bulk writes of the worker runner: one statement for any number of attempts.
+# Bulk writes of the worker runner: one statement for any number of attempts. A job row's id
+# is derived from its token and the lease it runs under (`job_id`, the same digest in Python),
+# so the claim's transaction writes the row from the tokens themselves and the attempt's end
+# finds it, however often either is written.
 _START = """
 INSERT INTO image_generation_jobs (id, token_id, service, status, retry_count)
-SELECT id, token_id, left(service, 50), 'running', retry_count
-FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(services)s::text[], %(retries)s::int[])
-    AS j(id, token_id, service, retry_count)
+SELECT left(encode(sha256(convert_to(t.lease_id::text || t.id::text, 'UTF8')), 'hex'), 32)::uuid,
+       t.id, left(%(service)s, 50), 'running', t.attempts - 1
+FROM tokens_s0 AS t
+JOIN unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[]) AS held(id, lease_id)
+    ON t.id = held.id AND t.lease_id = held.lease_id
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -55,6 +52,12 @@ FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(services)s::text[],
 WHERE image_generation_jobs.id = e.id AND image_generation_jobs.status = 'running'
 RETURNING image_generation_jobs.id
 """
+
+
+def job_id(token: ClaimedToken) -> uuid.UUID:
+    """The id of the job row of `token`'s attempt under its current lease."""
+    digest = hashlib.sha256(f"{token.lease_id}{token.id}".encode()).hexdigest()
+    return uuid.UUID(digest[:32])
 
 
 class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
@@ -79,14 +82,14 @@ class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
         )
         return self._execute(query).scalar_one_or_none()
 
-    def start_running(self, jobs: Sequence[JobStart]) -> None:
-        """Record generation attempts as running (`glisk work`), one row each."""
-        if jobs:
+    def start_running(self, tokens: Sequence[ClaimedToken], service: str) -> None:
+        """Record the generation attempts of `tokens`, just claimed, as running (`glisk work`),
+        one row each, its id `job_id(token)`."""
+        if tokens:
             self.transaction.rows(_START, {
-                "ids": array_literal(job.id for job in jobs),
-                "token_ids": array_literal(job.token_id for job in jobs),
-                "services": array_literal(job.service for job in jobs),
-                "retries": array_literal(job.retry_count for job in jobs),
+                "ids": array_literal(token.id for token in tokens),
+                "lease_ids": array_literal(token.lease_id for token in tokens),
+                "service": service,
             })  # fmt: skip
 
     def finish(self, ends: Sequence[JobEnd]) -> None:

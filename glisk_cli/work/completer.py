@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glisk_cli.pipeline import Stage, StageName
-from glisk_cli.repositories.image_job import JobEnd
+from glisk_cli.repositories.image_job import JobEnd, job_id
 from glisk_cli.repositories.ipfs_record import UploadRecord
 from glisk_cli.repositories.reveal_tx import RevealRecord
 from glisk_cli.repositories.token_records import ClaimedToken
@@ -93,7 +93,7 @@ def _write_history(
     if stage.name is StageName.GENERATION:
         uow.image_jobs.finish([
             JobEnd(
-                item.flight.history_id("job", token.id),
+                job_id(token),
                 "succeeded" if isinstance(outcome, Succeeded) else "failed",
                 outcome.extras.get("service") if isinstance(outcome, Succeeded) else None,
                 outcome.extras.get("external_job_id") if isinstance(outcome, Succeeded) else None,

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from glisk_cli.pipeline import Stage, StageName
-from glisk_cli.repositories.image_job import JobStart
 from glisk_cli.repositories.token_records import ClaimedToken
 from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.jobs import Attempt, AttemptEnd, Job
@@ -70,8 +69,5 @@ def claim_flights(
     size = options.batch
     flights = [Flight(tokens[at : at + size]) for at in range(0, len(tokens), size)]
     if stage.name is StageName.GENERATION and tokens:
-        uow.image_jobs.start_running([
-            JobStart(flight.history_id("job", token.id), token.id, job.name, token.attempts - 1)
-            for flight in flights for token in flight.tokens
-        ])  # fmt: skip
+        uow.image_jobs.start_running(tokens, job.name)
     return flights

@@ -155,7 +155,7 @@ class Runner:
         ready = len(self._claimed) <= concurrency * _CLAIM_LOW or self._writes_due(now)
         if not self._stops and wanted > 0 and ready and (not self._dry or now >= self._poll_at):
             due.claim = min(wanted * self.options.batch, MAX_BATCH)
-        due.renew = bool(self._held()) and now >= self._renew_at
+        due.renew = self._holds_any() and now >= self._renew_at
         due.backlog = self._on_turn is not None and now >= self._backlog_at
         return due
 
@@ -163,7 +163,7 @@ class Runner:
         """One Unit of Work: write what landed, renew, claim; start the claimed work after
         the commit. If the database is away, keep everything for the next turn."""
         landed = list(self._unwritten)
-        held_any = bool(self._held())
+        held_any = self._holds_any()
         flights: list[Flight] = []
         backlog: Backlog | None = None
         try:
@@ -216,6 +216,9 @@ class Runner:
     def _held(self) -> list[ClaimedToken]:
         """Every token this runner holds: queued, running, or landed and not yet written."""
         return [token for flight in self._all_flights() for token in flight.tokens]
+
+    def _holds_any(self) -> bool:
+        return bool(self._claimed or self._unwritten)
 
     def _all_flights(self) -> list[Flight]:
         return [*self._claimed.values(), *(item.flight for item in self._unwritten)]
@@ -282,7 +285,7 @@ class Runner:
         if now < self._retry_at:
             moments.append(self._retry_at)
         else:
-            if self._held():
+            if self._holds_any():
                 moments.append(self._renew_at)
             if self._unwritten:
                 moments.append(self._unwritten[0].at + _WRITE_DELAY)
