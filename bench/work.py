@@ -17,7 +17,7 @@ SIGKILLs a random runner every 1 to 3 s and starts a replacement. Jobs are shell
 write a side-effect line per token and then answer. At the end every token must be revealed,
 and no side effect may have run more than (kills + 1) times; the script exits 1 otherwise.
 
-    uv run python bench/work.py                  # overhead, 5 alternating runs
+    uv run python bench/work.py                  # overhead, 9 alternating runs
     uv run python bench/work.py --soak           # overhead, then the chaos soak
     uv run python bench/work.py --quick          # a smoke run of both
 
@@ -142,7 +142,9 @@ def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
           "   (the runner's own work, no process)")  # fmt: skip
     ratio = runner / floor
     verdict = "met" if ratio <= 1.15 else "NOT met"
+    pairs = sorted(r / f for r, f in zip(runners, floors, strict=True))
     print(f"  ratio                {ratio:.2f}x the floor (goal: at most 1.15x; {verdict})")
+    print(f"  run by run           {pairs[0]:.2f}x to {pairs[-1]:.2f}x (a runner over its floor)")
 
 
 # -- the chaos soak ----------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--soak", action="store_true")
     parser.add_argument("--soak-tokens", type=int, default=300)
     parser.add_argument("--quick", action="store_true")
