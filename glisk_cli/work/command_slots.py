@@ -63,8 +63,11 @@ class CommandSlots(Executor):
                     if fd == self._bell_in:
                         with contextlib.suppress(BlockingIOError):
                             os.read(self._bell_in, 4096)
-                    elif (run := self._by_fd.get(fd)) is not None:
-                        run.on_event(fd)
+                    elif (run := self._by_fd.get(fd)) is not None and run in self._runs:
+                        try:
+                            run.on_event(fd)
+                        except Exception as error:
+                            self._fail(run, error)
                 if self._end_finished_runs():
                     self._wake()
         finally:
@@ -114,14 +117,26 @@ class CommandSlots(Executor):
         now = time.monotonic()
         ended = False
         for run, flight in list(self._runs.items()):
-            finished = run.check(now)
-            if finished is None:
-                continue
-            del self._runs[run]
-            outcomes = self._job.outcomes(self._stage, flight.tokens, finished)
-            self._land(flight, AttemptEnd(outcomes, finished.seconds))
+            try:
+                finished = run.check(now)
+                if finished is None:
+                    continue
+                outcomes = self._job.outcomes(self._stage, flight.tokens, finished)
+            except Exception as error:
+                self._fail(run, error)
+            else:
+                del self._runs[run]
+                self._land(flight, AttemptEnd(outcomes, finished.seconds))
             ended = True
         return ended
+
+    def _fail(self, run: CommandRun, error: Exception) -> None:
+        """Driving a run broke (a bug, or the system refused a call): its attempt fails, the
+        runner goes on."""
+        flight = self._runs.pop(run)
+        with contextlib.suppress(Exception):
+            run.abandon()
+        self._land(flight, self._broken(flight, error))
 
     def _wait_ms(self) -> int:
         now = time.monotonic()

@@ -172,7 +172,24 @@ class CommandRun:
             moments.append(self._exited_at + _LINGER_S)
         return min(moments)
 
+    def abandon(self) -> None:
+        """End the run without an outcome (something went wrong driving it): kill its group,
+        close its pipes and reap it."""
+        self.kill("abandoned")
+        self._end()
+
     def _finish(self, now: float) -> Finished:
+        status = self._end()
+        return Finished(
+            exit_status=os.waitstatus_to_exitcode(status),
+            answer=None if self._overflow else bytes(self._answer),
+            stderr_tail=self._stderr.decode(errors="replace").replace("\x00", ""),
+            killed=self._killed,
+            seconds=now - self._started,
+        )
+
+    def _end(self) -> int:
+        """Close, kill what is left of the group, reap; the wait status."""
         for fd in list(self.fds):
             self._close(fd)
         with self._lock:
@@ -181,14 +198,11 @@ class CommandRun:
             self._kill_group()
             self._reaped = True
         if self._status is None:
-            self._status = os.waitpid(self.pid, 0)[1]  # a zombie already: returns at once
-        return Finished(
-            exit_status=os.waitstatus_to_exitcode(self._status),
-            answer=None if self._overflow else bytes(self._answer),
-            stderr_tail=self._stderr.decode(errors="replace").replace("\x00", ""),
-            killed=self._killed,
-            seconds=now - self._started,
-        )
+            try:
+                self._status = os.waitpid(self.pid, 0)[1]  # a zombie already: returns at once
+            except ChildProcessError:  # reaped by someone else (SIGCHLD ignored): as subprocess
+                self._status = 0
+        return self._status
 
     def _feed(self, fd: int) -> bool:
         """Write what the command's stdin takes now; whether any input is left."""
@@ -209,9 +223,14 @@ class CommandRun:
     def _has_exited(self) -> bool:
         """Has the command exited? Looked at without reaping it (WNOWAIT): a zombie keeps
         its process group id from being reused until `_finish` has killed the group."""
-        if _PEEK_EXIT:
-            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        try:
+            if _PEEK_EXIT:
+                flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+                return os.waitid(os.P_PID, self.pid, flags) is not None
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else (SIGCHLD ignored): as subprocess
+            self._status = 0
+            return True
         if pid:
             self._status = status
         return bool(pid)
