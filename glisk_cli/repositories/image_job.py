@@ -26,16 +26,13 @@ class JobEnd(NamedTuple):
 
 
 # Bulk writes of the worker runner: one statement for any number of attempts. A job row's id
-# is derived from its token and the lease it runs under (`job_id`, the same digest in Python),
-# so the claim's transaction writes the row from the tokens themselves and the attempt's end
-# finds it, however often either is written.
+# is derived from its token and the lease it runs under (`job_id`), so the attempt's end finds
+# it, and writing either twice adds nothing.
 _START = """
 INSERT INTO image_generation_jobs (id, token_id, service, status, retry_count)
-SELECT left(encode(sha256(convert_to(t.lease_id::text || t.id::text, 'UTF8')), 'hex'), 32)::uuid,
-       t.id, left(%(service)s, 50), 'running', t.attempts - 1
-FROM tokens_s0 AS t
-JOIN unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[]) AS held(id, lease_id)
-    ON t.id = held.id AND t.lease_id = held.lease_id
+SELECT id, token_id, left(%(service)s, 50), 'running', retry_count
+FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(retries)s::int[])
+    AS j(id, token_id, retry_count)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -87,8 +84,9 @@ class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
         one row each, its id `job_id(token)`."""
         if tokens:
             self.transaction.rows(_START, {
-                "ids": array_literal(token.id for token in tokens),
-                "lease_ids": array_literal(token.lease_id for token in tokens),
+                "ids": array_literal(job_id(token) for token in tokens),
+                "token_ids": array_literal(token.id for token in tokens),
+                "retries": array_literal(token.attempts - 1 for token in tokens),
                 "service": service,
             })  # fmt: skip
 
