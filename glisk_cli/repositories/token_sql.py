@@ -147,10 +147,12 @@ moved AS (
       AND tokens_s0.status = moves.from_status
     RETURNING tokens_s0.id
 )
-SELECT moves.id, moved.id IS NOT NULL, now_.lease_id IS NOT DISTINCT FROM moves.lease_id
+SELECT moves.id, moved.id IS NOT NULL,
+       CASE WHEN moved.id IS NULL THEN  -- only a token not moved is looked up again
+           (SELECT now_.lease_id FROM tokens_s0 AS now_ WHERE now_.id = moves.id)
+           IS NOT DISTINCT FROM moves.lease_id END
 FROM moves
 LEFT JOIN moved ON moved.id = moves.id
-LEFT JOIN tokens_s0 AS now_ ON now_.id = moves.id
 """
 
 # A release: the lease ends, a token in flight goes back to where its stage's tokens wait, and
