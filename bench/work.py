@@ -8,8 +8,10 @@ on its stdin, by a plain thread pool (`subprocess.run`). The runner's time is it
 its own summary (from before the first claim until it found the stage drained; the
 interpreter's start-up is left out, as it is once per runner, not per token). Runs alternate
 with the floor, each on a freshly seeded table; medians are reported. Goal: at most 1.15 times
-the floor. Each run also times the same loop with a Python handler that returns at once (no
-process at all): what the runner itself costs per token.
+the floor. Each run also times the runner's own spawner without the database (its command
+slots over made-up tokens, in this process like the floor): the runner over it is what the
+database work adds; and the same loop with a Python handler that returns at once (no process
+at all): what the runner itself costs per token.
 
 **Chaos soak** (`--soak`). T tokens (default 300) go through the whole pipeline — generation,
 upload, reveal (reveal in batches of 10) — by two runners per stage, while a chaos loop
@@ -38,9 +40,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -89,6 +94,37 @@ def floor_run(tokens: int, concurrency: int) -> float:
     return time.perf_counter() - started
 
 
+def spawner_run(tokens: int, concurrency: int) -> float:
+    """The runner's own spawner without the database: glisk's command slots run the no-op
+    command for `tokens` made-up claimed tokens, `concurrency` at a time. The runner over
+    this is what its database work (claim, history, advance, commit) adds."""
+    from glisk_cli.pipeline import STAGES, StageName, TokenStatus
+    from glisk_cli.repositories.token_records import ClaimedToken
+    from glisk_cli.work import CommandJob, WorkOptions
+    from glisk_cli.work.command_slots import CommandSlots
+    from glisk_cli.work.flights import Flight
+
+    now = datetime.now(UTC)
+    flights = [
+        Flight([ClaimedToken(uuid.uuid4(), n, uuid.uuid4(), "0x" + "b" * 40,
+                             TokenStatus.GENERATING, now, None, None, None, None, None, "w:1",
+                             uuid.uuid4(), now, 1, now, now)])
+        for n in range(tokens)
+    ]  # fmt: skip
+    options = WorkOptions(StageName.GENERATION, "w:1", concurrency=concurrency)
+    woken = threading.Semaphore(0)
+    slots = CommandSlots(CommandJob(NO_OP), STAGES[StageName.GENERATION], options, woken.release)
+    started = time.perf_counter()
+    slots.submit(flights)
+    landed = 0
+    while landed < tokens:
+        woken.acquire()
+        landed += len(slots.landed())
+    elapsed = time.perf_counter() - started
+    slots.close()
+    return elapsed
+
+
 def runner_run(url: str, tokens: int, concurrency: int) -> float:
     env = {**process_env(), "DATABASE_URL": url}
     argv = [GLISK, "work", "generation", "--concurrency", str(concurrency), "--drain", "--json",
@@ -119,25 +155,28 @@ def handler_run(url: str, tokens: int, concurrency: int) -> float:
 
 
 def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
-    floors: list[float] = []
-    runners: list[float] = []
+    times: dict[str, list[float]] = {"floor": [], "runner": [], "spawner": []}
     handlers: list[float] = []
     for run in range(runs):
         seed(url, tokens)
         order = [("floor", lambda: floor_run(tokens, concurrency)),
-                 ("runner", lambda: runner_run(url, tokens, concurrency))]  # fmt: skip
+                 ("runner", lambda: runner_run(url, tokens, concurrency)),
+                 ("spawner", lambda: spawner_run(tokens, concurrency))]  # fmt: skip
         for name, measure in order if run % 2 == 0 else reversed(order):
             seconds = measure()
-            (floors if name == "floor" else runners).append(seconds)
+            times[name].append(seconds)
             print(f"  run {run + 1} {name}: {seconds:.3f} s", file=sys.stderr)
         seed(url, tokens)
         handlers.append(handler_run(url, tokens, concurrency))
         print(f"  run {run + 1} handler: {handlers[-1]:.3f} s", file=sys.stderr)
+    floors, runners = times["floor"], times["runner"]
     floor, runner = statistics.median(floors), statistics.median(runners)
-    handler = statistics.median(handlers)
+    spawner, handler = statistics.median(times["spawner"]), statistics.median(handlers)
     print(f"\noverhead: {tokens} tokens, concurrency {concurrency}, {runs} runs (medians)")
     print(f"  floor (spawn only)   {floor:.3f} s   {floor / tokens * 1000:.2f} ms/token")
     print(f"  glisk work           {runner:.3f} s   {runner / tokens * 1000:.2f} ms/token")
+    print(f"  its spawner alone    {spawner:.3f} s   {spawner / tokens * 1000:.2f} ms/token"
+          f"   (no database; glisk work is {runner / spawner:.2f}x this)")  # fmt: skip
     print(f"  no-op Python handler {handler:.3f} s   {handler / tokens * 1000:.2f} ms/token"
           "   (the runner's own work, no process)")  # fmt: skip
     ratio = runner / floor
