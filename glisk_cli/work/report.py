@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from glisk_cli.logging import logger
+from glisk_cli.logging import log_each, logger
 from glisk_cli.repositories.token_records import Backlog
 from glisk_cli.work.completer import Written
 from glisk_cli.work.flights import Landed
@@ -74,10 +74,16 @@ class Report:
             ("lost", written.lost),
             ("released", written.released),
         ):
-            for token_id in token_ids:
-                if self.metrics:
+            if self.metrics:
+                for token_id in token_ids:
                     self.metrics.attempt(outcome, seconds[token_id])
-                self._log_attempt(outcome, token_id, attempts[token_id], seconds[token_id], written)
+            lines = [
+                (f"attempt.{outcome}", self._attempt_fields(
+                    token_id, attempts[token_id], seconds[token_id], written
+                ))
+                for token_id in token_ids
+            ]  # fmt: skip
+            log_each(log, "INFO" if outcome in ("succeeded", "released") else "WARNING", lines)
 
     def database_down(self, error: Exception) -> None:
         if self.database_down_since is None:
@@ -105,14 +111,14 @@ class Report:
             "seconds": round(time.monotonic() - counts.started, 3),
         }
 
-    def _log_attempt(
-        self, outcome: str, token_id: int, attempt: int, seconds: float, written: Written
-    ) -> None:
-        fields: dict[str, Any] = {"token_id": token_id, "attempt": attempt, "seconds": seconds}
+    def _attempt_fields(
+        self, token_id: int, attempt: int, seconds: float, written: Written
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "stage": self.stage, "token_id": token_id, "attempt": attempt, "seconds": seconds
+        }  # fmt: skip
         error = written.retried.get(token_id) or written.exhausted.get(token_id)
         if error is not None:
             fields["error"] = error.get("message")
             fields["final"] = token_id in written.exhausted
-        (log.info if outcome in ("succeeded", "released") else log.warning)(
-            f"attempt.{outcome}", stage=self.stage, **fields
-        )
+        return fields

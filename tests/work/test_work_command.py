@@ -15,7 +15,7 @@ from tests.work.jobs import command, journal_entries
 TX_HASH = "0x" + "ab" * 32
 
 
-def test_a_command_finishes_every_generation_token_and_records_each_attempt(
+def test_a_command_finishes_every_generation_token_and_logs_and_records_each_attempt(
     run_glisk, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 6)
@@ -44,6 +44,12 @@ def test_a_command_finishes_every_generation_token_and_records_each_attempt(
     assert first["env"]["GLISK_ATTEMPT"] == "1"
     assert first["env"]["GLISK_WORKER"] == "w1"
     assert first["env"]["GLISK_TOKEN_ID"] == str(first["token_id"])
+    # Not on a terminal: one log line per attempt, even at the default (WARNING) level.
+    lines = [line for line in result.stderr.splitlines() if "attempt." in line]
+    assert len(lines) == 6, result.stderr
+    assert all(" INFO    glisk_cli.work.report attempt.succeeded component=work " in line
+               for line in lines)  # fmt: skip
+    assert sorted(line.split(" token_id=")[1].split()[0] for line in lines) == list("123456")
 
 
 def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_row_each(
@@ -52,7 +58,7 @@ def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_ro
     seed_tokens(session_factory, 1)
     result = run_glisk(
         "work", "generation", "--drain", "--json", "--", *command("fail", tmp_path / "j"),
-        env={**work_env, "GLISK_MAX_ATTEMPTS": "3"},
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "3", "APP_ENV": "production"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["failed"] == 1
@@ -64,6 +70,13 @@ def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_ro
     jobs = query("SELECT * FROM image_generation_jobs ORDER BY retry_count")
     assert [(j.status, j.retry_count) for j in jobs] == [("failed", n) for n in range(3)]
     assert all(j.error_data["message"] == "exited with status 3" for j in jobs)
+    # In production each attempt's log line is one JSON object.
+    logged = [json.loads(line) for line in result.stderr.splitlines() if '"attempt.' in line]
+    assert [(d["level"], d["message"], d["attempt"], d["final"]) for d in logged] == [
+        ("WARNING", "attempt.failed", "1", "False"),
+        ("WARNING", "attempt.failed", "2", "False"),
+        ("WARNING", "attempt.failed", "3", "True"),
+    ]
 
 
 def test_an_upload_writes_the_image_and_metadata_records(
