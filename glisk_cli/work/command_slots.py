@@ -41,7 +41,9 @@ class CommandSlots(Executor):
         # Whose pipe each descriptor is. A closed one is left behind: it is no longer polled,
         # and a new run that gets its number takes the entry over.
         self._by_fd: dict[int, CommandRun] = {}
-        # Queued flights (and close()) wake the thread through this pipe.
+        # Queued flights (and close()) wake the thread through this pipe; once the thread has
+        # ended and closed it, its descriptor numbers may be someone else's: never write then.
+        self._bell_lock = threading.Lock()
         self._bell_in, self._bell_out = os.pipe()
         os.set_blocking(self._bell_in, False)
         os.set_blocking(self._bell_out, False)
@@ -49,8 +51,9 @@ class CommandSlots(Executor):
         threading.Thread(target=self._serve, daemon=True, name="glisk-work-commands").start()
 
     def _notify(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending
-            os.write(self._bell_out, b"!")
+        with self._bell_lock, contextlib.suppress(BlockingIOError):  # full: one is pending
+            if self._bell_out >= 0:
+                os.write(self._bell_out, b"!")
 
     def _serve(self) -> None:
         closing = False
@@ -71,8 +74,10 @@ class CommandSlots(Executor):
                 if self._end_finished_runs():
                     self._wake()
         finally:
-            os.close(self._bell_in)
-            os.close(self._bell_out)
+            with self._bell_lock:
+                os.close(self._bell_in)
+                os.close(self._bell_out)
+                self._bell_out = -1
 
     def _start_free_slots(self) -> bool:
         """Start claimed flights while slots are free; True once close() was called."""
