@@ -41,7 +41,7 @@ from glisk_cli.repositories.token_sql import (
 from glisk_cli.transaction import Transaction
 
 if TYPE_CHECKING:
-    from glisk_cli.models import Token  # noqa: F401 — named as a string by the class below
+    from glisk_cli.models import Token
 
 _FAILED = TokenStatus.FAILED.value
 # Every result field any stage reports, each an array parameter of the batch move.
@@ -51,6 +51,12 @@ _RESULT_FIELDS = tuple(dict.fromkeys(f for stage in STAGES.values() for f in sta
 class TokenLeases(Repository["Token"]):
     """The workers' operations of the token repository (`uow.tokens`): driver SQL only, so a
     claim loads no ORM model (docs/architecture.md, "A one-shot command loads what it uses")."""
+
+    @property
+    def model(self) -> type[Token]:  # the model module loads when first asked for
+        from glisk_cli.models import Token
+
+        return Token
 
     def __init__(
         self, transaction: Transaction | Session, policy: QueuePolicy | None = None

@@ -43,9 +43,6 @@ class TokenQueue(TokenLeases):
     """The operator's queue operations of the token repository (`uow.tokens`), by token id, on
     ORM models; the workers' operations are in `TokenLeases`."""
 
-    def get_by_id(self, id: uuid.UUID) -> Token | None:
-        return self.transaction.run(lambda: self.session.get(models.Token, id))
-
     # -- the queue, for callers that manage the transaction themselves -----------------------
 
     def get_pending_for_generation(self, limit: int = 10) -> Sequence[Token]:
@@ -179,12 +176,11 @@ class TokenQueue(TokenLeases):
     def _lock_by_token_ids(self, token_ids: Sequence[int]) -> list[Token]:
         """Load and row-lock the given tokens (waiting for other writers), all of them or fail."""
         wanted = list(dict.fromkeys(token_ids))
+        # One lock order for everyone: no deadlocks between callers.
         query = (
             select(models.Token)
             .where(models.Token.token_id.in_(wanted))
-            .order_by(
-                models.Token.token_id
-            )  # one lock order for everyone: no deadlocks between callers
+            .order_by(models.Token.token_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )

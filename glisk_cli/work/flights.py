@@ -25,15 +25,11 @@ class Flight:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     killed: str | None = None  # why the runner stopped it, if it did
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _history_ids: dict[tuple[str, object], uuid.UUID] = field(default_factory=dict, repr=False)
 
     def history_id(self, kind: str, key: object) -> uuid.UUID:
         """The id of one history row this attempt writes, the same every time it is asked:
         a write retried after its commit was lost finds its rows there and adds none."""
-        found = self._history_ids.get((kind, key))
-        if found is None:
-            found = self._history_ids[kind, key] = uuid.uuid5(self.id, f"{kind}:{key}")
-        return found
+        return uuid.uuid5(self.id, f"{kind}:{key}")
 
     def attach(self, attempt: Attempt) -> None:
         """The job started: from now on a kill reaches it (one asked for before, at once)."""

@@ -122,7 +122,9 @@ def test_state_delete_is_idempotent_and_prefix_listing_is_literal(uow_factory) -
         assert uow.system_state.delete_state("b") is False
 
 
-def test_tokens_are_found_by_status_and_author_oldest_first(session_factory, uow_factory) -> None:
+def test_tokens_are_found_by_status_author_and_id_oldest_first(
+    session_factory, uow_factory
+) -> None:
     seed_tokens(session_factory, 5)
     with uow_factory() as uow:
         detected = uow.tokens.get_by_status(TokenStatus.DETECTED, limit=3)
@@ -131,6 +133,9 @@ def test_tokens_are_found_by_status_and_author_oldest_first(session_factory, uow
         assert len(uow.tokens.get_by_author(author)) == 5
         assert uow.tokens.get_by_token_id(4) is not None
         assert uow.tokens.get_by_token_id(99) is None
+        by_id = uow.tokens.get_by_id(detected[1].id)
+        assert by_id is not None
+        assert by_id.token_id == 2
 
 
 def test_a_token_naming_a_missing_author_is_refused(uow_factory) -> None:
