@@ -11,7 +11,7 @@ DATABASE_DIRECT_URL: `Database.can_listen`), it only polls.
 from __future__ import annotations
 
 import contextlib
-import selectors
+import select
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -81,9 +81,9 @@ class Listener:
         if fileno is None:
             time.sleep(timeout)
             return 0
-        with selectors.DefaultSelector() as selector:
-            selector.register(fileno, selectors.EVENT_READ)
-            selector.select(timeout)
+        poller = select.poll()  # costs no system call to make, unlike an epoll selector
+        poller.register(fileno, select.POLLIN)
+        poller.poll(timeout * 1000)
         return self.drain()
 
     def drain(self) -> int:
