@@ -7,8 +7,8 @@ reached, with the URL's password masked. Every layer that talks to PostgreSQL go
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -93,24 +93,40 @@ def _first_line(exc: BaseException) -> str:
     return redact(text[0]) if text else type(exc).__name__
 
 
-@contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors() -> AbstractContextManager[None]:
     """Re-raise database errors as GliskErrors; anything else passes through unchanged."""
-    try:
-        yield
-    except DBAPIError as error:
-        translated = translate(error)
-        if translated is None:
-            raise
-        raise translated from error
-    except StatementError as error:
-        # Raised before reaching the server, e.g. a naive datetime refused by a column type.
-        if isinstance(error.orig, GliskError):
-            raise error.orig from error
-        raise
-    except UnicodeEncodeError:
-        # Text from the command line can carry lone surrogates (undecodable bytes in argv).
-        raise InvalidInput("text is not valid Unicode (it has undecodable characters)") from None
+    return _TRANSLATING
+
+
+class _Translating:
+    """`translate_errors`'s context manager: a class, not a generator, because every statement
+    of the workers' path enters one, and a generator's setup costs several times as much."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if isinstance(error, DBAPIError):
+            translated = translate(error)
+            if translated is not None:
+                raise translated from error
+        elif isinstance(error, StatementError):
+            # Raised before reaching the server, e.g. a naive datetime refused by a column type.
+            if isinstance(error.orig, GliskError):
+                raise error.orig from error
+        elif isinstance(error, UnicodeEncodeError):
+            # Text from the command line can carry lone surrogates (undecodable bytes in argv).
+            message = "text is not valid Unicode (it has undecodable characters)"
+            raise InvalidInput(message) from None
+        return False  # anything else, or a DBAPIError glisk does not expect: unchanged
+
+
+_TRANSLATING = _Translating()  # stateless, so one serves every (nested or concurrent) use
 
 
 def translate_driver_error(

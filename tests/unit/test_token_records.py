@@ -1,0 +1,41 @@
+"""The records of the workers' path: what `ClaimedToken.from_rows` builds is an ordinary frozen
+ClaimedToken, however it is built (token_records.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from glisk_cli.pipeline import TokenStatus
+from glisk_cli.repositories.token_records import CLAIMED_COLUMNS, ClaimedToken
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _row(token_id: int, minted: datetime) -> tuple:
+    """A row as the claim statement returns it: CLAIMED_COLUMNS, the status as text."""
+    return (
+        uuid.uuid4(), token_id, uuid.uuid4(), "0x" + "bb" * 20, "generating", minted, None, None,
+        None, None, None, "w1", uuid.uuid4(), NOW, 1, NOW, NOW,
+    )  # fmt: skip
+
+
+def test_records_from_rows_are_frozen_claimed_tokens_oldest_mint_first() -> None:
+    rows = [_row(3, NOW), _row(1, NOW), _row(2, NOW - timedelta(seconds=1))]
+    tokens = ClaimedToken.from_rows(rows)
+
+    assert [token.token_id for token in tokens] == [2, 1, 3]  # by mint, then token id
+    token = tokens[0]
+    assert type(token) is ClaimedToken
+    assert token.status is TokenStatus.GENERATING
+    assert token == ClaimedToken(*rows[2][:4], TokenStatus.GENERATING, *rows[2][5:])  # type: ignore[call-arg]
+    assert len(dataclasses.fields(token)) == len(CLAIMED_COLUMNS)
+    assert not hasattr(token, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.attempts = 2  # type: ignore[misc]
+    assert dataclasses.replace(token, attempts=2).attempts == 2
+    assert pickle.loads(pickle.dumps(token)) == token  # noqa: S301  # our own bytes
