@@ -34,6 +34,7 @@ from glisk_cli.connection_setup import (
 )
 from glisk_cli.database_errors import translate_unavailable
 from glisk_cli.errors import ConfigError
+from glisk_cli.kept_connection import KeptConnection
 from glisk_cli.policy import QueuePolicy, Timeouts
 from glisk_cli.redact import mask_url
 
@@ -81,6 +82,8 @@ class Database:
         self.engine = _create_engine(
             url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping, pooler=pooler
         )
+        # One connection waits between Units of Work (a pinging pool checks every checkout).
+        self.kept = None if pre_ping else KeptConnection(self.engine)
         self._direct_engine: Engine | None = None
         if on_refused is not None:
             event.listen(self.engine, "do_connect", _retry_refused(on_refused))
@@ -171,6 +174,8 @@ class Database:
 
     def dispose(self) -> None:
         """Close every pooled connection."""
+        if self.kept is not None:
+            self.kept.close()
         self.engine.dispose()
         if self._direct_engine is not None:
             self._direct_engine.dispose()

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
 from glisk_cli.database_errors import connect_failure, translate_driver_error, translate_errors
 from glisk_cli.errors import ConnectionLost, SchemaNotAtHead
+from glisk_cli.kept_connection import KeptConnection
 
 T = TypeVar("T")
 
@@ -60,14 +62,20 @@ class Transaction:
     """Begins when first used; `commit` or `rollback` ends it, `close` gives the connection back."""
 
     def __init__(
-        self, engine: Engine | None, sessions: sessionmaker[Session], opening: Opening | None = None
+        self,
+        engine: Engine | None,
+        sessions: sessionmaker[Session],
+        opening: Opening | None = None,
+        kept: KeptConnection | None = None,
     ) -> None:
         """On `engine`'s connections, with Sessions from `sessions` when needed; with no engine
         (a bare session factory, as the seed builds it), the Session's own transaction.
-        `opening`: glisk's own first statement, when there is one."""
+        `opening`: glisk's own first statement, when there is one. `kept`: where a connection
+        waits between transactions, when the database keeps one (`kept_connection.py`)."""
         self._engine = engine
         self._sessions = sessions
         self._opening = opening
+        self._kept = kept
         self._pooled: PoolProxiedConnection | None = None  # the pool's connection, once out
         self._connection: Connection | None = None  # SQLAlchemy's, made for a Session
         self._session: Session | None = None
@@ -136,7 +144,10 @@ class Transaction:
         assert self._engine is not None
         if self._pooled is None:
             try:
-                self._pooled = self._engine.raw_connection()
+                if self._kept is not None:
+                    self._pooled = self._kept.take()
+                else:
+                    self._pooled = self._engine.raw_connection()
             except psycopg.OperationalError as error:
                 raise connect_failure(self._engine, error) from error
             opening = self._opening.statement() if self._opening else None
@@ -177,10 +188,10 @@ class Transaction:
                 self._commit_pooled(self._pooled)
 
     def _commit_pooled(self, pooled: PoolProxiedConnection) -> None:
+        driver = cast(psycopg.Connection, pooled.dbapi_connection)
         try:
-            pooled.commit()
+            driver.commit()
         except psycopg.Error as error:
-            driver = cast(psycopg.Connection, pooled.dbapi_connection)
             lost = driver.closed or driver.broken
             if lost:
                 pooled.invalidate()
@@ -213,5 +224,16 @@ class Transaction:
         if self._connection is not None:
             self._connection.close()  # gives the pooled connection back
         elif self._pooled is not None:
-            self._pooled.close()
+            if self._kept is not None and _between_transactions(self._pooled):
+                self._kept.keep(self._pooled)
+            else:
+                self._pooled.close()  # the pool resets it, or drops it when invalidated
         self._session = self._connection = self._pooled = None
+
+
+def _between_transactions(pooled: PoolProxiedConnection) -> bool:
+    """Whether `pooled` is sound and in no transaction: fit for the next Unit of Work as it is."""
+    if not pooled.is_valid:
+        return False
+    driver = cast(psycopg.Connection, pooled.dbapi_connection)
+    return not driver.broken and driver.info.transaction_status == TransactionStatus.IDLE

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from glisk_cli.database import DEFAULT_POLICY, Database
+from glisk_cli.kept_connection import KeptConnection
 from glisk_cli.logging import logger
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.transaction import Opening, Transaction
@@ -49,10 +50,12 @@ class UnitOfWork:
         policy: QueuePolicy = DEFAULT_POLICY,
         engine: Engine | None = None,
         opening: Opening | None = None,
+        kept: KeptConnection | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._engine = engine
         self._opening = opening
+        self._kept = kept
         self.policy = policy
         self._transaction: Transaction | None = None
 
@@ -124,7 +127,9 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         for name in _REPOSITORIES:  # those of an earlier `with` block worked in its transaction
             self.__dict__.pop(name, None)
-        self._transaction = Transaction(self._engine, self._session_factory, self._opening)
+        self._transaction = Transaction(
+            self._engine, self._session_factory, self._opening, self._kept
+        )
         return self
 
     def __exit__(
@@ -170,14 +175,16 @@ def create_uow_factory(
     defaults. With `require_revision`, the first Unit of Work refuses (SchemaNotAtHead) unless
     the database is migrated to it, checked in its own first statement.
     """
-    opening = None
+    opening = kept = None
     if isinstance(database, Database):
         sessions, policy, engine = database.sessions, database.policy, database.engine
-        opening = Opening(database.transaction_settings, require_revision)
+        kept = database.kept
+        if database.transaction_settings or require_revision:
+            opening = Opening(database.transaction_settings, require_revision)
     else:
         sessions, policy, engine = database, DEFAULT_POLICY, None
 
     def make_uow() -> UnitOfWork:
-        return UnitOfWork(sessions, policy, engine, opening)
+        return UnitOfWork(sessions, policy, engine, opening, kept)
 
     return make_uow

@@ -83,8 +83,10 @@ class Monitor:
 
     def refresh(self) -> Frame:
         try:
-            reading = self._read()
+            # The revision first: its connection then serves the read's Unit of Work, which keeps
+            # it (kept_connection.py), so the view holds one connection, not two.
             self._last_revision = self._revision()
+            reading = self._read()
         except DatabaseUnavailable as error:
             self._down_since = self._down_since or wall_clock()
             self._back_since = None

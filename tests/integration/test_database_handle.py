@@ -1,6 +1,7 @@
 """The one database handle: the library reads the CLI's settings, and every time comes from the
 database clock (leases from the statement's time, not the transaction's start)."""
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -124,6 +125,75 @@ def test_a_unit_of_work_retries_its_first_statement_on_a_connection_that_died_in
                 admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             with uow_factory() as uow:
                 assert read(uow)
+    finally:
+        database.dispose()
+
+
+def _backend_pid(uow) -> int:
+    """The server process of the Unit of Work's connection, asked on the workers' path."""
+    return uow.transaction.rows("SELECT pg_backend_pid()", {})[0][0]
+
+
+def _connections(session_factory, url: str) -> int:
+    """How many connections the database of `url` has, other than the asker's."""
+    with session_factory() as admin:
+        return admin.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :name "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"name": url.rsplit("/", 1)[-1].split("?")[0]},
+        ).scalar_one()
+
+
+def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
+    migrated_url: str, session_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    database = Database(migrated_url, pool_size=1)
+    uow_factory = create_uow_factory(database)
+    try:
+        pids = set()
+        for _ in range(3):
+            with uow_factory() as uow:
+                pids.add(_backend_pid(uow))
+        assert len(pids) == 1
+        # The kept connection dies between Units of Work: the next one's first statement is
+        # retried on a fresh connection, as for one that died in the pool.
+        with session_factory() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids.pop()})
+        with uow_factory() as uow:
+            assert uow.tokens.claim("generation", 1, "w", LONG)
+        session_factory.kw["bind"].dispose()  # the admin's own connections are not counted
+        assert _connections(session_factory, migrated_url) == 1
+    finally:
+        database.dispose()
+    assert _connections(session_factory, migrated_url) == 0
+
+
+def test_a_forked_child_leaves_its_parents_kept_connection_alone(
+    migrated_url: str, session_factory
+) -> None:
+    database = Database(migrated_url, pool_size=1)
+    uow_factory = create_uow_factory(database)
+    try:
+        with uow_factory() as uow:
+            parent = _backend_pid(uow)
+        reader, writer = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: a Unit of Work of its own, then out without clean-up
+            try:
+                with uow_factory() as uow:
+                    os.write(writer, str(_backend_pid(uow)).encode())
+            finally:
+                os._exit(0)
+        os.close(writer)
+        os.waitpid(child, 0)
+        with os.fdopen(reader) as answer:
+            child_pid = int(answer.read() or 0)
+        assert child_pid not in (0, parent)
+        with uow_factory() as uow:  # the parent's connection is still sound, and still its own
+            assert _backend_pid(uow) == parent
     finally:
         database.dispose()
 
