@@ -96,7 +96,7 @@ RAW_CLAIM = cast(  # assembled from constants
     + ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS),
 )
 TOKEN_ID = CLAIMED_COLUMNS.index("token_id")
-LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE)))  # built from constants
+LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE), GOAL_BATCH))  # from constants
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ def worker_main(index: int, url: str, jobs: mp.Queue, results: mp.Queue, barrier
                 if job.path == "library":
                     ids, claims = drain_library(uow_factory, worker, job.batch, job.cycle)
                 elif job.path == "raw-lib":
-                    ids, claims = drain_raw(conn, worker, job.batch, LIBRARY_CLAIM)
+                    sql = cast(LiteralString, claim_sql(stage_named(STAGE), job.batch))
+                    ids, claims = drain_raw(conn, worker, job.batch, sql)
                 else:
                     ids, claims = drain_raw(conn, worker, job.batch)
                 finished = time.monotonic()

@@ -48,7 +48,7 @@ def main() -> None:
 
     with scratch_database(args.database_url) as url:
         migrate_with_author(url, "bench")
-        sql = cast(LiteralString, claim_sql(stage_named(STAGE)))
+        sql = cast(LiteralString, claim_sql(stage_named(STAGE), BATCH))
         database = Database(url, pool_size=1)
         uow_factory = create_uow_factory(database)
         raw = psycopg.connect(conninfo(url))

@@ -56,6 +56,9 @@ VARIANTS: dict[str, tuple[str, str]] = {  # name: (statement, connection options
         "",
     ),
     "library, glisk's options": (LIBRARY_CLAIM, GLISK_OPTIONS),
+    # The library's claim as it was sent until 2026-11-30: the LIMIT a parameter, so PostgreSQL
+    # planned every claim anew (token_sql.py).
+    "library, LIMIT a parameter": (LIBRARY_CLAIM.replace("LIMIT 10", "LIMIT %(limit)s"), ""),
 }
 
 

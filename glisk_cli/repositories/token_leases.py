@@ -86,7 +86,7 @@ class TokenLeases(Repository["Token"]):
         """
         lease = self.policy.lease if lease is None else check_lease(lease)
         wanted = check_batch_size(limit)
-        sql = claim_sql(stage_named(stage))
+        claimed_stage = stage_named(stage)
         params: dict[str, Any] = {
             "worker": worker,
             "lease": lease,
@@ -95,8 +95,7 @@ class TokenLeases(Repository["Token"]):
         }
         rows: list[tuple[Any, ...]] = []
         while True:
-            params["limit"] = wanted - len(rows)
-            found = self.transaction.rows(sql, params)
+            found = self.transaction.rows(claim_sql(claimed_stage, wanted - len(rows)), params)
             handed_out = [row for row in found if row[4] != _FAILED]
             rows += handed_out
             # Exhausted tokens took places in the batch; claim again for those places.

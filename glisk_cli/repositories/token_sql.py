@@ -18,7 +18,7 @@ import functools
 from sqlalchemy import Executable, Integer, bindparam, select, text
 
 from glisk_cli.models.literals import status_in
-from glisk_cli.pipeline import Stage
+from glisk_cli.pipeline import STAGES, Stage, StageName
 from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
 
 _RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).replace(
@@ -44,8 +44,13 @@ _RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).repl
 # lease_expires_at) is what keeps other claims away. A WITH query runs only as far as it is
 # read, and `picked` reads each source only for the rows the ones before it did not supply, so a
 # claim locks exactly the tokens it picks and never holds back a free token it does not take.
-# (Each LIMIT stays a plain parameter, which the planner can cost; an expression there would be
-# costed as a tenth of the table and could turn the ordered index scan into a sort.)
+#
+# Each LIMIT is the batch size written in as a number (`claim_sql`), never a parameter: then no
+# parameter shapes the plan, so once psycopg prepares the statement PostgreSQL keeps one generic
+# plan for it instead of planning every claim anew, as it did with the LIMIT a parameter (its
+# generic plan, costed for an unknown LIMIT, always lost to a custom one). The lock of the ORM
+# path (`lock_candidates_statement`) binds it instead, and an expression there would be costed
+# as a tenth of the table and could turn the ordered index scan into a sort.
 _PICK = """
     expired AS (
         SELECT id FROM tokens_s0
@@ -195,15 +200,25 @@ FROM tokens_s0 WHERE {statuses}
 """
 
 
-@functools.cache
-def claim_sql(stage: Stage) -> str:
-    """Lease up to %(limit)s tokens of `stage` (failing exhausted ones)."""
-    return _CLAIM.format(
+def claim_sql(stage: Stage, limit: int) -> str:
+    """Lease up to `limit` tokens of `stage` (failing exhausted ones)."""
+    return _claim_sql(stage.name, limit)
+
+
+@functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
+def _claim_sql(stage: StageName, limit: int) -> str:
+    return _CLAIMS[stage].replace("%(limit)s", str(int(limit)))
+
+
+_CLAIMS = {
+    stage.name: _CLAIM.format(
         pick=_PICK.format(claimable=status_in(stage.claimable)),
         in_flight=stage.in_flight.value,
         stage=stage.name.value,
         returning=_RETURNING,
     )
+    for stage in STAGES.values()
+}
 
 
 @functools.cache

@@ -10,11 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from glisk_cli.database import Database
 from glisk_cli.errors import Conflict, InvalidInput
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.token import TokenRepository
 from glisk_cli.repositories.token_sql import claim_sql
+from glisk_cli.uow import create_uow_factory
 from tests.conftest import expire_leases, seed_tokens
 
 LEASE = timedelta(minutes=15)
@@ -248,6 +250,31 @@ def _lease_to_the_dead(session_factory, minutes_expired: dict[int, int]) -> None
             )
 
 
+def test_a_worker_s_repeated_claims_run_one_generic_plan(
+    migrated_url: str, session_factory
+) -> None:
+    seed_tokens(session_factory, 100)
+    database = Database(migrated_url, pool_size=1)
+    uow_factory = create_uow_factory(database)
+    try:
+        # psycopg prepares a statement once it ran 5 times; PostgreSQL then plans it anew 5 times
+        # before it weighs the generic plan.
+        for _ in range(15):
+            claim(uow_factory, limit=2)
+        with uow_factory() as uow:  # the same kept connection, so the same prepared statements
+            [(generic, custom)] = uow.transaction.rows(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE '%%FOR UPDATE SKIP LOCKED%%'",
+                {},
+            )
+    finally:
+        database.dispose()
+    # No parameter shapes the claim's plan (its LIMIT is written in), so PostgreSQL stops
+    # planning each claim once it has seen that the generic plan is no worse.
+    assert generic >= 1
+    assert custom <= 5
+
+
 def test_claim_is_served_by_an_index_not_a_table_scan(session_factory) -> None:
     seed_tokens(session_factory, 100_000, status="revealed")
     seed_tokens(session_factory, 20_000, first_id=200_001)
@@ -297,10 +324,9 @@ def test_a_claim_reads_only_the_tokens_it_takes(
 
 def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
     """PostgreSQL's plan for the claim the library sends (EXPLAIN ANALYZE runs it, rolled back)."""
-    parameters = {"limit": 10, "worker": "explain", "lease": LEASE, "max_attempts": 5,
-                  "lease_id": uuid.uuid4()}  # fmt: skip
+    parameters = {"worker": "explain", "lease": LEASE, "max_attempts": 5, "lease_id": uuid.uuid4()}
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
-    sql = f"EXPLAIN ({options}) {claim_sql(stage_named(stage))}"
+    sql = f"EXPLAIN ({options}) {claim_sql(stage_named(stage), 10)}"
     explain = session.connection().exec_driver_sql(sql, parameters)
     plan = explain.scalar_one()[0]["Plan"]
     session.rollback()
