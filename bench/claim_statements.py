@@ -10,7 +10,9 @@ transaction per claim, each variant in turn (interleaved, 3 repetitions, medians
 - third probe: the library's, with one more empty index probe in front of the free tokens, as
   a third source (retry delays in a column of their own) would add;
 - library, glisk's options: the library's, on connections started with the options glisk's
-  engine sets (TimeZone, lock_timeout, statement_timeout).
+  engine sets (TimeZone, lock_timeout, statement_timeout);
+- library, LIMIT a parameter: the library's as it was sent before its LIMITs were written in,
+  which made PostgreSQL plan every claim anew (the minimal claim's LIMIT is a parameter too).
 
     uv run python bench/claim_statements.py [--database-url URL] [--tokens 20000]
 """
@@ -48,7 +50,7 @@ VARIANTS: dict[str, tuple[str, str]] = {  # name: (statement, connection options
             _FREE,
             "    third AS (\n        SELECT id FROM tokens_s0 WHERE status = 'detected'"
             " AND lease_expires_at < statement_timestamp() AND lease_id IS NULL\n"
-            "        LIMIT %(limit)s FOR UPDATE SKIP LOCKED\n    ),\n" + _FREE,
+            f"        LIMIT {BATCH} FOR UPDATE SKIP LOCKED\n    ),\n" + _FREE,
         ).replace(
             "SELECT id FROM expired\n",
             "SELECT id FROM expired\n        UNION ALL\n        SELECT id FROM third\n",
