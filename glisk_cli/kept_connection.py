@@ -1,11 +1,11 @@
 """One pooled connection kept out of the pool between Units of Work (docs/architecture.md, "The
 workers' path below the ORM").
 
-A worker runs Unit of Work after Unit of Work, each a short transaction. Checking a connection
-out of SQLAlchemy's pool and back in costs more client CPU than the claim statement's own
-driver work beyond raw psycopg, so the connection a transaction ended cleanly on is kept here,
-and the next transaction (of any thread) takes it without a checkout. At most one is kept; the
-pool still hands out every other connection and remains the only place they are made.
+A worker runs Unit of Work after Unit of Work, each a short transaction. In a profile of a
+worker's claim loop, SQLAlchemy's checkout and check-in were the largest client cost beyond the
+driver's own; so the connection a transaction ended cleanly on is kept here, and the next
+transaction (of any thread) takes it without a checkout. At most one is kept; the pool still
+hands out every other connection and remains the only place they are made.
 
 What the pool would do on check-in, the Unit of Work did already: its transaction ended with
 COMMIT or ROLLBACK, and a connection that broke or is mid-transaction goes back to the pool
