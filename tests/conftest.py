@@ -293,6 +293,17 @@ def uow_factory(session_factory):
     return create_uow_factory(session_factory)
 
 
+@pytest.fixture
+def database(migrated_url: str):
+    """A migrated database of this test's own, as a worker opens it (`Database`: a pool of one,
+    and the connection kept between Units of Work), disposed after the test."""
+    from glisk_cli.database import Database
+
+    database = Database(migrated_url, pool_size=1)
+    yield database
+    database.dispose()
+
+
 def seed_tokens(
     session_factory, count: int, *, status: str = "detected", first_id: int = 1
 ) -> None:

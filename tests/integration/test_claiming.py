@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from glisk_cli.database import Database
 from glisk_cli.errors import Conflict, InvalidInput
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
@@ -250,25 +249,19 @@ def _lease_to_the_dead(session_factory, minutes_expired: dict[int, int]) -> None
             )
 
 
-def test_a_worker_s_repeated_claims_run_one_generic_plan(
-    migrated_url: str, session_factory
-) -> None:
+def test_a_worker_s_repeated_claims_run_one_generic_plan(database, session_factory) -> None:
     seed_tokens(session_factory, 100)
-    database = Database(migrated_url, pool_size=1)
     uow_factory = create_uow_factory(database)
-    try:
-        # psycopg prepares a statement once it ran 5 times; PostgreSQL then plans it anew 5 times
-        # before it weighs the generic plan.
-        for _ in range(15):
-            claim(uow_factory, limit=2)
-        with uow_factory() as uow:  # the same kept connection, so the same prepared statements
-            [(generic, custom)] = uow.transaction.rows(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE statement LIKE '%%FOR UPDATE SKIP LOCKED%%'",
-                {},
-            )
-    finally:
-        database.dispose()
+    # psycopg prepares a statement once it ran 5 times; PostgreSQL then plans it anew 5 times
+    # before it weighs the generic plan.
+    for _ in range(15):
+        claim(uow_factory, limit=2)
+    with uow_factory() as uow:  # the same kept connection, so the same prepared statements
+        [(generic, custom)] = uow.transaction.rows(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%FOR UPDATE SKIP LOCKED%%'",
+            {},
+        )
     # No parameter shapes the claim's plan (its LIMIT is written in), so PostgreSQL stops
     # planning each claim once it has seen that the generic plan is no worse.
     assert generic >= 1

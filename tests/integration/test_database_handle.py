@@ -108,25 +108,21 @@ def test_transitions_stamp_updated_at_from_the_database_clock(session_factory, u
 
 
 def test_a_unit_of_work_retries_its_first_statement_on_a_connection_that_died_in_the_pool(
-    migrated_url: str, session_factory
+    database: Database, session_factory
 ) -> None:
     seed_tokens(session_factory, 2)
-    database = Database(migrated_url, pool_size=1)
     uow_factory = create_uow_factory(database)
-    try:
-        for read in (
-            lambda uow: uow.tokens.claim("generation", 1, "w", LONG),  # the workers' path
-            lambda uow: uow.tokens.get_by_token_id(1),  # the ORM
-        ):
-            with uow_factory() as uow:
-                pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-            # The server ends that connection while it idles in the pool (a restart, say).
-            with session_factory() as admin:
-                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            with uow_factory() as uow:
-                assert read(uow)
-    finally:
-        database.dispose()
+    for read in (
+        lambda uow: uow.tokens.claim("generation", 1, "w", LONG),  # the workers' path
+        lambda uow: uow.tokens.get_by_token_id(1),  # the ORM
+    ):
+        with uow_factory() as uow:
+            pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        # The server ends that connection while it idles in the pool (a restart, say).
+        with session_factory() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with uow_factory() as uow:
+            assert read(uow)
 
 
 def _backend_pid(uow) -> int:
@@ -147,55 +143,46 @@ def _connections(session_factory, url: str) -> int:
 
 
 def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
-    migrated_url: str, session_factory
+    database: Database, migrated_url: str, session_factory
 ) -> None:
     seed_tokens(session_factory, 1)
-    database = Database(migrated_url, pool_size=1)
     uow_factory = create_uow_factory(database)
-    try:
-        pids = set()
-        for _ in range(3):
-            with uow_factory() as uow:
-                pids.add(_backend_pid(uow))
-        assert len(pids) == 1
-        # The kept connection dies between Units of Work: the next one's first statement is
-        # retried on a fresh connection, as for one that died in the pool.
-        with session_factory() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids.pop()})
+    pids = set()
+    for _ in range(3):
         with uow_factory() as uow:
-            assert uow.tokens.claim("generation", 1, "w", LONG)
-        session_factory.kw["bind"].dispose()  # the admin's own connections are not counted
-        assert _connections(session_factory, migrated_url) == 1
-    finally:
-        database.dispose()
+            pids.add(_backend_pid(uow))
+    assert len(pids) == 1
+    # The kept connection dies between Units of Work: the next one's first statement is
+    # retried on a fresh connection, as for one that died in the pool.
+    with session_factory() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids.pop()})
+    with uow_factory() as uow:
+        assert uow.tokens.claim("generation", 1, "w", LONG)
+    session_factory.kw["bind"].dispose()  # the admin's own connections are not counted
+    assert _connections(session_factory, migrated_url) == 1
+    database.dispose()
     assert _connections(session_factory, migrated_url) == 0
 
 
-def test_a_forked_child_leaves_its_parents_kept_connection_alone(
-    migrated_url: str, session_factory
-) -> None:
-    database = Database(migrated_url, pool_size=1)
+def test_a_forked_child_leaves_its_parents_kept_connection_alone(database: Database) -> None:
     uow_factory = create_uow_factory(database)
-    try:
-        with uow_factory() as uow:
-            parent = _backend_pid(uow)
-        reader, writer = os.pipe()
-        child = os.fork()
-        if child == 0:  # the child: a Unit of Work of its own, then out without clean-up
-            try:
-                with uow_factory() as uow:
-                    os.write(writer, str(_backend_pid(uow)).encode())
-            finally:
-                os._exit(0)
-        os.close(writer)
-        os.waitpid(child, 0)
-        with os.fdopen(reader) as answer:
-            child_pid = int(answer.read() or 0)
-        assert child_pid not in (0, parent)
-        with uow_factory() as uow:  # the parent's connection is still sound, and still its own
-            assert _backend_pid(uow) == parent
-    finally:
-        database.dispose()
+    with uow_factory() as uow:
+        parent = _backend_pid(uow)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: a Unit of Work of its own, then out without clean-up
+        try:
+            with uow_factory() as uow:
+                os.write(writer, str(_backend_pid(uow)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader) as answer:
+        child_pid = int(answer.read() or 0)
+    assert child_pid not in (0, parent)
+    with uow_factory() as uow:  # the parent's connection is still sound, and still its own
+        assert _backend_pid(uow) == parent
 
 
 def test_a_program_that_imports_the_library_hears_nothing_from_it_unless_it_asks(
