@@ -82,8 +82,9 @@ class Database:
         self.engine = _create_engine(
             url, pool_size, timeouts, keepalives=keepalives, pre_ping=pre_ping, pooler=pooler
         )
-        # One connection waits between Units of Work (a pinging pool checks every checkout).
-        self.kept = None if pre_ping else KeptConnection(self.engine)
+        # One connection waits between Units of Work (a pinging pool checks every checkout);
+        # the pool holds its size plus as many again in overflow (`_create_engine`).
+        self.kept = None if pre_ping else KeptConnection(self.engine, capacity=2 * pool_size)
         self._direct_engine: Engine | None = None
         if on_refused is not None:
             event.listen(self.engine, "do_connect", _retry_refused(on_refused))
@@ -177,6 +178,8 @@ class Database:
         if self.kept is not None:
             self.kept.close()
         self.engine.dispose()
+        if self.kept is not None:  # one that a Unit of Work still running kept meanwhile
+            self.kept.close()
         if self._direct_engine is not None:
             self._direct_engine.dispose()
 

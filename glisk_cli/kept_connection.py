@@ -5,12 +5,15 @@ A worker runs Unit of Work after Unit of Work, each a short transaction. In a pr
 worker's claim loop, SQLAlchemy's checkout and check-in were the largest client cost beyond the
 driver's own; so the connection a transaction ended cleanly on is kept here, and the next
 transaction (of any thread) takes it without a checkout. At most one is kept; the pool still
-hands out every other connection and remains the only place they are made.
+hands out every other connection and remains the only place they are made. When another user of
+the engine fills the pool, the kept connection goes back at once, so it never makes anyone wait.
 
 What the pool would do on check-in, the Unit of Work did already: its transaction ended with
 COMMIT or ROLLBACK, and a connection that broke or is mid-transaction goes back to the pool
-instead (`Transaction.close`). Pool events (checkout, checkin) do not fire for a kept
-connection, so a Database that pings on checkout keeps none.
+instead (`Transaction.close`). What a kept connection misses is the pool's own care on checkout
+(pool events, a ping, recycling by age, invalidation of a whole pool after a disconnect): glisk
+sets no recycling, a Database that pings keeps nothing, and a kept connection that died fails
+its Unit of Work's first statement, which is retried once on a fresh connection.
 """
 
 from __future__ import annotations
@@ -18,21 +21,26 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any, cast
 
-from sqlalchemy import Engine
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import Pool, PoolProxiedConnection, QueuePool
 
 
 class KeptConnection:
-    """A slot for one checked-out connection of `engine`'s pool, shared by its Units of Work."""
+    """A slot for one checked-out connection of `engine`'s pool, which holds `capacity`
+    connections at most (pool size plus overflow), shared by the engine's Units of Work."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, capacity: int) -> None:
         self._engine = engine
+        self._capacity = capacity
         self._slot: list[PoolProxiedConnection] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
         # A Database dropped without dispose() still checks its kept connection back in.
-        weakref.finalize(self, _check_in, self._slot, self._pid)
+        weakref.finalize(self, _check_in, self._slot, self._lock, self._pid)
+        event.listen(engine, "checkout", _on_checkout(weakref.ref(self)))
 
     def take(self) -> PoolProxiedConnection:
         """The kept connection, or else one from the pool (which may raise psycopg's errors)."""
@@ -42,10 +50,11 @@ class KeptConnection:
                     return self._slot.pop()
         return self._engine.raw_connection()
 
-    def keep(self, pooled: PoolProxiedConnection) -> None:
-        """Keep `pooled`, idle between transactions, for the next Unit of Work; back to the pool
-        when one is kept already."""
-        if os.getpid() == self._pid:
+    def keep(self, pooled: PoolProxiedConnection, pool: Pool) -> None:
+        """Keep `pooled`, taken from `pool` and idle between transactions, for the next Unit of
+        Work; back to its pool when one is kept already, or when the engine's pool is another
+        by now (disposed meanwhile)."""
+        if os.getpid() == self._pid and pool is self._engine.pool:
             with self._lock:
                 if not self._slot:
                     self._slot.append(pooled)
@@ -54,13 +63,30 @@ class KeptConnection:
 
     def close(self) -> None:
         """Check the kept connection back in (before the pool is disposed)."""
-        with self._lock:
-            _check_in(self._slot, self._pid)
+        _check_in(self._slot, self._lock, self._pid)
+
+    def _give_way(self) -> None:
+        """Someone just checked a connection out: if that filled the pool, give the kept one
+        back, so that the next checkout finds it instead of waiting for the pool's timeout."""
+        if self._slot and cast(QueuePool, self._engine.pool).checkedout() >= self._capacity:
+            self.close()
 
 
-def _check_in(slot: list[PoolProxiedConnection], pid: int) -> None:
-    # A forked child must not touch its parent's connection: closing it would end the parent's
-    # session on the shared socket.
-    if os.getpid() == pid:
-        while slot:
-            slot.pop().close()
+def _on_checkout(kept: weakref.ref[KeptConnection]) -> Callable[..., None]:
+    def on_checkout(*_: Any) -> None:
+        if (alive := kept()) is not None:
+            alive._give_way()
+
+    return on_checkout
+
+
+def _check_in(slot: list[PoolProxiedConnection], lock: threading.Lock, pid: int) -> None:
+    # A forked child must not touch its parent's connection (closing it would end the parent's
+    # session on the shared socket), nor the lock, which another thread may have held at fork.
+    if os.getpid() != pid:
+        return
+    with lock:
+        kept = slot[:]
+        slot.clear()
+    for pooled in kept:
+        pooled.close()

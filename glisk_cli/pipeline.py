@@ -129,6 +129,6 @@ def check_retry_delay(delay: timedelta) -> timedelta:
 
 def check_batch_size(limit: int) -> int:
     """`limit` when it is a batch size glisk accepts (1..MAX_BATCH), else InvalidInput."""
-    if not 1 <= limit <= MAX_BATCH:
-        raise InvalidInput(f"limit must be between 1 and {MAX_BATCH}, not {limit}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_BATCH}, not {limit!r}")
     return limit

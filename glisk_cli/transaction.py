@@ -22,7 +22,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 
 from glisk_cli.database_errors import connect_failure, translate_driver_error, translate_errors
 from glisk_cli.errors import ConnectionLost, SchemaNotAtHead
@@ -77,6 +77,7 @@ class Transaction:
         self._opening = opening
         self._kept = kept
         self._pooled: PoolProxiedConnection | None = None  # the pool's connection, once out
+        self._pool: Pool | None = None  # the pool it came from
         self._connection: Connection | None = None  # SQLAlchemy's, made for a Session
         self._session: Session | None = None
         self._used = False  # a statement has run: from then on nothing is retried
@@ -143,6 +144,7 @@ class Transaction:
     def _checkout(self) -> PoolProxiedConnection:
         assert self._engine is not None
         if self._pooled is None:
+            self._pool = self._engine.pool  # a new one after a dispose(): see `close`
             try:
                 if self._kept is not None:
                     self._pooled = self._kept.take()
@@ -224,8 +226,9 @@ class Transaction:
         if self._connection is not None:
             self._connection.close()  # gives the pooled connection back
         elif self._pooled is not None:
-            if self._kept is not None and _between_transactions(self._pooled):
-                self._kept.keep(self._pooled)
+            kept, pool = self._kept, self._pool
+            if kept is not None and pool is not None and _between_transactions(self._pooled):
+                kept.keep(self._pooled, pool)
             else:
                 self._pooled.close()  # the pool resets it, or drops it when invalidated
         self._session = self._connection = self._pooled = None

@@ -83,8 +83,9 @@ class Monitor:
 
     def refresh(self) -> Frame:
         try:
-            # The revision first: its connection then serves the read's Unit of Work, which keeps
-            # it (kept_connection.py), so the view holds one connection, not two.
+            # The revision first (read from the database once, then remembered): its connection
+            # then serves the read's Unit of Work, which keeps it (kept_connection.py), so the
+            # view holds one connection, not two.
             self._last_revision = self._revision()
             reading = self._read()
         except DatabaseUnavailable as error:

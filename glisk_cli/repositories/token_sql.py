@@ -14,6 +14,7 @@ leases as live that have already run out.
 from __future__ import annotations
 
 import functools
+import operator
 
 from sqlalchemy import Executable, Integer, bindparam, select, text
 
@@ -207,7 +208,7 @@ def claim_sql(stage: Stage, limit: int) -> str:
 
 @functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
 def _claim_sql(stage: StageName, limit: int) -> str:
-    return _CLAIMS[stage].replace("%(limit)s", str(int(limit)))
+    return _CLAIMS[stage].replace("%(limit)s", str(operator.index(limit)))  # an int, nothing else
 
 
 _CLAIMS = {

@@ -164,6 +164,33 @@ def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
     assert _connections(session_factory, migrated_url) == 0
 
 
+def test_the_kept_connection_gives_way_when_other_users_fill_the_pool(database: Database) -> None:
+    uow_factory = create_uow_factory(database)
+    with uow_factory() as uow:
+        _backend_pid(uow)  # now kept: one of the pool's two connections (one, plus one overflow)
+    # Two direct users at once: the second would wait out the pool's timeout, were the kept
+    # connection not handed back when the first filled the pool.
+    with database.engine.connect() as first, database.engine.connect() as second:
+        assert first.exec_driver_sql("SELECT 1").scalar() == 1
+        assert second.exec_driver_sql("SELECT 2").scalar() == 2
+    with uow_factory() as uow:  # and Units of Work carry on
+        _backend_pid(uow)
+
+
+def test_a_unit_of_work_that_ends_after_dispose_keeps_nothing_of_the_old_pool(
+    database: Database, migrated_url: str, session_factory
+) -> None:
+    uow_factory = create_uow_factory(database)
+    with uow_factory() as uow:
+        _backend_pid(uow)
+        database.dispose()  # a runner shutting down while a thread is mid-transaction
+    session_factory.kw["bind"].dispose()
+    with uow_factory() as uow:  # a connection of the new pool
+        _backend_pid(uow)
+    database.dispose()
+    assert _connections(session_factory, migrated_url) == 0
+
+
 def test_a_forked_child_leaves_its_parents_kept_connection_alone(database: Database) -> None:
     uow_factory = create_uow_factory(database)
     with uow_factory() as uow:

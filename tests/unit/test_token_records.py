@@ -39,3 +39,10 @@ def test_records_from_rows_are_frozen_claimed_tokens_oldest_mint_first() -> None
         token.attempts = 2  # type: ignore[misc]
     assert dataclasses.replace(token, attempts=2).attempts == 2
     assert pickle.loads(pickle.dumps(token)) == token  # noqa: S301  # our own bytes
+
+
+def test_nothing_of_claimed_token_s_own_init_is_skipped_by_building_through_the_twin() -> None:
+    # from_rows never runs ClaimedToken's __init__: a __post_init__ or a field left out of
+    # __init__ would silently not apply to claimed records.
+    assert not hasattr(ClaimedToken, "__post_init__")
+    assert all(field.init for field in dataclasses.fields(ClaimedToken))
