@@ -52,9 +52,12 @@ class KeptConnection:
 
     def keep(self, pooled: PoolProxiedConnection, pool: Pool) -> None:
         """Keep `pooled`, taken from `pool` and idle between transactions, for the next Unit of
-        Work; back to its pool when one is kept already, or when the engine's pool is another
-        by now (disposed meanwhile)."""
-        if os.getpid() == self._pid and pool is self._engine.pool:
+        Work; back to its pool when one is kept already. When the engine has another pool by
+        now (the Database was disposed meanwhile), close it: nobody checks out of the old one."""
+        if pool is not self._engine.pool:
+            pooled.invalidate()  # closes the driver's connection and checks the record in
+            return
+        if os.getpid() == self._pid:
             with self._lock:
                 if not self._slot:
                     self._slot.append(pooled)

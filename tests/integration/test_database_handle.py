@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from glisk_cli.database import Database
 from glisk_cli.pipeline import TokenStatus
@@ -147,11 +147,14 @@ def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
 ) -> None:
     seed_tokens(session_factory, 1)
     uow_factory = create_uow_factory(database)
+    checkouts = []
+    event.listen(database.engine, "checkout", lambda *_: checkouts.append(1))
     pids = set()
-    for _ in range(3):
+    for _ in range(20):
         with uow_factory() as uow:
             pids.add(_backend_pid(uow))
     assert len(pids) == 1
+    assert len(checkouts) == 1  # the pool's checkout and check-in are paid once, not per turn
     # The kept connection dies between Units of Work: the next one's first statement is
     # retried on a fresh connection, as for one that died in the pool.
     with session_factory() as admin:
