@@ -32,6 +32,7 @@ from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.token_records import AdvanceResult, Backlog, ClaimedToken
 from glisk_cli.repositories.token_sql import (
     ADVANCE,
+    LEASE_IDS,
     RELEASE,
     RENEW,
     RENEW_LEASE_ID,
@@ -124,7 +125,8 @@ class TokenLeases(Repository["Token"]):
 
     def advance(self, moves: Sequence[tuple[ClaimedToken, Mapping[str, Any]]]) -> AdvanceResult:
         """Move each token to its stage's next status with the stage's result fields, ending its
-        lease; one statement for the whole batch. A token is refused — and the others still move
+        lease; one statement for the whole batch, and one more only when some token did not move,
+        to tell why (token_sql.LEASE_IDS). A token is refused — and the others still move
         — when it no longer carries the lease id it was claimed under (`lease_lost`: another
         claim took it over, or a move, release or operator ended the lease), when it is not in
         its stage's in-flight status (`illegal_transition`), or when a result field is missing
@@ -152,15 +154,16 @@ class TokenLeases(Repository["Token"]):
         }
         for name in _RESULT_FIELDS:
             params[name] = array_literal(fields.get(name) for _, _, fields in valid)
-        token_ids = {token.id: token.token_id for token, _, _ in valid}
-        moved: list[int] = []
-        for token_uuid, was_moved, still_held in self.transaction.rows(ADVANCE, params):
-            token_id = token_ids[token_uuid]
-            if was_moved:
-                moved.append(token_id)
-            else:
-                refused[token_id] = ILLEGAL_TRANSITION if still_held else LEASE_LOST
-        return AdvanceResult(sorted(moved), refused)
+        moved = {row[0] for row in self.transaction.rows(ADVANCE, params)}
+        stayed = [token for token, _, _ in valid if token.id not in moved]
+        if stayed:
+            ids = array_literal(token.id for token in stayed)
+            now = dict(self.transaction.rows(LEASE_IDS, {"ids": ids}))
+            for token in stayed:
+                held = now.get(token.id) == token.lease_id
+                refused[token.token_id] = ILLEGAL_TRANSITION if held else LEASE_LOST
+        moved_ids = sorted(token.token_id for token, _, _ in valid if token.id in moved)
+        return AdvanceResult(moved_ids, refused)
 
     def release(
         self,

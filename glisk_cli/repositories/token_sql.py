@@ -125,41 +125,35 @@ RETURNING {_RETURNING}
 
 # A batch move, one statement: each token to its stage's next status with its result fields,
 # lease ended, attempts reset when a new stage begins. The moves (from, to, reset) come from the
-# vocabulary, per token, as arrays. For a token not moved, the statement says whether it still
-# carries the lease id presented (read from the statement's snapshot, which the UPDATE's own
-# changes do not show): if not, its lease was lost — taken over, or ended by a move, a release
-# or an operator — else the move itself was not allowed from its status.
+# vocabulary, per token, as arrays. It returns the tokens it moved; why the others were not is
+# asked afterwards (LEASE_IDS).
 ADVANCE = """
-WITH moves AS (
-    SELECT * FROM unnest(
-        %(ids)s::uuid[], %(lease_ids)s::uuid[], %(from_status)s::token_status[],
-        %(to_status)s::token_status[], %(reset)s::boolean[], %(image_path)s::text[],
-        %(image_cid)s::text[], %(metadata_cid)s::text[], %(tx_hash)s::text[]
-    ) AS m(id, lease_id, from_status, to_status, reset, image_path, image_cid, metadata_cid,
+UPDATE tokens_s0 SET
+    status = moves.to_status,
+    image_path = coalesce(moves.image_path, tokens_s0.image_path),
+    image_cid = coalesce(moves.image_cid, tokens_s0.image_cid),
+    metadata_cid = coalesce(moves.metadata_cid, tokens_s0.metadata_cid),
+    reveal_tx_hash = coalesce(moves.tx_hash, tokens_s0.reveal_tx_hash),
+    attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
+    claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
+    updated_at = now()
+FROM unnest(
+    %(ids)s::uuid[], %(lease_ids)s::uuid[], %(from_status)s::token_status[],
+    %(to_status)s::token_status[], %(reset)s::boolean[], %(image_path)s::text[],
+    %(image_cid)s::text[], %(metadata_cid)s::text[], %(tx_hash)s::text[]
+) AS moves(id, lease_id, from_status, to_status, reset, image_path, image_cid, metadata_cid,
            tx_hash)
-),
-moved AS (
-    UPDATE tokens_s0 SET
-        status = moves.to_status,
-        image_path = coalesce(moves.image_path, tokens_s0.image_path),
-        image_cid = coalesce(moves.image_cid, tokens_s0.image_cid),
-        metadata_cid = coalesce(moves.metadata_cid, tokens_s0.metadata_cid),
-        reveal_tx_hash = coalesce(moves.tx_hash, tokens_s0.reveal_tx_hash),
-        attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
-        claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
-        updated_at = now()
-    FROM moves
-    WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
-      AND tokens_s0.status = moves.from_status
-    RETURNING tokens_s0.id
-)
-SELECT moves.id, moved.id IS NOT NULL,
-       CASE WHEN moved.id IS NULL THEN  -- only a token not moved is looked up again
-           (SELECT now_.lease_id FROM tokens_s0 AS now_ WHERE now_.id = moves.id)
-           IS NOT DISTINCT FROM moves.lease_id END
-FROM moves
-LEFT JOIN moved ON moved.id = moves.id
+WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
+  AND tokens_s0.status = moves.from_status
+RETURNING tokens_s0.id
 """
+
+# The lease each of the given tokens carries now, for the tokens a move left where they were: one
+# that still carries the lease id presented was not in its stage's in-flight status; one that
+# does not lost its lease (taken over, or ended by a move, a release or an operator). A statement
+# of its own, so that it sees what committed while the move waited for a row: the move's own
+# snapshot could still show a lease that another claim had just taken over.
+LEASE_IDS = "SELECT id, lease_id FROM tokens_s0 WHERE id = ANY (%(ids)s::uuid[])"
 
 # A release: the lease ends, a token in flight goes back to where its stage's tokens wait, and
 # with a delay it is held by nobody until then (a lease without a holder). With an error: the

@@ -1,6 +1,7 @@
 """Fenced leases: renewal, batch moves and releases act only for the lease a claim wrote; retry
 delays keep a released token back; exhausted tokens never cost a claim its batch."""
 
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -27,6 +28,48 @@ def test_one_claim_writes_one_new_lease_id_for_its_whole_batch(
     assert len({token.lease_id for token in first}) == 1
     assert len({token.lease_id for token in second}) == 1
     assert first[0].lease_id != second[0].lease_id
+
+
+def test_a_move_that_waited_for_a_takeover_to_commit_reports_the_lease_lost(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        [stale] = uow.tokens.claim("generation", 1, "w1", SHORT)
+    expire_leases(session_factory)
+    outcome: list = []
+    with uow_factory() as takeover:
+        takeover.tokens.claim("generation", 1, "w2", LONG)  # locks the row until it commits
+        # The stale worker's move starts now, so its snapshot still shows its own lease; it
+        # waits for the row, and finds it taken over once the claim commits.
+        mover = threading.Thread(target=lambda: outcome.append(_advance(uow_factory, stale)))
+        mover.start()
+        _wait_for_a_lock_wait(session_factory)
+    mover.join(timeout=30)
+    [result] = outcome
+    assert result.moved == []
+    assert result.refused == {1: "lease_lost"}
+
+
+def _advance(uow_factory, token):
+    with uow_factory() as uow:
+        return uow.tokens.advance([(token, {"image_path": "stale.png"})])
+
+
+def _wait_for_a_lock_wait(session_factory, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_factory() as admin:
+            waiting = admin.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the move never waited for the row")
 
 
 def test_a_worker_whose_tokens_were_reclaimed_is_refused_even_under_the_same_name(
