@@ -17,6 +17,15 @@ SHORT = timedelta(seconds=1)
 LONG = timedelta(minutes=15)
 
 
+def _claimed_and_lapsed(session_factory, uow_factory, tokens: int, worker: str):
+    """`tokens` new tokens, claimed by `worker`, whose lease has run out since."""
+    seed_tokens(session_factory, tokens)
+    with uow_factory() as uow:
+        claimed = uow.tokens.claim("generation", tokens, worker, SHORT)
+    expire_leases(session_factory)
+    return claimed
+
+
 def test_one_claim_writes_one_new_lease_id_for_its_whole_batch(
     session_factory, uow_factory
 ) -> None:
@@ -33,10 +42,7 @@ def test_one_claim_writes_one_new_lease_id_for_its_whole_batch(
 def test_a_move_that_waited_for_a_takeover_to_commit_reports_the_lease_lost(
     session_factory, uow_factory
 ) -> None:
-    seed_tokens(session_factory, 1)
-    with uow_factory() as uow:
-        [stale] = uow.tokens.claim("generation", 1, "w1", SHORT)
-    expire_leases(session_factory)
+    [stale] = _claimed_and_lapsed(session_factory, uow_factory, 1, "w1")
     outcome: list = []
     with uow_factory() as takeover:
         takeover.tokens.claim("generation", 1, "w2", LONG)  # locks the row until it commits
@@ -75,10 +81,7 @@ def _wait_for_a_lock_wait(session_factory, timeout: float = 10.0) -> None:
 def test_a_worker_whose_tokens_were_reclaimed_is_refused_even_under_the_same_name(
     session_factory, uow_factory
 ) -> None:
-    seed_tokens(session_factory, 2)
-    with uow_factory() as uow:
-        stale = uow.tokens.claim("generation", 2, "w1", SHORT)
-    expire_leases(session_factory)
+    stale = _claimed_and_lapsed(session_factory, uow_factory, 2, "w1")
     with uow_factory() as uow:
         fresh = uow.tokens.claim("generation", 2, "w1", LONG)  # a restarted w1, same name
     assert [t.token_id for t in fresh] == [1, 2]
@@ -123,10 +126,7 @@ def test_renewing_every_third_of_the_lease_keeps_the_token_for_three_leases(
 def test_a_lapsed_lease_nobody_took_over_can_still_be_renewed_and_advanced(
     session_factory, uow_factory
 ) -> None:
-    seed_tokens(session_factory, 1)
-    with uow_factory() as uow:
-        [token] = uow.tokens.claim("generation", 1, "slow", SHORT)
-    expire_leases(session_factory)
+    [token] = _claimed_and_lapsed(session_factory, uow_factory, 1, "slow")
     with uow_factory() as uow:
         [renewed] = uow.tokens.renew([token], LONG)
     assert renewed.lease_expires_at is not None
@@ -184,10 +184,7 @@ def test_a_mixed_batch_moves_exactly_the_valid_tokens_and_reports_the_rest(
 def test_a_stale_worker_is_told_it_lost_the_lease_after_the_new_holder_moved_the_token(
     session_factory, uow_factory
 ) -> None:
-    seed_tokens(session_factory, 1)
-    with uow_factory() as uow:
-        stale = uow.tokens.claim("generation", 1, "w1", SHORT)
-    expire_leases(session_factory)
+    stale = _claimed_and_lapsed(session_factory, uow_factory, 1, "w1")
     with uow_factory() as uow:
         fresh = uow.tokens.claim("generation", 1, "w2", LONG)
         assert uow.tokens.advance([(fresh[0], {"image_path": "w2.png"})]).moved == [1]
