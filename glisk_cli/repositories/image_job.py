@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -53,8 +52,7 @@ RETURNING image_generation_jobs.id
 
 def job_id(token: ClaimedToken) -> uuid.UUID:
     """The id of the job row of `token`'s attempt under its current lease."""
-    digest = hashlib.sha256(f"{token.lease_id}{token.id}".encode()).hexdigest()
-    return uuid.UUID(digest[:32])
+    return uuid.uuid5(token.id, str(token.lease_id))
 
 
 class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
