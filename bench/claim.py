@@ -71,7 +71,7 @@ from scratch import (
     sibling_database,
 )
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named

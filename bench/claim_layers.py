@@ -28,7 +28,7 @@ import psycopg
 from claim import LEASE, STAGE, seed
 from scratch import conninfo, migrate_with_author, scratch_database
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.token_sql import claim_sql

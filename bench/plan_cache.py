@@ -23,7 +23,7 @@ import psycopg
 from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, STAGE, seed
 from scratch import conninfo, migrate_with_author, scratch_database
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.uow import create_uow_factory
 
 RUNS = 30

@@ -67,7 +67,7 @@ def main() -> None:
                 "'ix_tokens_s0_status_mint_timestamp') ORDER BY relname"
             ).fetchall()
 
-        from glisk_cli.database import setup_db_session
+        from glisk_cli.db import setup_db_session
         from glisk_cli.logging import configure_logging
         from glisk_cli.uow import create_uow_factory
 

@@ -45,7 +45,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def migrate_with_author(url: str, prompt: str) -> None:
     """Migrate `url` to head with glisk's own migrations and add the one author tokens need."""
-    from glisk_cli.database import Database
+    from glisk_cli.db import Database
     from glisk_cli.migrations import upgrade
 
     database = Database(url, pool_size=1)

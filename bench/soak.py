@@ -91,7 +91,7 @@ from psycopg.rows import dict_row
 from scratch import conninfo, migrate_with_author, scratch_database
 from sqlalchemy.engine import make_url
 
-from glisk_cli.database import setup_db_session
+from glisk_cli.db import setup_db_session
 from glisk_cli.errors import Conflict, DatabaseUnavailable
 from glisk_cli.logging import configure_logging
 from glisk_cli.models import TERMINAL_STATUSES, InvalidStateTransition, TokenStatus
@@ -106,7 +106,7 @@ PROGRESS_EVERY_S = 15.0
 # What the fork server imports once for every worker it forks (`--start forkserver`): all
 # this script imports, and the driver dialect the engine loads on first use.
 PRELOAD = [
-    "glisk_cli.database",
+    "glisk_cli.db",
     "glisk_cli.embedded",
     "glisk_cli.logging",
     "glisk_cli.migrations",

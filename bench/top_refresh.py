@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from scratch import conninfo, migrate_with_author, scratch_database
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.repositories import pipeline_view_sql
 from glisk_cli.uow import create_uow_factory

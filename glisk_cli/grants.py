@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from glisk_cli.database_errors import translate_errors
+from glisk_cli.db.translate import translate_errors
 from glisk_cli.errors import InvalidInput
 from glisk_cli.models import Base
 

@@ -24,8 +24,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, text
 
-from glisk_cli.database import reflecting
-from glisk_cli.database_errors import translate_errors
+from glisk_cli.db.handle import reflecting
+from glisk_cli.db.translate import translate_errors
 from glisk_cli.errors import Conflict, InvalidInput
 
 # pg_advisory_lock key: any constant bigint other software on the database is unlikely to use.

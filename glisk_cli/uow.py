@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from glisk_cli.database import DEFAULT_POLICY, Database
-from glisk_cli.kept_connection import KeptConnection
+from glisk_cli.db.handle import DEFAULT_POLICY, Database
+from glisk_cli.db.kept_connection import KeptConnection
+from glisk_cli.db.transaction import Opening, Transaction
 from glisk_cli.logging import logger
 from glisk_cli.policy import QueuePolicy
-from glisk_cli.transaction import Opening, Transaction
 
 if TYPE_CHECKING:
     from glisk_cli.repositories import (

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from glisk_cli import migrations
-from glisk_cli.database import reflecting
+from glisk_cli.db.handle import reflecting
 from glisk_cli.errors import ConfigError
 
 # Catalog facts of one schema: each query yields (object, value) rows.

@@ -109,7 +109,7 @@ def restartable_pipeline(tokens: int) -> Iterator[tuple[EmbeddedServer, str]]:
     """A throwaway embedded server of the test's own (so it may stop and restart it), migrated,
     with `tokens` detected tokens; yields the server and its URL, and removes it afterwards."""
     from glisk_cli import migrations
-    from glisk_cli.database import setup_db_session
+    from glisk_cli.db import setup_db_session
 
     server, data_dir = new_embedded_server()
     try:
@@ -279,7 +279,7 @@ def cli(
 @pytest.fixture
 def session_factory(migrated_url: str):
     """The session factory of a migrated database of this test's own."""
-    from glisk_cli.database import setup_db_session
+    from glisk_cli.db import setup_db_session
 
     factory = setup_db_session(migrated_url, pool_size=10)
     yield factory
@@ -297,7 +297,7 @@ def uow_factory(session_factory):
 def database(migrated_url: str):
     """A migrated database of this test's own, as a worker opens it (`Database`: a pool of one,
     and the connection kept between Units of Work), disposed after the test."""
-    from glisk_cli.database import Database
+    from glisk_cli.db import Database
 
     database = Database(migrated_url, pool_size=1)
     yield database

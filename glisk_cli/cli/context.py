@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from glisk_cli.config import Settings
-    from glisk_cli.database import Database
+    from glisk_cli.db import Database
     from glisk_cli.uow import UnitOfWork
 
 debug = False  # set by the global --debug option before any command runs
@@ -37,7 +37,7 @@ def settings() -> Settings:
 
 @cache
 def database() -> Database:
-    from glisk_cli.database import Database
+    from glisk_cli.db import Database
 
     return Database.from_settings(settings())
 
@@ -70,7 +70,7 @@ def unit_of_work() -> UnitOfWork:
 @cache
 def schema_revision() -> str | None:
     """The revision the database is at (None when never migrated)."""
-    from glisk_cli.database import recorded_revisions
+    from glisk_cli.db.handle import recorded_revisions
 
     return ", ".join(recorded_revisions(engine())) or None
 

@@ -222,7 +222,7 @@ def _embedded_or_refuse(verb: str) -> EmbeddedServer:
 
 def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
     """The status document, and the reason the database did not answer (if it did not)."""
-    from glisk_cli.database import server_version
+    from glisk_cli.db.handle import server_version
     from glisk_cli.embedded import embedded_server
     from glisk_cli.errors import DatabaseUnavailable
     from glisk_cli.models import SCHEMA_REVISION

@@ -15,7 +15,7 @@ import typer
 from glisk_cli.cli import context
 
 if TYPE_CHECKING:
-    from glisk_cli.database import Database
+    from glisk_cli.db import Database
     from glisk_cli.serve.metrics import TokenMetrics
 
 HostOption = Annotated[

@@ -73,7 +73,7 @@ def claim(
 ) -> None:
     """Claim up to --limit tokens of --stage under a lease: expired leases first, then the
     oldest mints nobody holds. Printed oldest mint first."""
-    from glisk_cli.queue import claim_or_wait
+    from glisk_cli.db.listen import claim_or_wait
 
     lease_length = values.duration(lease)  # None: the configured GLISK_LEASE
     holder = worker or f"{socket.gethostname()}:{os.getpid()}"

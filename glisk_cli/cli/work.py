@@ -59,8 +59,8 @@ def work(
     stage's result fields as JSON to succeed), keeping its lease alive, retrying failures
     with backoff and recording every attempt. SIGTERM or Ctrl-C stops claiming and lets
     running attempts finish within --grace; a second one stops them at once."""
+    from glisk_cli.db.listen import Listener
     from glisk_cli.logging import configure_logging
-    from glisk_cli.queue import Listener
     from glisk_cli.work import CommandJob, Runner, WorkOptions, default_worker
     from glisk_cli.work.metrics import RunnerMetrics
     from glisk_cli.work.report import Report

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import Executable, Result
 from sqlalchemy.orm import Session
 
-from glisk_cli.transaction import Transaction
+from glisk_cli.db.transaction import Transaction
 
 if TYPE_CHECKING:
     from glisk_cli.models import Base

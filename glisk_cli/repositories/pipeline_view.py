@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from glisk_cli.db.transaction import Transaction
 from glisk_cli.pipeline import STAGES, StageName
 from glisk_cli.repositories import pipeline_view_sql as sql
-from glisk_cli.transaction import Transaction
 
 MINUTES = 60  # the history a reading covers, minute by minute
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from glisk_cli.db.transaction import Transaction
 from glisk_cli.pipeline import (
     ILLEGAL_TRANSITION,
     LEASE_LOST,
@@ -39,7 +40,6 @@ from glisk_cli.repositories.token_sql import (
     backlog_sql,
     claim_sql,
 )
-from glisk_cli.transaction import Transaction
 
 if TYPE_CHECKING:
     from glisk_cli.models import Token

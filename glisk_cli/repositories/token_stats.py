@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
-from glisk_cli.database_errors import translate_errors
+from glisk_cli.db.translate import translate_errors
 from glisk_cli.pipeline import TokenStatus
 
 

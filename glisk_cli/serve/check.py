@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from glisk_cli.database import HEALTH_CHECK_TIMEOUT
+from glisk_cli.db.handle import HEALTH_CHECK_TIMEOUT
 from glisk_cli.errors import GliskError
 from glisk_cli.redact import redact
 

@@ -49,8 +49,8 @@ def work(
     """Run `handler` for `stage`'s tokens on the database the settings name (as `glisk work`
     does), until a signal stops it or, with `drain`, the stage has no work left. Returns the
     summary `glisk work --json` prints."""
-    from glisk_cli.database import Database
-    from glisk_cli.queue import Listener
+    from glisk_cli.db import Database
+    from glisk_cli.db.listen import Listener
     from glisk_cli.uow import create_uow_factory
 
     options = WorkOptions(

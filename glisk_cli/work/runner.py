@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from glisk_cli.db.listen import POLL_INTERVAL_S, Listener
 from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.logging import logger
 from glisk_cli.pipeline import LEASE_LOST, MAX_BATCH, STAGES, StageName
-from glisk_cli.queue import POLL_INTERVAL_S, Listener
 from glisk_cli.repositories.token_records import Backlog, ClaimedToken
 from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.command_slots import CommandSlots

@@ -9,8 +9,8 @@ import select
 import socket
 import time
 
+from glisk_cli.db.listen import Listener
 from glisk_cli.errors import DatabaseUnavailable
-from glisk_cli.queue import Listener
 
 _LISTEN_RETRY_S = 10.0
 

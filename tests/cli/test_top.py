@@ -20,7 +20,7 @@ from sqlalchemy import text as sa_text
 
 from glisk_cli.cli.top_frame import render
 from glisk_cli.cli.top_state import Frame, Monitor, document
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import GLISK, PostgresServer
 from tests.top_pipeline import SECRET_URL, seed_busy_pipeline, stall_worker

@@ -43,7 +43,7 @@ def say(**fields: object) -> None:
 
 def work(url: str, name: str, seed: int) -> None:
     """Claim, pause (renewing or not), advance — until nothing is left to generate."""
-    from glisk_cli.database import setup_db_session
+    from glisk_cli.db import setup_db_session
     from glisk_cli.uow import create_uow_factory
 
     rng = random.Random(seed)  # noqa: S311 -- pauses, not secrets; seeded to vary per worker

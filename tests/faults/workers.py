@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import timedelta
 
-from glisk_cli.database import setup_db_session
+from glisk_cli.db import setup_db_session
 from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.uow import create_uow_factory
 

@@ -54,7 +54,7 @@ def database_url(
     The embedded test server trusts local connections and ignores the password, so a canary
     stands in; any other server gets its real password, which is as secret.
     """
-    from glisk_cli.database import setup_db_session
+    from glisk_cli.db import setup_db_session
 
     database = pg_server.create_database(template=migrated_template)
     factory = setup_db_session(pg_server.url_for(database), pool_size=1)

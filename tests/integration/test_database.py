@@ -8,7 +8,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import text
 
-from glisk_cli.database import setup_db_session
+from glisk_cli.db import setup_db_session
 from glisk_cli.errors import DatabaseUnavailable
 from tests.conftest import PostgresServer
 

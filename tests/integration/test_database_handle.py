@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, text
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.pipeline import TokenStatus
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import SETTING_VARIABLES, seed_tokens
@@ -223,7 +223,7 @@ def test_a_program_that_imports_the_library_hears_nothing_from_it_unless_it_asks
 import sys
 from datetime import timedelta
 from loguru import logger
-from glisk_cli.database import setup_db_session
+from glisk_cli.db import setup_db_session
 from glisk_cli.uow import create_uow_factory
 
 uow_factory = create_uow_factory(setup_db_session({migrated_url!r}))

@@ -15,8 +15,8 @@ import time
 from datetime import timedelta
 from typing import cast
 
-from glisk_cli.connection_setup import PoolerMode
-from glisk_cli.database import Database
+from glisk_cli.db import Database
+from glisk_cli.db.connection_setup import PoolerMode
 from glisk_cli.uow import create_uow_factory
 
 LEASE = timedelta(seconds=30)

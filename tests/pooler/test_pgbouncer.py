@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import text
 
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import GLISK, PostgresServer, seed_tokens
 from tests.pooler.conftest import PgBouncer, database_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from glisk_cli.config import Settings
-from glisk_cli.database import Database
+from glisk_cli.db import Database
 
 UNREACHABLE = "postgresql://worker:s3cret-pool@127.0.0.1:1/glisk"
 UNREACHABLE_DIRECT = "postgresql://owner:s3cret-direct@127.0.0.1:2/glisk"

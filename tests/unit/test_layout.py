@@ -12,10 +12,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "glisk_cli"
 LAYERS: list[set[str]] = [
     {"errors", "redact", "durations", "pipeline", "policy", "logging", "__init__"},
     {"config", "embedded"},
-    {"database", "database_errors", "transaction", "connection_setup", "kept_connection"},
+    {"db"},
     {"models"},
     {"repositories"},
-    {"uow", "queue", "migrations", "verify", "serve", "grants", "documents"},
+    {"uow", "migrations", "verify", "serve", "grants", "documents"},
     {"work"},
     {"cli", "__main__"},
 ]

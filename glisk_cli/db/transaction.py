@@ -24,9 +24,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, PoolProxiedConnection
 
-from glisk_cli.database_errors import connect_failure, translate_driver_error, translate_errors
+from glisk_cli.db.kept_connection import KeptConnection
+from glisk_cli.db.translate import connect_failure, translate_driver_error, translate_errors
 from glisk_cli.errors import ConnectionLost, SchemaNotAtHead
-from glisk_cli.kept_connection import KeptConnection
 
 T = TypeVar("T")
 

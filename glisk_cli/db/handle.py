@@ -26,15 +26,15 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from glisk_cli.connection_setup import (
+from glisk_cli.db.connection_setup import (
     PoolerMode,
     answer_probes_locally,
     connect_args,
     transaction_settings,
 )
-from glisk_cli.database_errors import translate_unavailable
+from glisk_cli.db.kept_connection import KeptConnection
+from glisk_cli.db.translate import translate_unavailable
 from glisk_cli.errors import ConfigError
-from glisk_cli.kept_connection import KeptConnection
 from glisk_cli.policy import QueuePolicy, Timeouts
 from glisk_cli.redact import mask_url
 

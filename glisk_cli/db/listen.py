@@ -19,7 +19,7 @@ from typing import TypeVar
 import psycopg
 from sqlalchemy import Connection, Engine
 
-from glisk_cli.database_errors import translate_errors
+from glisk_cli.db.translate import translate_errors
 
 CHANNEL = "glisk_claimable"
 POLL_INTERVAL_S = 1.0
