@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from glisk_cli.db.handle import DEFAULT_POLICY, Database
-from glisk_cli.db.kept_connection import KeptConnection
-from glisk_cli.db.transaction import Opening, Transaction
+from glisk_cli.db.opening import Opening
+from glisk_cli.db.transaction import PooledTransaction, SessionTransaction, Transaction
 from glisk_cli.logging import logger
 from glisk_cli.policy import QueuePolicy
 
@@ -46,16 +46,16 @@ class UnitOfWork:
 
     def __init__(
         self,
-        session_factory: sessionmaker[Session],
+        session_factory: sessionmaker[Session] | Callable[[], Transaction],
         policy: QueuePolicy = DEFAULT_POLICY,
-        engine: Engine | None = None,
-        opening: Opening | None = None,
-        kept: KeptConnection | None = None,
     ) -> None:
-        self._session_factory = session_factory
-        self._engine = engine
-        self._opening = opening
-        self._kept = kept
+        """Units of Work on the seed's `session_factory` (or on any maker of Transactions, as
+        `create_uow_factory` gives them), applying `policy` to the token queue."""
+        self._begin = (
+            transactions(session_factory)
+            if isinstance(session_factory, sessionmaker)
+            else session_factory
+        )
         self.policy = policy
         self._transaction: Transaction | None = None
 
@@ -127,9 +127,7 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         for name in _REPOSITORIES:  # those of an earlier `with` block worked in its transaction
             self.__dict__.pop(name, None)
-        self._transaction = Transaction(
-            self._engine, self._session_factory, self._opening, self._kept
-        )
+        self._transaction = self._begin()
         return self
 
     def __exit__(
@@ -175,16 +173,30 @@ def create_uow_factory(
     defaults. With `require_revision`, the first Unit of Work refuses (SchemaNotAtHead) unless
     the database is migrated to it, checked in its own first statement.
     """
-    opening = kept = None
     if isinstance(database, Database):
-        sessions, policy, engine = database.sessions, database.policy, database.engine
-        kept = database.kept
-        if database.transaction_settings or require_revision:
-            opening = Opening(database.transaction_settings, require_revision)
+        begin, policy = transactions(database, require_revision), database.policy
     else:
-        sessions, policy, engine = database, DEFAULT_POLICY, None
+        begin, policy = transactions(database), DEFAULT_POLICY
 
     def make_uow() -> UnitOfWork:
-        return UnitOfWork(sessions, policy, engine, opening, kept)
+        return UnitOfWork(begin, policy)
 
     return make_uow
+
+
+def transactions(
+    source: Database | sessionmaker[Session], require_revision: str | None = None
+) -> Callable[[], Transaction]:
+    """What makes each Unit of Work's transaction. A Database's, on its pool (with its kept
+    connection, and an opening statement for its pooler settings and `require_revision`); the
+    seed's session factory is adapted here: bound to an engine, it gets the same pooled
+    transactions, its Sessions joining them; bound to anything else, the Session's own."""
+    if isinstance(source, Database):
+        engine, sessions, kept = source.engine, source.sessions, source.kept
+        settings = source.transaction_settings
+        opening = Opening(settings, require_revision) if settings or require_revision else None
+        return lambda: PooledTransaction(engine, sessions, opening, kept)
+    bind = source.kw.get("bind")
+    if isinstance(bind, Engine):
+        return lambda: PooledTransaction(bind, source)
+    return lambda: SessionTransaction(source())

@@ -1,22 +1,24 @@
-"""One Unit of Work's transaction: a pooled connection checked out on first use, and an ORM
-Session on it only when something needs one (docs/architecture.md, "The workers' path below the
-ORM").
+"""One Unit of Work's transaction, in two kinds behind one protocol (docs/architecture.md, "The
+workers' path below the ORM"):
 
-The workers' path (claim, renew, advance, release) sends its driver SQL straight through the
-pooled psycopg connection: no Connection or Session object, no SQLAlchemy result processing,
-which together cost more client CPU than building the statement's records. Operator reads and
-the seed's single-token API use a Session, on the same connection and in the same transaction.
+- `PooledTransaction`, on a connection of an engine's pool, checked out at the first statement.
+  The workers' path (claim, renew, advance, release) sends its driver SQL straight through the
+  psycopg connection: no Connection or Session object, no SQLAlchemy result processing. Operator
+  reads and the seed's single-token API get a Session on the same connection, in the same
+  transaction, made only when they need it. This is every Unit of Work of a `Database`, and of
+  the seed's session factory when it is bound to an engine (`uow.py` adapts it).
+- `SessionTransaction`, the transaction of a Session the caller made (a repository built on a
+  Session, as the seed builds them).
 
-A transaction may open with one statement of glisk's own (`Opening`), sent with the checkout:
-the per-transaction settings behind a transaction pooler, and the CLI's schema-at-head check,
-together in one round trip (docs/architecture.md, "Every transaction runs with fixed settings").
+Both translate driver errors into glisk's (`translate.py`), and retry a transaction's first
+statement once when it finds its connection dead (the database restarted since it was last used);
+later statements, and COMMIT, are never retried: what they did is unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -24,53 +26,52 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, PoolProxiedConnection
 
+from glisk_cli.db.driver import Rows, driver, driver_error, driver_rows
 from glisk_cli.db.kept_connection import KeptConnection
-from glisk_cli.db.translate import connect_failure, translate_driver_error, translate_errors
-from glisk_cli.errors import ConnectionLost, SchemaNotAtHead
+from glisk_cli.db.opening import Opening
+from glisk_cli.db.translate import connect_failure, translate_errors
+from glisk_cli.errors import ConnectionLost
 
 T = TypeVar("T")
 
 
-@dataclass
-class Opening:
-    """What a transaction's first statement does before the caller's: `settings` (select-list
-    items such as `set_config('TimeZone', 'UTC', true)`), and, until one transaction has passed
-    it, the check that the database is at `revision` (SchemaNotAtHead, exit 7, when not)."""
+class Transaction(Protocol):
+    """What a Unit of Work and its repositories use of their transaction."""
 
-    settings: tuple[str, ...] = ()
-    revision: str | None = None
-    checked: bool = False  # shared by the Units of Work of one factory: one check per process
+    @property
+    def session(self) -> Session:
+        """An ORM Session in this transaction (made on first use)."""
+        ...
 
-    def statement(self) -> str | None:
-        items = list(self.settings)
-        if self.revision is not None and not self.checked:
-            items.append(
-                "(SELECT string_agg(version_num, ', ' ORDER BY version_num) FROM alembic_version)"
-            )
-        return f"SELECT {', '.join(items)}" if items else None
+    def run(self, operation: Callable[[], T]) -> T:
+        """`operation()` with driver errors translated; retried once on a fresh connection when
+        the transaction's first statement finds its connection dead."""
+        ...
 
-    def verify(self, row: tuple[Any, ...]) -> None:
-        if self.revision is None or self.checked:
-            return
-        if row[-1] != self.revision:
-            current = f"is at {row[-1]}, not {self.revision}" if row[-1] else "is not migrated"
-            raise SchemaNotAtHead(f"the database {current}", hint="run: glisk db upgrade")
-        self.checked = True
+    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
+        """The rows of driver SQL (`%(name)s` parameters) on the transaction's connection."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None:
+        """End the transaction's hold on its connection (after commit or rollback)."""
+        ...
 
 
-class Transaction:
-    """Begins when first used; `commit` or `rollback` ends it, `close` gives the connection back."""
+class PooledTransaction:
+    """A transaction on a connection of `engine`'s pool; Sessions from `sessions` join it."""
 
     def __init__(
         self,
-        engine: Engine | None,
+        engine: Engine,
         sessions: sessionmaker[Session],
         opening: Opening | None = None,
         kept: KeptConnection | None = None,
     ) -> None:
-        """On `engine`'s connections, with Sessions from `sessions` when needed; with no engine
-        (a bare session factory, as the seed builds it), the Session's own transaction.
-        `opening`: glisk's own first statement, when there is one. `kept`: where a connection
+        """`opening`: glisk's own first statement, when there is one. `kept`: where a connection
         waits between transactions, when the database keeps one (`kept_connection.py`)."""
         self._engine = engine
         self._sessions = sessions
@@ -82,143 +83,41 @@ class Transaction:
         self._session: Session | None = None
         self._used = False  # a statement has run: from then on nothing is retried
 
-    @classmethod
-    def of_session(cls, session: Session) -> Transaction:
-        """The transaction of an existing Session (a repository built on one directly)."""
-        transaction = cls(None, sessionmaker())
-        transaction._session = session
-        return transaction
-
     @property
     def session(self) -> Session:
         if self._session is None:
-            if self._engine is None:
-                self._session = self._sessions()
-            else:
-                # On our connection the Session joins its transaction; committing stays ours.
-                self._connection = Connection(self._engine, connection=self._checkout())
-                self._connection.begin()  # psycopg began already, or begins at the next query
-                self._session = self._sessions(bind=self._connection)
+            # On our connection the Session joins its transaction; committing stays ours.
+            self._connection = Connection(self._engine, connection=self._checkout())
+            self._connection.begin()  # psycopg began already, or begins at the next query
+            self._session = self._sessions(bind=self._connection)
         return self._session
 
     def run(self, operation: Callable[[], T]) -> T:
-        """`operation()`, retried once on a fresh connection when the transaction's first
-        statement finds its pooled connection dead (the database restarted since it was last
-        used). Later statements, and COMMIT, are never retried: what they did is unknown."""
-        try:
-            with translate_errors():
-                result = operation()
-        except ConnectionLost:
-            if self._used:
-                raise
-            self.discard()
-            with translate_errors():
-                result = operation()
+        result = _retried_once(operation, first=not self._used, reconnect=self._reconnect)
         self._used = True
         return result
 
-    def rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
-        """The rows of driver SQL (`%(name)s` parameters) on the transaction's connection."""
-        return self.run(lambda: self._driver_rows(sql, params))
-
-    def _driver_rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
-        # With a bare Session, its connection is the one to use.
-        pooled = self._checkout() if self._engine else self.session.connection().connection
-        driver = cast(psycopg.Connection, pooled.dbapi_connection)
-        try:
-            with driver.cursor() as cursor:
-                cursor.execute(sql, params)  # type: ignore[arg-type]
-                return cursor.fetchall()
-        except psycopg.Error as error:
-            lost = driver.closed or driver.broken
-            if lost:
-                pooled.invalidate()  # the pool must not hand this connection out again
-            raise translate_driver_error(
-                self._engine or self.session.get_bind(),  # type: ignore[arg-type]
-                error,
-                lost=lost,
-                statement=sql,
-                role=None if lost else driver.info.user,
-            ) from error
-
-    def _checkout(self) -> PoolProxiedConnection:
-        assert self._engine is not None
-        if self._pooled is None:
-            self._pool = self._engine.pool  # a new one after a dispose(): see `close`
-            try:
-                if self._kept is not None:
-                    self._pooled = self._kept.take()
-                else:
-                    self._pooled = self._engine.raw_connection()
-            except psycopg.OperationalError as error:
-                raise connect_failure(self._engine, error) from error
-            opening = self._opening.statement() if self._opening else None
-            if opening is not None:
-                assert self._opening is not None
-                self._opening.verify(self._open(self._pooled, opening))
-        return self._pooled
-
-    def _open(self, pooled: PoolProxiedConnection, sql: str) -> tuple[Any, ...]:
-        driver = cast(psycopg.Connection, pooled.dbapi_connection)
-        try:
-            row = driver.execute(sql).fetchone()  # type: ignore[arg-type]
-        except psycopg.errors.UndefinedTable:
-            driver.rollback()
-            raise SchemaNotAtHead(
-                "the database is not migrated", hint="run: glisk db upgrade"
-            ) from None
-        except psycopg.Error as error:
-            lost = driver.closed or driver.broken
-            if lost:
-                pooled.invalidate()  # `run` retries once on a fresh connection
-            assert self._engine is not None
-            raise translate_driver_error(self._engine, error, lost=lost, statement=sql) from error
-        assert row is not None
-        return tuple(row)
+    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
+        return self.run(lambda: driver_rows(self._checkout(), self._engine, sql, params))
 
     def commit(self) -> None:
         with translate_errors():
-            if self._engine is None:
-                if self._session is not None:
-                    self._session.commit()
-                return
             if self._session is not None:
                 self._session.flush()
             if self._connection is not None:
                 self._connection.commit()
             elif self._pooled is not None:  # nothing sent: nothing to commit
-                self._commit_pooled(self._pooled)
-
-    def _commit_pooled(self, pooled: PoolProxiedConnection) -> None:
-        driver = cast(psycopg.Connection, pooled.dbapi_connection)
-        try:
-            driver.commit()
-        except psycopg.Error as error:
-            lost = driver.closed or driver.broken
-            if lost:
-                pooled.invalidate()
-            assert self._engine is not None
-            raise translate_driver_error(self._engine, error, lost=lost) from error
+                try:
+                    driver(self._pooled).commit()
+                except psycopg.Error as error:
+                    raise driver_error(self._pooled, self._engine, error) from error
 
     def rollback(self) -> None:
-        if self._engine is None:
-            if self._session is not None:
-                self._session.rollback()
-        elif self._connection is not None:
+        if self._connection is not None:
             if not self._connection.invalidated:
                 self._connection.rollback()
         elif self._pooled is not None and self._pooled.is_valid:
             self._pooled.rollback()
-
-    def discard(self) -> None:
-        """Drop the connection (dead or not) and the Session on it; the next use starts afresh."""
-        if self._engine is None:
-            if self._session is not None:
-                self._session.rollback()  # the Session replaces its dead connection itself
-            return
-        if self._pooled is not None and self._pooled.is_valid:
-            self._pooled.invalidate()
-        self.close()
 
     def close(self) -> None:
         if self._session is not None:
@@ -233,10 +132,74 @@ class Transaction:
                 self._pooled.close()  # the pool resets it, or drops it when invalidated
         self._session = self._connection = self._pooled = None
 
+    def _reconnect(self) -> None:
+        """Drop the connection (dead or not) and the Session on it; the next use starts afresh."""
+        if self._pooled is not None and self._pooled.is_valid:
+            self._pooled.invalidate()
+        self.close()
+
+    def _checkout(self) -> PoolProxiedConnection:
+        if self._pooled is None:
+            self._pool = self._engine.pool  # a new one after a dispose(): see `close`
+            try:
+                if self._kept is not None:
+                    self._pooled = self._kept.take()
+                else:
+                    self._pooled = self._engine.raw_connection()
+            except psycopg.OperationalError as error:
+                raise connect_failure(self._engine, error) from error
+            if self._opening is not None:
+                self._opening.open(self._pooled, self._engine)
+        return self._pooled
+
+
+class SessionTransaction:
+    """The transaction of a Session the caller made; its commit is the Session's."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._used = False
+
+    def run(self, operation: Callable[[], T]) -> T:
+        # After a rollback the Session replaces its dead connection itself.
+        result = _retried_once(operation, first=not self._used, reconnect=self.session.rollback)
+        self._used = True
+        return result
+
+    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
+        engine = cast(Engine, self.session.get_bind())
+        return self.run(
+            lambda: driver_rows(self.session.connection().connection, engine, sql, params)
+        )
+
+    def commit(self) -> None:
+        with translate_errors():
+            self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _retried_once(operation: Callable[[], T], *, first: bool, reconnect: Callable[[], None]) -> T:
+    """`operation()`, and once more after `reconnect()` when it is the transaction's `first`
+    statement and found its connection dead."""
+    try:
+        with translate_errors():
+            return operation()
+    except ConnectionLost:
+        if not first:
+            raise
+    reconnect()
+    with translate_errors():
+        return operation()
+
 
 def _between_transactions(pooled: PoolProxiedConnection) -> bool:
     """Whether `pooled` is sound and in no transaction: fit for the next Unit of Work as it is."""
     if not pooled.is_valid:
         return False
-    driver = cast(psycopg.Connection, pooled.dbapi_connection)
-    return not driver.broken and driver.info.transaction_status == TransactionStatus.IDLE
+    connection = driver(pooled)
+    return not connection.broken and connection.info.transaction_status == TransactionStatus.IDLE

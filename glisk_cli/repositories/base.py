@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import Executable, Result
 from sqlalchemy.orm import Session
 
-from glisk_cli.db.transaction import Transaction
+from glisk_cli.db.transaction import SessionTransaction, Transaction
 
 if TYPE_CHECKING:
     from glisk_cli.models import Base
@@ -31,9 +31,7 @@ class Repository(Generic[M]):
 
     def __init__(self, transaction: Transaction | Session) -> None:
         self.transaction = (
-            transaction
-            if isinstance(transaction, Transaction)
-            else Transaction.of_session(transaction)
+            SessionTransaction(transaction) if isinstance(transaction, Session) else transaction
         )
 
     @property

@@ -1,0 +1,45 @@
+"""Statements sent straight through a pooled connection's psycopg connection, with no
+SQLAlchemy Connection or result processing in between (docs/architecture.md, "The workers' path
+below the ORM"), and what their errors mean to glisk."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.pool import PoolProxiedConnection
+
+from glisk_cli.db.translate import translate_driver_error
+
+Rows = Sequence[tuple[Any, ...]]
+
+
+def driver_rows(
+    pooled: PoolProxiedConnection, engine: Engine, sql: str, params: Mapping[str, Any]
+) -> Rows:
+    """The rows of `sql` run on `pooled`'s psycopg connection, errors translated."""
+    try:
+        with driver(pooled).cursor() as cursor:
+            cursor.execute(sql, params)  # type: ignore[arg-type]
+            return cursor.fetchall()
+    except psycopg.Error as error:
+        raise driver_error(pooled, engine, error, sql) from error
+
+
+def driver_error(
+    pooled: PoolProxiedConnection, engine: Engine, error: psycopg.Error, sql: str | None = None
+) -> Exception:
+    """What `error`, raised by `pooled`'s psycopg connection, means to glisk. A connection it
+    left broken is invalidated first, so that the pool never hands it out again."""
+    connection = driver(pooled)
+    lost = connection.closed or connection.broken
+    if lost:
+        pooled.invalidate()
+    role = None if lost else connection.info.user
+    return translate_driver_error(engine, error, lost=lost, statement=sql, role=role)
+
+
+def driver(pooled: PoolProxiedConnection) -> psycopg.Connection:
+    return cast(psycopg.Connection, pooled.dbapi_connection)
