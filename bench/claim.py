@@ -75,7 +75,7 @@ from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
-from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
+from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import UnitOfWork, create_uow_factory
 
@@ -93,9 +93,9 @@ RAW_CLAIM = cast(  # assembled from constants
     "UPDATE tokens_s0 SET status = 'generating', claimed_by = %(worker)s, "
     "lease_expires_at = statement_timestamp() + %(lease)s, attempts = attempts + 1, "
     "updated_at = now() FROM c WHERE tokens_s0.id = c.id RETURNING "
-    + ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS),
+    + ", ".join(f"tokens_s0.{column}" for column in TOKEN_COLUMNS),
 )
-TOKEN_ID = CLAIMED_COLUMNS.index("token_id")
+TOKEN_ID = TOKEN_COLUMNS.index("token_id")
 LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE), GOAL_BATCH))  # from constants
 
 

@@ -12,9 +12,12 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
 if TYPE_CHECKING:
     from glisk_cli.models import Token
@@ -24,25 +27,10 @@ if TYPE_CHECKING:
 def token_document(token: Token | ClaimedToken) -> dict[str, Any]:
     """A token as one JSON object: the same keys in the same order for every command (README,
     "Commands"); scripts rely on them."""
-    return {
-        "id": token.id,
-        "token_id": token.token_id,
-        "author_id": token.author_id,
-        "minter_address": token.minter_address,
-        "status": token.status,
-        "mint_timestamp": token.mint_timestamp,
-        "image_path": token.image_path,
-        "image_cid": token.image_cid,
-        "metadata_cid": token.metadata_cid,
-        "reveal_tx_hash": token.reveal_tx_hash,
-        "error_data": token.error_data,
-        "claimed_by": token.claimed_by,
-        "lease_expires_at": token.lease_expires_at,
-        "attempts": token.attempts,
-        "created_at": token.created_at,
-        "updated_at": token.updated_at,
-        "lease_id": token.lease_id,
-    }
+    return dict(zip(TOKEN_COLUMNS, _token_fields(token), strict=True))
+
+
+_token_fields = attrgetter(*TOKEN_COLUMNS)
 
 
 def to_json(value: Any) -> str:

@@ -12,6 +12,7 @@ once written; a test proves the database's `token_status` labels equal `TokenSta
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,20 +43,51 @@ class StageName(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ResultField:
+    """A value a stage's worker reports for a finished token: its name in the worker's answer,
+    the token column that keeps it, and the form it must have."""
+
+    name: str
+    column: str
+    pattern: re.Pattern[str] | None = None
+    form: str = "a non-empty string"
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with `value` as this field, said of "the job's …"; None if nothing."""
+        if not isinstance(value, str) or not value.strip():
+            return f"answer has no {self.name} (a non-empty string)"
+        if "\x00" in value:  # PostgreSQL text cannot hold it
+            return f"{self.name} holds a NUL character"
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return f"{self.name} is not {self.form}"
+        return None
+
+
+TX_HASH = ResultField(
+    "tx_hash", "reveal_tx_hash", re.compile(r"0x[0-9a-fA-F]{64}"), "0x and 64 hex digits"
+)
+
+
+@dataclass(frozen=True)
 class Stage:
-    """One stage of work: where its tokens wait, what they are while held, where they go."""
+    """One stage of work: where its tokens wait, what they are while held, where they go, and
+    what its worker reports to move them there."""
 
     name: StageName
     queued: TokenStatus  # where a token waits for this stage (and goes back to when released)
     in_flight: TokenStatus  # a claimed token's status while its worker holds it
     next_status: TokenStatus  # where a finished token moves
-    result_fields: tuple[str, ...]  # what the worker must report for that move
+    results: tuple[ResultField, ...]  # what the worker must report for that move
 
     @property
     def claimable(self) -> tuple[TokenStatus, ...]:
         """The statuses a claim of this stage draws from (an in-flight token whose lease ran
         out is claimable again)."""
         return tuple(dict.fromkeys((self.queued, self.in_flight)))
+
+    @property
+    def result_fields(self) -> tuple[str, ...]:
+        return tuple(field.name for field in self.results)
 
 
 STAGES: dict[StageName, Stage] = {
@@ -66,24 +98,31 @@ STAGES: dict[StageName, Stage] = {
             queued=TokenStatus.DETECTED,
             in_flight=TokenStatus.GENERATING,
             next_status=TokenStatus.UPLOADING,
-            result_fields=("image_path",),
+            results=(ResultField("image_path", "image_path"),),
         ),
         Stage(
             StageName.UPLOAD,
             queued=TokenStatus.UPLOADING,
             in_flight=TokenStatus.UPLOADING,
             next_status=TokenStatus.READY,
-            result_fields=("image_cid", "metadata_cid"),
+            results=(
+                ResultField("image_cid", "image_cid"),
+                ResultField("metadata_cid", "metadata_cid"),
+            ),
         ),
         Stage(
             StageName.REVEAL,
             queued=TokenStatus.READY,
             in_flight=TokenStatus.READY,
             next_status=TokenStatus.REVEALED,
-            result_fields=("tx_hash",),
+            results=(TX_HASH,),
         ),
     )
 }
+# Every result field any stage reports, once each: the token columns a move may write.
+RESULT_FIELDS = tuple(
+    {field.name: field for stage in STAGES.values() for field in stage.results}.values()
+)
 STAGE_IN_FLIGHT: dict[TokenStatus, Stage] = {stage.in_flight: stage for stage in STAGES.values()}
 
 # The state machine's forward moves: each status and the one a token must be in to reach it.

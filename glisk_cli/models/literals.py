@@ -11,6 +11,10 @@ from collections.abc import Iterable
 
 from glisk_cli.pipeline import TokenStatus
 
+# A token's lease: who holds it, the fence its every later step must present, and until when. A
+# move or a release ends it (a retry delay is a lease nobody holds: its time alone is set).
+LEASE_COLUMNS = ("claimed_by", "lease_id", "lease_expires_at")
+
 
 def status_in(statuses: Iterable[TokenStatus]) -> str:
     """SQL for `status IN (…)` with the statuses as literals (so partial indexes match)."""

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from glisk_cli.errors import Conflict
 from glisk_cli.models.base import Address, Base, DefaultNow, UUIDPrimaryKey, require_aware
-from glisk_cli.models.literals import status_in
+from glisk_cli.models.literals import LEASE_COLUMNS, status_in
 from glisk_cli.pipeline import (
     REQUIRED_BEFORE,
     STAGES,
@@ -170,9 +170,8 @@ class Token(Base):
 
     def _finish_transition(self, target: TokenStatus) -> None:
         self.status = target
-        self.claimed_by = None
-        self.lease_id = None
-        self.lease_expires_at = None
+        for column in LEASE_COLUMNS:  # every move ends the lease, as the queue's SQL does
+            setattr(self, column, None)
         # The database clock, as for claims: worker machines' clocks never reach the row. The
         # mapper's eager_defaults reads the value back in the UPDATE's RETURNING.
         self.updated_at = func.now()  # type: ignore[assignment]

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 
 from glisk_cli.models import Author
-from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.base import TableRepository
 
 
-class AuthorRepository(Repository[Author]):
+class AuthorRepository(TableRepository[Author]):
     model = Author
 
     def get_by_wallet(self, wallet_address: str) -> Author | None:

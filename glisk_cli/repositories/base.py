@@ -1,8 +1,9 @@
-"""What every repository shares: its transaction, `add` and `get_by_id`, and error translation.
+"""What repositories share: their transaction, ORM statements run in it, and the seed's verbs
+`add` and `get_by_id` for a table's model.
 
 Repositories never commit — the Unit of Work owns the transaction. Every statement a repository
-runs goes through the Unit of Work's `Transaction` (`transaction.py`), which translates driver
-errors (`database_errors.py`: a duplicate becomes a Conflict, a value the schema rejects
+runs goes through the Unit of Work's transaction (`db/transaction.py`), which translates driver
+errors (`db/translate.py`: a duplicate becomes a Conflict, a value the schema rejects
 InvalidInput, a lock or statement timeout a DatabaseTimeout, a dropped connection
 DatabaseUnavailable) and retries a first statement that finds its pooled connection dead.
 """
@@ -24,10 +25,8 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound="Base")
 
 
-class Repository(Generic[M]):
-    """Base of the per-table repositories: `add` and `get_by_id` for the table's model."""
-
-    model: type[M]
+class Repository:
+    """A repository working in `transaction` (a Unit of Work's, or a Session's own)."""
 
     def __init__(self, transaction: Transaction | Session) -> None:
         self.transaction = (
@@ -39,6 +38,18 @@ class Repository(Generic[M]):
         """The ORM Session, on the Unit of Work's connection (made on first use)."""
         return self.transaction.session
 
+    def _execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result:
+        return self.transaction.run(lambda: self.session.execute(statement, params))
+
+    def _flush(self) -> None:
+        self.transaction.run(self.session.flush)
+
+
+class TableRepository(Repository, Generic[M]):
+    """The repository of one table's `model`."""
+
+    model: type[M]
+
     def add(self, instance: M) -> M:
         """Insert `instance` now (flushed, so its defaults and any conflict show at once)."""
         self.session.add(instance)
@@ -47,9 +58,3 @@ class Repository(Generic[M]):
 
     def get_by_id(self, id: uuid.UUID) -> M | None:
         return self.transaction.run(lambda: self.session.get(self.model, id))
-
-    def _execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result:
-        return self.transaction.run(lambda: self.session.execute(statement, params))
-
-    def _flush(self) -> None:
-        self.transaction.run(self.session.flush)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from glisk_cli.models import ImageGenerationJob
 from glisk_cli.repositories.array_literal import array_literal
-from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.base import TableRepository
 from glisk_cli.repositories.token_records import ClaimedToken
 
 
@@ -55,7 +55,7 @@ def job_id(token: ClaimedToken) -> uuid.UUID:
     return uuid.uuid5(token.id, str(token.lease_id))
 
 
-class ImageGenerationJobRepository(Repository[ImageGenerationJob]):
+class ImageGenerationJobRepository(TableRepository[ImageGenerationJob]):
     model = ImageGenerationJob
 
     def get_by_token(self, token_id: uuid.UUID) -> Sequence[ImageGenerationJob]:

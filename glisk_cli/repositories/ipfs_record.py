@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from glisk_cli.models import IPFSUploadRecord
 from glisk_cli.repositories.array_literal import array_literal
-from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.base import TableRepository
 
 
 class UploadRecord(NamedTuple):
@@ -42,7 +42,7 @@ RETURNING id
 """
 
 
-class IPFSUploadRecordRepository(Repository[IPFSUploadRecord]):
+class IPFSUploadRecordRepository(TableRepository[IPFSUploadRecord]):
     model = IPFSUploadRecord
 
     def get_by_token(

@@ -8,10 +8,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 
 from glisk_cli.models import MintEvent
-from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.base import TableRepository
 
 
-class MintEventRepository(Repository[MintEvent]):
+class MintEventRepository(TableRepository[MintEvent]):
     model = MintEvent
 
     def exists(self, tx_hash: str, log_index: int) -> bool:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 
 from glisk_cli.models import RevealTransaction
-from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.base import TableRepository
 
 
 class RevealRecord(NamedTuple):
@@ -42,7 +42,7 @@ RETURNING id
 """
 
 
-class RevealTransactionRepository(Repository[RevealTransaction]):
+class RevealTransactionRepository(TableRepository[RevealTransaction]):
     model = RevealTransaction
 
     def get_by_tx_hash(self, tx_hash: str) -> RevealTransaction | None:

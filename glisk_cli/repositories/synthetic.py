@@ -12,9 +12,7 @@ from glisk_cli.models import Token
 from glisk_cli.repositories.base import Repository
 
 
-class SyntheticData(Repository[Token]):
-    model = Token
-
+class SyntheticData(Repository):
     def add_authors(self, count: int) -> list[uuid.UUID]:
         """Insert `count` authors with random wallets; return their ids."""
         statement = text(

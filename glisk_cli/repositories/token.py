@@ -1,107 +1,54 @@
-"""TokenRepository: tokens_s0 — lookups, listings and stats, on top of the work queue.
+"""TokenRepository: `uow.tokens`, tokens_s0 behind one face, served by three parts with one job
+each (docs/architecture.md, "The token repository"):
 
-The queue's operations (claims, leases, transitions) are in `token_queue.py`, their statements in
-`token_sql.py`, the stats query in `token_stats.py`; `uow.tokens` offers all of them.
+- `TokenReads` (`token_reads.py`): lookups, listings, a token's attempts, the stats — ORM models;
+- `TokenLeases` (`token_leases.py`): the workers' path — claim, renew, advance, release — as
+  driver SQL returning frozen records, fenced by lease id;
+- `TokenOperations` (`token_operations.py`): the operators' moves by token id — release, reap,
+  retry, the state machine's transitions — and the seed's candidate locks, on ORM models.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from sqlalchemy.orm import Session
 
-from sqlalchemy import func, select
-
-from glisk_cli import models
-from glisk_cli.errors import NotFound
-from glisk_cli.pipeline import TokenStatus
-from glisk_cli.repositories.token_queue import TokenQueue
-from glisk_cli.repositories.token_stats import TokenStats, read_token_stats
-
-if TYPE_CHECKING:
-    from glisk_cli.models import Token
+from glisk_cli.db.transaction import SessionTransaction, Transaction
+from glisk_cli.policy import QueuePolicy
+from glisk_cli.repositories.token_leases import TokenLeases
+from glisk_cli.repositories.token_operations import TokenOperations
+from glisk_cli.repositories.token_reads import TokenReads
 
 
-class TokenRepository(TokenQueue):
-    def get_by_token_id(self, token_id: int) -> Token | None:
-        """The token with on-chain id `token_id` (served by its unique index)."""
-        return self._execute(
-            select(models.Token).where(models.Token.token_id == token_id)
-        ).scalar_one_or_none()
+class TokenRepository:
+    """The token table's repository: each verb is its part's own method."""
 
-    def require(self, token_id: int) -> Token:
-        token = self.get_by_token_id(token_id)
-        if token is None:
-            raise NotFound(f"token {token_id} not found")
-        return token
-
-    def get_by_author(self, author_id: uuid.UUID, limit: int = 100) -> Sequence[Token]:
-        query = (
-            select(models.Token)
-            .where(models.Token.author_id == author_id)
-            .order_by(models.Token.mint_timestamp)
-        )
-        return self._execute(query.limit(limit)).scalars().all()
-
-    def get_by_status(self, status: TokenStatus, limit: int = 100) -> Sequence[Token]:
-        """Tokens in `status`, oldest mint first (served by the (status, mint_timestamp) index)."""
-        query = (
-            select(models.Token)
-            .where(models.Token.status == status)
-            .order_by(models.Token.mint_timestamp)
-        )
-        return self._execute(query.limit(limit)).scalars().all()
-
-    def list(
-        self,
-        statuses: Sequence[TokenStatus] = (),
-        author_id: uuid.UUID | None = None,
-        limit: int = 50,
-        after_token_id: int | None = None,
-    ) -> Sequence[Token]:
-        """One page of tokens by on-chain id; the next page starts after the last id shown
-        (keyset pagination: every page costs the same, however deep)."""
-        query = select(models.Token).order_by(models.Token.token_id).limit(limit)
-        if statuses:
-            query = query.where(models.Token.status.in_(statuses))
-        if author_id is not None:
-            query = query.where(models.Token.author_id == author_id)
-        if after_token_id is not None:
-            query = query.where(models.Token.token_id > after_token_id)
-        return self._execute(query).scalars().all()
-
-    def attempts(self, token_uuid: uuid.UUID) -> list[dict[str, Any]]:
-        """The token's attempts from the history tables, oldest first: each with its stage,
-        when it started and finished, its outcome and its error (`glisk tokens show`)."""
-        found: list[dict[str, Any]] = []
-        jobs = select(models.ImageGenerationJob).where(
-            models.ImageGenerationJob.token_id == token_uuid
-        )
-        for job in self._execute(jobs).scalars():
-            found.append(
-                _attempt("generation", job.created_at, job.completed_at, job.status, job.error_data)
-            )
-        uploads = select(models.IPFSUploadRecord).where(
-            models.IPFSUploadRecord.token_id == token_uuid
-        )
-        for up in self._execute(uploads).scalars():
-            stage = f"upload {up.record_type}"
-            found.append(_attempt(stage, up.created_at, up.completed_at, up.status, up.error_data))
-        reveals = select(models.RevealTransaction).where(
-            func.array_position(models.RevealTransaction.token_ids, token_uuid).is_not(None)
-        )
-        for tx in self._execute(reveals).scalars():
-            found.append(_attempt("reveal", tx.created_at, tx.confirmed_at, tx.status, None))
-        return sorted(found, key=lambda attempt: attempt["started"])
-
-    def stats(self) -> TokenStats:
-        """Counts and ages per status, leases, and failures by reason (`token_stats.py`)."""
-        return read_token_stats(self.session)
-
-
-def _attempt(
-    stage: str, started: datetime, finished: datetime | None, outcome: str, error: Any
-) -> dict[str, Any]:
-    return {"stage": stage, "started": started, "finished": finished, "outcome": outcome,
-            "error": error}  # fmt: skip
+    def __init__(self, transaction: Transaction | Session, policy: QueuePolicy | None = None):
+        if isinstance(transaction, Session):
+            transaction = SessionTransaction(transaction)
+        self.policy = policy or QueuePolicy()
+        reads = TokenReads(transaction)
+        self.add = reads.add
+        self.get_by_id = reads.get_by_id
+        self.get_by_token_id = reads.get_by_token_id
+        self.require = reads.require
+        self.get_by_author = reads.get_by_author
+        self.get_by_status = reads.get_by_status
+        self.list = reads.list
+        self.attempts = reads.attempts
+        self.stats = reads.stats
+        leases = TokenLeases(transaction, self.policy)
+        self.claim = leases.claim
+        self.renew = leases.renew
+        self.renew_lease = leases.renew_lease
+        self.advance = leases.advance
+        self.release = leases.release
+        self.release_each = leases.release_each
+        self.backlog = leases.backlog
+        operations = TokenOperations(transaction, self.policy)
+        self.get_pending_for_generation = operations.get_pending_for_generation
+        self.get_pending_for_upload = operations.get_pending_for_upload
+        self.get_ready_for_reveal = operations.get_ready_for_reveal
+        self.release_by_token_id = operations.release_by_token_id
+        self.reap = operations.reap
+        self.retry = operations.retry
+        self.transition = operations.transition

@@ -1,6 +1,7 @@
-"""TokenLeases: the workers' path through the queue — claim, renew, advance, release — as Core
-statements on the Unit of Work's connection, returning frozen records, every step after the claim
-fenced by the lease id the claim wrote (docs/architecture.md, "The workers' path below the ORM").
+"""TokenLeases: the workers' path through the token queue — claim, renew, advance, release — as
+driver SQL on the Unit of Work's connection, returning frozen records, every step after the
+claim fenced by the lease id the claim wrote (docs/architecture.md, "The workers' path below the
+ORM"). It loads no ORM model (docs/architecture.md, "A one-shot command loads what it uses").
 """
 
 from __future__ import annotations
@@ -8,9 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.orm import Session
+from typing import Any
 
 from glisk_cli.db.transaction import Transaction
 from glisk_cli.pipeline import (
@@ -18,7 +17,6 @@ from glisk_cli.pipeline import (
     LEASE_LOST,
     MISSING_FIELD,
     STAGE_IN_FLIGHT,
-    STAGES,
     TERMINAL_STATUSES,
     Stage,
     TokenStatus,
@@ -29,43 +27,30 @@ from glisk_cli.pipeline import (
 )
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.array_literal import array_literal
-from glisk_cli.repositories.base import Repository
-from glisk_cli.repositories.token_records import AdvanceResult, Backlog, ClaimedToken
+from glisk_cli.repositories.token_records import (
+    MINT_ORDER,
+    AdvanceResult,
+    Backlog,
+    ClaimedToken,
+)
 from glisk_cli.repositories.token_sql import (
     ADVANCE,
     LEASE_IDS,
     RELEASE,
     RENEW,
     RENEW_LEASE_ID,
+    RESULT_NAMES,
     backlog_sql,
     claim_sql,
 )
 
-if TYPE_CHECKING:
-    from glisk_cli.models import Token
 
-_FAILED = TokenStatus.FAILED.value
-# Every result field any stage reports, each an array parameter of the batch move.
-_RESULT_FIELDS = tuple(dict.fromkeys(f for stage in STAGES.values() for f in stage.result_fields))
+class TokenLeases:
+    """The workers' operations of `uow.tokens`, under the Unit of Work's queue policy."""
 
-
-class TokenLeases(Repository["Token"]):
-    """The workers' operations of the token repository (`uow.tokens`): driver SQL only, so a
-    claim loads no ORM model (docs/architecture.md, "A one-shot command loads what it uses")."""
-
-    @property
-    def model(self) -> type[Token]:  # the model module loads when first asked for
-        from glisk_cli.models import Token
-
-        return Token
-
-    def __init__(
-        self, transaction: Transaction | Session, policy: QueuePolicy | None = None
-    ) -> None:
-        super().__init__(transaction)
-        self.policy = policy or QueuePolicy()
-
-    # -- the workers' path: Core statements, frozen records, fenced by lease id ------------------
+    def __init__(self, transaction: Transaction, policy: QueuePolicy) -> None:
+        self.transaction = transaction
+        self.policy = policy
 
     def claim(
         self,
@@ -94,14 +79,16 @@ class TokenLeases(Repository["Token"]):
             "lease_id": uuid.uuid4(),  # one per claim statement, shared by its batch
             "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
         }
-        rows: list[tuple[Any, ...]] = []
+        claimed: list[ClaimedToken] = []
         while True:
-            found = self.transaction.rows(claim_sql(claimed_stage, wanted - len(rows)), params)
-            handed_out = [row for row in found if row[4] != _FAILED]
-            rows += handed_out
+            sql = claim_sql(claimed_stage, wanted - len(claimed))
+            found = ClaimedToken.from_rows(self.transaction.rows(sql, params))
+            handed_out = [token for token in found if token.status is not TokenStatus.FAILED]
+            claimed += handed_out
             # Exhausted tokens took places in the batch; claim again for those places.
-            if len(found) == len(handed_out) or len(rows) == wanted:
-                return ClaimedToken.from_rows(rows)
+            if len(found) == len(handed_out) or len(claimed) == wanted:
+                claimed.sort(key=MINT_ORDER)  # the rounds' tokens, merged
+                return claimed
 
     def renew(
         self, tokens: Sequence[ClaimedToken], lease: timedelta | None = None
@@ -126,11 +113,10 @@ class TokenLeases(Repository["Token"]):
     def advance(self, moves: Sequence[tuple[ClaimedToken, Mapping[str, Any]]]) -> AdvanceResult:
         """Move each token to its stage's next status with the stage's result fields, ending its
         lease; one statement for the whole batch, and one more only when some token did not move,
-        to tell why (token_sql.LEASE_IDS). A token is refused — and the others still move
-        — when it no longer carries the lease id it was claimed under (`lease_lost`: another
-        claim took it over, or a move, release or operator ended the lease), when it is not in
-        its stage's in-flight status (`illegal_transition`), or when a result field is missing
-        (`missing_field`)."""
+        to tell why. A token is refused — and the others still move — when it no longer carries
+        the lease id it was claimed under (`lease_lost`: another claim took it over, or a move,
+        release or operator ended the lease), when it is not in its stage's in-flight status
+        (`illegal_transition`), or when a result field is missing (`missing_field`)."""
         refused: dict[int, str] = {}
         valid: list[tuple[ClaimedToken, Stage, Mapping[str, Any]]] = []
         for token, fields in moves:
@@ -152,9 +138,9 @@ class TokenLeases(Repository["Token"]):
                 stage.next_status not in TERMINAL_STATUSES for _, stage, _ in valid
             ),
         }
-        for name in _RESULT_FIELDS:
+        for name in RESULT_NAMES:
             params[name] = array_literal(fields.get(name) for _, _, fields in valid)
-        moved = {row[0] for row in self.transaction.rows(ADVANCE, params)}
+        moved = {id for (id,) in self.transaction.rows(ADVANCE, params)}
         stayed = [token for token, _, _ in valid if token.id not in moved]
         if stayed:
             ids = array_literal(token.id for token in stayed)
@@ -177,7 +163,8 @@ class TokenLeases(Repository["Token"]):
         A generating token goes back to detected. With `retry_in` (or, for a release with an
         `error` and no `retry_in`, the policy's exponential backoff by attempt) the token is not
         claimable before then. `error` is merged into `error_data` with the attempt number, and
-        a token that used up its attempts is failed at once (reason max_attempts).
+        a token that used up its attempts is failed at once (reason max_attempts; `failed` in
+        the result).
         """
         return self.release_each([(token, error) for token in tokens], retry_in=retry_in)
 
@@ -197,7 +184,6 @@ class TokenLeases(Repository["Token"]):
         tokens = [token for token, _ in releases]
         params: dict[str, Any] = {
             **_fences(tokens),
-            "queued": array_literal(queued_status(token.status).value for token in tokens),
             "delays": array_literal(
                 fixed
                 if fixed is not None or error is None
@@ -208,20 +194,15 @@ class TokenLeases(Repository["Token"]):
             "uncounted": array_literal(token.id in uncounted for token in tokens),
             "max_attempts": self.policy.max_attempts,
         }
-        released = {row[0] for row in self.transaction.rows(RELEASE, params)}
+        released = dict(self.transaction.rows(RELEASE, params))
         refused = {t.token_id: LEASE_LOST for t in tokens if t.token_id not in released}
-        return AdvanceResult(sorted(released), refused)
+        failed = sorted(token_id for token_id, failed in released.items() if failed)
+        return AdvanceResult(sorted(released), refused, failed)
 
     def backlog(self, stage: str) -> Backlog:
         """What is left of `stage`'s work, anywhere (`glisk work --drain` and its live line)."""
-        row = self.transaction.rows(backlog_sql(stage_named(stage)), {})[0]
+        [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {})
         return Backlog(*row)
-
-
-def queued_status(status: TokenStatus) -> TokenStatus:
-    """Where a released token goes: back to where its stage's tokens wait."""
-    stage = STAGE_IN_FLIGHT.get(status)
-    return status if stage is None else stage.queued
 
 
 def _fences(tokens: Sequence[ClaimedToken]) -> dict[str, str]:

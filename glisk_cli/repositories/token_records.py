@@ -1,8 +1,8 @@
-"""What the workers' hot path returns: small frozen records, not ORM models.
+"""What the workers' path returns: small frozen records, not ORM models.
 
-A claim, renewal, advance or release runs one Core statement on the Unit of Work's connection
-(docs/architecture.md, "The workers' path below the ORM"); its rows become these records, which
-cost a fraction of an ORM model to build and stay valid after the Unit of Work ends.
+A claim, renewal, advance or release runs one statement of driver SQL on the Unit of Work's
+connection (docs/architecture.md, "The workers' path below the ORM"); its rows become these
+records, which cost a fraction of an ORM model to build and stay valid after the Unit of Work.
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ from typing import Any, cast
 
 from glisk_cli.pipeline import TokenStatus
 
-# tokens_s0's columns in the order ClaimedToken takes them (and the statements return them).
-CLAIMED_COLUMNS = (
-    "id", "token_id", "author_id", "minter_address", "status", "mint_timestamp", "image_path",
-    "image_cid", "metadata_cid", "reveal_tx_hash", "error_data", "claimed_by", "lease_id",
-    "lease_expires_at", "attempts", "created_at", "updated_at",
-)  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class ClaimedToken:
     """A token as its claim (or renewal) left it. `lease_id` is the fence: renewing, advancing
-    or releasing the token succeeds only while the token still carries it."""
+    or releasing the token succeeds only while the token still carries it.
+
+    Its fields, in this order, are the token's document (`documents.token_document`) and the
+    columns the workers' statements return (`TOKEN_COLUMNS`)."""
 
     id: uuid.UUID
     token_id: int
@@ -41,45 +37,50 @@ class ClaimedToken:
     reveal_tx_hash: str | None
     error_data: dict[str, Any] | None
     claimed_by: str | None
-    lease_id: uuid.UUID | None
     lease_expires_at: datetime | None
     attempts: int
     created_at: datetime
     updated_at: datetime
+    lease_id: uuid.UUID | None
 
     @staticmethod
     def from_rows(rows: Sequence[Sequence[Any]]) -> list[ClaimedToken]:
-        """Records from rows in CLAIMED_COLUMNS order, oldest mint first."""
+        """Records from rows of TOKEN_COLUMNS, oldest mint first."""
         tokens = [_record(row) for row in rows]
-        tokens.sort(key=_MINT_ORDER)
+        tokens.sort(key=MINT_ORDER)
         return tokens
 
 
+TOKEN_COLUMNS = tuple(field.name for field in fields(ClaimedToken))
+
 # A frozen dataclass's __init__ sets each field through object.__setattr__, several times the
-# cost of a plain assignment: for a claim's records, a visible part of its client time
-# (bench/README.md, "Claim throughput"). So a row becomes a record through a mutable twin with
-# the same slots, whose __init__ assigns plainly, and the result then takes ClaimedToken's class
-# (the same layout, so Python allows the switch). What callers get is an ordinary ClaimedToken.
+# cost of a plain assignment, for every record of every claim. So a row becomes a record
+# through a mutable twin with the same slots, whose __init__ assigns plainly, and the result
+# then takes ClaimedToken's class (the same layout, so Python allows the switch): what callers
+# get is an ordinary ClaimedToken.
 _Unfrozen = make_dataclass(
     "_Unfrozen", [(field.name, field.type) for field in fields(ClaimedToken)], slots=True
 )
+_STATUS = TOKEN_COLUMNS.index("status")
 _STATUSES = {status.value: status for status in TokenStatus}
-_MINT_ORDER = attrgetter("mint_timestamp", "token_id")
+MINT_ORDER = attrgetter("mint_timestamp", "token_id")  # how tokens are handed out
 
 
 def _record(row: Sequence[Any]) -> ClaimedToken:
-    record = _Unfrozen(*row[:4], _STATUSES[row[4]], *row[5:])
+    record = _Unfrozen(*row[:_STATUS], _STATUSES[row[_STATUS]], *row[_STATUS + 1 :])
     record.__class__ = ClaimedToken
     return cast(ClaimedToken, record)
 
 
 @dataclass(frozen=True)
 class AdvanceResult:
-    """What a batch move did: the token ids moved (ascending), and why each other was refused
+    """What a batch move or release did: the token ids it moved (ascending); of a release, those
+    it failed for good because they had used up their attempts; and why each other was refused
     (`lease_lost`, `illegal_transition` or `missing_field`)."""
 
     moved: list[int] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

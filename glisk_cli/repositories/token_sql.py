@@ -1,10 +1,13 @@
-"""The token queue's hand-written statements: claim, renew, advance, release, and the lock of a
-stage's candidates (docs/architecture.md, "One set-based claim statement", "Indexes that leave
-work in flight out", "The workers' path below the ORM").
+"""The token queue's SQL, assembled from one fragment per effect: ending a lease, failing a token
+that used up its attempts, sending a released token back to where its stage's tokens wait
+(docs/architecture.md, "One set-based claim statement", "Indexes that leave work in flight out",
+"The workers' path below the ORM").
 
-Each is built from the pipeline's vocabulary once per stage and process, as driver SQL with
-`%(name)s` parameters: the hot path hands it to psycopg as it is, with no SQLAlchemy compilation
-or cache lookup per call.
+The workers' statements (claim, renew, advance, release, backlog) are driver SQL with
+`%(name)s` parameters, built from the vocabulary once per stage and process and handed to
+psycopg as they are. The operators' (release by token id, reap, retry, the seed's candidate
+locks) are text for the ORM, with `:name` parameters. The fragments take no parameters, so both
+kinds share them.
 
 Lease arithmetic uses `statement_timestamp()`, never `now()`: `now()` is the transaction's start,
 so a claim late in a longer transaction would get a shorter lease than it asked for and see
@@ -16,93 +19,133 @@ from __future__ import annotations
 import functools
 import operator
 
-from sqlalchemy import Executable, Integer, bindparam, select, text
+from glisk_cli.models.literals import LEASE_COLUMNS, status_in
+from glisk_cli.pipeline import ACTIVE_STATUSES, RESULT_FIELDS, STAGES, Stage, StageName
+from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
-from glisk_cli.models.literals import status_in
-from glisk_cli.pipeline import STAGES, Stage, StageName
-from glisk_cli.repositories.token_records import CLAIMED_COLUMNS
+RETURNING = ", ".join(f"tokens_s0.{column}" for column in TOKEN_COLUMNS)
+RESULT_NAMES = tuple(field.name for field in RESULT_FIELDS)  # each an array parameter of ADVANCE
 
-_RETURNING = ", ".join(f"tokens_s0.{column}" for column in CLAIMED_COLUMNS).replace(
-    "tokens_s0.status", "tokens_s0.status::text"
+# -- fragments: one per effect -------------------------------------------------------------------
+
+
+def end_lease(due: str = "NULL") -> str:
+    """SET items that end a token's lease: nobody holds it, and it may be claimed again at `due`
+    (NULL: at once; a retry delay is a lease nobody holds). Stamped with the database clock."""
+    ended = dict.fromkeys(LEASE_COLUMNS, "NULL") | {"lease_expires_at": due, "updated_at": "now()"}
+    return ", ".join(f"{column} = {value}" for column, value in ended.items())
+
+
+def spent(max_attempts: str) -> str:
+    """SQL true for a token that used up its attempts (`max_attempts`: the parameter)."""
+    return f"tokens_s0.attempts >= {max_attempts}"
+
+
+# The stage a token of each claimable status waits for or is in.
+_STAGE_OF_STATUS = (
+    "CASE tokens_s0.status "
+    + " ".join(
+        f"WHEN '{status.value}' THEN '{stage.name.value}'"
+        for stage in STAGES.values()
+        for status in stage.claimable
+    )
+    + " END"
 )
 
-# The candidates of one stage, as CTEs ending in `picked`, from two sources, each read in order
-# through its own index so that its LIMIT stops early whatever the table holds:
-#
-# - tokens whose lease ran out (`ix_tokens_s0_lease_expiry`), in the index's order: a worker's
-#   that died or stalled, or a retry delay's, which is a lease nobody holds. They go first: their
-#   work was handed out once already, and there are normally none. No ORDER BY: sorting them by
-#   mint made every claim pay for a sort node (bench/claim_statements.py), for an order among
-#   tokens that all go before any free one anyway;
-# - then, for the rest of the batch, tokens nobody holds, oldest mint first (the queue indexes).
-#
-# Statuses are written in as literals so the planner matches the partial indexes in every plan,
-# prepared or not.
-#
-# FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this instant
-# instead of queueing behind it, so N workers get N disjoint batches in one round trip each. The
-# locks last until the transaction ends; after a claim commits, the lease (lease_id,
-# lease_expires_at) is what keeps other claims away. A WITH query runs only as far as it is
-# read, and `picked` reads each source only for the rows the ones before it did not supply, so a
-# claim locks exactly the tokens it picks and never holds back a free token it does not take.
-#
-# Each LIMIT is the batch size written in as a number (`claim_sql`), never a parameter: then no
-# parameter shapes the plan, so once psycopg prepares the statement PostgreSQL keeps one generic
-# plan for it instead of planning every claim anew, as it did with the LIMIT a parameter (its
-# generic plan, costed for an unknown LIMIT, always lost to a custom one). The lock of the ORM
-# path (`lock_candidates_statement`) binds it instead, and an expression there would be costed
-# as a tenth of the table and could turn the ordered index scan into a sort.
-_PICK = """
+# Why a token that used up its attempts was failed: one document, whether the claim that found it,
+# the release of its last failed attempt or `reap` failed it.
+EXHAUSTED = (
+    "jsonb_build_object('reason', 'max_attempts', 'stage', "
+    f"{_STAGE_OF_STATUS}, 'attempts', tokens_s0.attempts, 'last_worker', tokens_s0.claimed_by)"
+)
+
+# Where a released token waits: back in its stage's queue (a generating token is detected again).
+WAITING_STATUS = (
+    "CASE tokens_s0.status "
+    + " ".join(
+        f"WHEN '{stage.in_flight.value}' THEN CAST('{stage.queued.value}' AS token_status)"
+        for stage in STAGES.values()
+        if stage.in_flight is not stage.queued
+    )
+    + " ELSE tokens_s0.status END"
+)
+
+_NO_ERROR = "coalesce(tokens_s0.error_data, jsonb_build_object())"
+
+
+def _pick(stage: Stage, limit: str) -> str:
+    """CTEs ending in `picked`: up to `limit` (SQL: a number, or a parameter) of `stage`'s
+    claimable tokens, locked.
+
+    Two sources, each read in order through its own index so that its LIMIT stops early whatever
+    the table holds: tokens whose lease ran out (`ix_tokens_s0_lease_expiry`: a worker's that died
+    or stalled, or a retry delay's), which go first, as their work was handed out once already and
+    there are normally none; then, for the rest, tokens nobody holds, oldest mint first (the queue
+    indexes). The expired ones are taken in the index's order: they all go before any free one,
+    so a sort would buy nothing. Statuses are literals, so the planner matches the partial indexes
+    in every plan, prepared or not.
+    """
+    claimable = status_in(stage.claimable)
+    # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
+    # instant instead of queueing behind it, so N workers get N disjoint batches in one round
+    # trip each. The locks last until the transaction ends; after a claim commits, the lease
+    # (lease_id, lease_expires_at) is what keeps other claims away. A WITH query runs only as far
+    # as it is read, and `picked` reads each source only for the rows the ones before it did not
+    # supply, so a claim locks exactly the tokens it picks and never holds back a free token.
+    return f"""
     expired AS (
         SELECT id FROM tokens_s0
         WHERE {claimable} AND lease_expires_at < statement_timestamp()
-        LIMIT %(limit)s
+        LIMIT {limit}
         FOR UPDATE SKIP LOCKED
     ),
     free AS (
         SELECT id FROM tokens_s0
         WHERE {claimable} AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT %(limit)s
+        ORDER BY mint_timestamp LIMIT {limit}
         FOR UPDATE SKIP LOCKED
     ),
     picked AS (
         SELECT id FROM expired
         UNION ALL
         SELECT id FROM free
-        LIMIT %(limit)s
+        LIMIT {limit}
     )"""
 
-# A claim: lease the picked tokens to %(worker)s under the new %(lease_id)s, counting an
-# attempt, except those that already used %(max_attempts)s claims, which are failed with the
-# reason recorded instead. The picked ids are matched as an array: how many there are is
-# unknown when the plan is made, and a join could then choose to read the whole table.
-_CLAIM = """
-WITH {pick}
+
+# -- the workers' statements ---------------------------------------------------------------------
+
+
+def claim_sql(stage: Stage, limit: int) -> str:
+    """Lease up to `limit` tokens of `stage` to %(worker)s under the new %(lease_id)s, counting an
+    attempt, except those that already used %(max_attempts)s claims, which are failed instead."""
+    return _claim_sql(stage.name, operator.index(limit))  # an int, nothing else
+
+
+@functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
+def _claim_sql(name: StageName, limit: int) -> str:
+    # The LIMIT is written in as a number, never a parameter: then no parameter shapes the plan,
+    # and once psycopg prepares the statement PostgreSQL keeps one generic plan for it (with a
+    # LIMIT parameter the generic plan, costed for an unknown LIMIT, loses to a new custom plan
+    # every time). The picked ids are matched as an array: how many there are is unknown when
+    # the plan is made, and a join could then choose to read the whole table.
+    stage, exhausted = STAGES[name], spent("%(max_attempts)s")
+    return f"""
+WITH {_pick(stage, str(limit))}
 UPDATE tokens_s0 SET
-    status = CAST(CASE WHEN attempts >= %(max_attempts)s THEN 'failed' ELSE '{in_flight}' END
+    status = CAST(CASE WHEN {exhausted} THEN 'failed' ELSE '{stage.in_flight.value}' END
                   AS token_status),
-    claimed_by = CASE WHEN attempts >= %(max_attempts)s THEN NULL ELSE %(worker)s END,
-    lease_id = CASE WHEN attempts >= %(max_attempts)s THEN NULL ELSE %(lease_id)s::uuid END,
-    lease_expires_at = CASE WHEN attempts >= %(max_attempts)s THEN NULL
+    claimed_by = CASE WHEN {exhausted} THEN NULL ELSE %(worker)s END,
+    lease_id = CASE WHEN {exhausted} THEN NULL ELSE %(lease_id)s::uuid END,
+    lease_expires_at = CASE WHEN {exhausted} THEN NULL
                             ELSE statement_timestamp() + %(lease)s END,
-    attempts = CASE WHEN attempts >= %(max_attempts)s THEN attempts ELSE attempts + 1 END,
-    error_data = CASE WHEN attempts >= %(max_attempts)s
-        THEN coalesce(error_data, jsonb_build_object()) || jsonb_build_object(
-            'reason', 'max_attempts', 'stage', '{stage}', 'attempts', attempts,
-            'last_worker', claimed_by)
-        ELSE error_data END,
+    attempts = CASE WHEN {exhausted} THEN attempts ELSE attempts + 1 END,
+    error_data = CASE WHEN {exhausted} THEN {_NO_ERROR} || {EXHAUSTED} ELSE error_data END,
     updated_at = now()
 WHERE id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING {returning}
+RETURNING {RETURNING}
 """
 
-# The candidates themselves, locked in the caller's transaction and not leased.
-_LOCK_CANDIDATES = """
-WITH {pick}
-SELECT {columns} FROM tokens_s0
-WHERE id = ANY (ARRAY(SELECT id FROM picked))
-ORDER BY mint_timestamp, token_id
-"""
 
 # The fence of every later step: a token is acted on only while it carries the lease id it
 # was claimed under. Another claim writes a new one; a move or release clears it.
@@ -114,35 +157,34 @@ _HELD = (
 RENEW = f"""
 UPDATE tokens_s0 SET lease_expires_at = statement_timestamp() + %(lease)s
 {_HELD}
-RETURNING {_RETURNING}
+RETURNING {RETURNING}
 """
 
 RENEW_LEASE_ID = f"""
 UPDATE tokens_s0 SET lease_expires_at = statement_timestamp() + %(lease)s
 WHERE lease_expires_at IS NOT NULL AND lease_id = %(lease_id)s::uuid  -- from the lease index
-RETURNING {_RETURNING}
+RETURNING {RETURNING}
 """
 
 # A batch move, one statement: each token to its stage's next status with its result fields,
 # lease ended, attempts reset when a new stage begins. The moves (from, to, reset) come from the
-# vocabulary, per token, as arrays. It returns the tokens it moved; why the others were not is
-# asked afterwards (LEASE_IDS).
-ADVANCE = """
+# vocabulary, per token, as arrays, and so do the result columns. It returns the tokens it moved;
+# why the others were not is asked afterwards (LEASE_IDS).
+_RESULTS_SET = ", ".join(
+    f"{field.column} = coalesce(moves.{field.name}, tokens_s0.{field.column})"
+    for field in RESULT_FIELDS
+)
+ADVANCE = f"""
 UPDATE tokens_s0 SET
     status = moves.to_status,
-    image_path = coalesce(moves.image_path, tokens_s0.image_path),
-    image_cid = coalesce(moves.image_cid, tokens_s0.image_cid),
-    metadata_cid = coalesce(moves.metadata_cid, tokens_s0.metadata_cid),
-    reveal_tx_hash = coalesce(moves.tx_hash, tokens_s0.reveal_tx_hash),
+    {_RESULTS_SET},
     attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
-    claimed_by = NULL, lease_id = NULL, lease_expires_at = NULL,
-    updated_at = now()
+    {end_lease()}
 FROM unnest(
     %(ids)s::uuid[], %(lease_ids)s::uuid[], %(from_status)s::token_status[],
-    %(to_status)s::token_status[], %(reset)s::boolean[], %(image_path)s::text[],
-    %(image_cid)s::text[], %(metadata_cid)s::text[], %(tx_hash)s::text[]
-) AS moves(id, lease_id, from_status, to_status, reset, image_path, image_cid, metadata_cid,
-           tx_hash)
+    %(to_status)s::token_status[], %(reset)s::boolean[],
+    {", ".join(f"%({field.name})s::text[]" for field in RESULT_FIELDS)}
+) AS moves(id, lease_id, from_status, to_status, reset, {", ".join(RESULT_NAMES)})
 WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
   AND tokens_s0.status = moves.from_status
 RETURNING tokens_s0.id
@@ -155,84 +197,89 @@ RETURNING tokens_s0.id
 # snapshot could still show a lease that another claim had just taken over.
 LEASE_IDS = "SELECT id, lease_id FROM tokens_s0 WHERE id = ANY (%(ids)s::uuid[])"
 
-# A release: the lease ends, a token in flight goes back to where its stage's tokens wait, and
-# with a delay it is held by nobody until then (a lease without a holder). With an error: the
-# error is recorded with the attempt number, and a token that used up its attempts is failed at
-# once rather than left to wait out a delay only to be failed by the next claim.
-RELEASE = """
+# A release: the lease ends, the token goes back to where its stage's tokens wait, and with a
+# delay it is held by nobody until then. With an error: the error is recorded with the attempt
+# number, and a token that used up its attempts is failed at once rather than left to wait out a
+# delay only to be failed by the next claim. It returns each token released, and whether it was
+# failed.
+_GIVING_UP = f"held.error IS NOT NULL AND {spent('%(max_attempts)s')}"
+RELEASE = f"""
 UPDATE tokens_s0 SET
-    status = CAST(CASE
-        WHEN held.error IS NOT NULL AND attempts >= %(max_attempts)s THEN 'failed'
-        ELSE held.queued END AS token_status),
-    error_data = CASE WHEN held.error IS NULL THEN error_data
-        WHEN attempts >= %(max_attempts)s THEN coalesce(error_data, jsonb_build_object())
-            || held.error || jsonb_build_object(
-                'attempt', attempts, 'reason', 'max_attempts', 'attempts', attempts,
-                'last_worker', claimed_by)
-        ELSE coalesce(error_data, jsonb_build_object())
-            || held.error || jsonb_build_object('attempt', attempts) END,
-    lease_expires_at = CASE WHEN held.error IS NOT NULL AND attempts >= %(max_attempts)s
-        THEN NULL ELSE statement_timestamp() + held.delay END,
+    status = CASE WHEN {_GIVING_UP} THEN CAST('failed' AS token_status) ELSE {WAITING_STATUS} END,
+    error_data = CASE WHEN held.error IS NULL THEN tokens_s0.error_data
+        WHEN {_GIVING_UP} THEN {_NO_ERROR} || held.error
+            || jsonb_build_object('attempt', tokens_s0.attempts) || {EXHAUSTED}
+        ELSE {_NO_ERROR} || held.error || jsonb_build_object('attempt', tokens_s0.attempts) END,
     attempts = CASE WHEN held.uncounted THEN greatest(attempts - 1, 0) ELSE attempts END,
-    claimed_by = NULL, lease_id = NULL,
-    updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(queued)s::text[], %(delays)s::interval[],
+    {end_lease(f"CASE WHEN {_GIVING_UP} THEN NULL ELSE statement_timestamp() + held.delay END")}
+FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(delays)s::interval[],
             %(errors)s::jsonb[], %(uncounted)s::boolean[])
-    AS held(id, lease_id, queued, delay, error, uncounted)
+    AS held(id, lease_id, delay, error, uncounted)
 WHERE tokens_s0.id = held.id AND tokens_s0.lease_id = held.lease_id
-RETURNING tokens_s0.token_id
+RETURNING tokens_s0.token_id, tokens_s0.status = 'failed'
 """
-
-# What is left of a stage's work, anywhere: tokens waiting (claimable now, or when a retry delay
-# or a lease runs out) and tokens in flight under anyone's lease. `glisk work --drain` stops
-# when all of it is zero; the oldest waiting mint is what its live line shows.
-BACKLOG = """
-SELECT count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NULL),
-       count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NOT NULL AND claimed_by IS NULL),
-       count(*) FILTER (WHERE claimed_by IS NOT NULL),
-       min(mint_timestamp) FILTER (WHERE {claimable} AND claimed_by IS NULL)
-FROM tokens_s0 WHERE {statuses}
-"""
-
-
-def claim_sql(stage: Stage, limit: int) -> str:
-    """Lease up to `limit` tokens of `stage` (failing exhausted ones)."""
-    return _claim_sql(stage.name, limit)
-
-
-@functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
-def _claim_sql(stage: StageName, limit: int) -> str:
-    return _CLAIMS[stage].replace("%(limit)s", str(operator.index(limit)))  # an int, nothing else
-
-
-_CLAIMS = {
-    stage.name: _CLAIM.format(
-        pick=_PICK.format(claimable=status_in(stage.claimable)),
-        in_flight=stage.in_flight.value,
-        stage=stage.name.value,
-        returning=_RETURNING,
-    )
-    for stage in STAGES.values()
-}
 
 
 @functools.cache
 def backlog_sql(stage: Stage) -> str:
-    """Tokens of `stage` waiting now, waiting out a delay, in flight; the oldest waiting mint."""
-    statuses = (*stage.claimable, stage.in_flight)
-    return BACKLOG.format(claimable=status_in(stage.claimable), statuses=status_in(statuses))
+    """What is left of `stage`'s work, anywhere: tokens waiting (claimable now, or when a retry
+    delay or a lease runs out), tokens in flight under anyone's lease, and the oldest waiting
+    mint. `glisk work --drain` stops when all of it is zero."""
+    claimable = status_in(stage.claimable)
+    return f"""
+SELECT count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NULL),
+       count(*) FILTER (WHERE {claimable} AND lease_expires_at IS NOT NULL AND claimed_by IS NULL),
+       count(*) FILTER (WHERE claimed_by IS NOT NULL),
+       min(mint_timestamp) FILTER (WHERE {claimable} AND claimed_by IS NULL)
+FROM tokens_s0 WHERE {status_in((*stage.claimable, stage.in_flight))}
+"""
 
 
-@functools.cache
-def lock_candidates_statement(stage: Stage) -> Executable:
-    """Lock up to :limit of `stage`'s claimable tokens in the caller's transaction, as an ORM
-    statement loading Tokens (the seed's `get_pending_*`)."""
-    from glisk_cli.models import Token  # operators' ORM path: the models load here
+# -- the operators' statements (text for the ORM, `:name` parameters; `columns` are the model's) --
 
-    columns = Token.__table__.columns
-    sql = _LOCK_CANDIDATES.format(
-        pick=_PICK.format(claimable=status_in(stage.claimable)).replace("%(limit)s", ":limit"),
-        columns=", ".join(column.name for column in columns),
-    )
-    textual = text(sql).bindparams(bindparam("limit", type_=Integer)).columns(*columns)
-    return select(Token).from_statement(textual).execution_options(populate_existing=True)
+
+def lock_candidates_sql(stage: Stage, columns: str) -> str:
+    """Up to :limit of `stage`'s claimable tokens, locked in the caller's transaction and not
+    leased (the seed's `get_pending_*`). The LIMIT is a parameter here: an expression would be
+    costed as a tenth of the table and could turn the ordered index scan into a sort."""
+    return f"""
+WITH {_pick(stage, ":limit")}
+SELECT {columns} FROM tokens_s0
+WHERE id = ANY (ARRAY(SELECT id FROM picked))
+ORDER BY mint_timestamp, token_id
+"""
+
+
+def release_by_token_id_sql(columns: str, *, delayed: bool) -> str:
+    """End the leases on :token_ids (locked by the caller); claimable again after :retry_in when
+    `delayed`, else at once."""
+    due = "statement_timestamp() + :retry_in" if delayed else "NULL"
+    return f"""
+UPDATE tokens_s0 SET status = {WAITING_STATUS}, {end_lease(due)}
+WHERE token_id = ANY (:token_ids)
+RETURNING {columns}
+"""
+
+
+def reap_sql(columns: str) -> str:
+    """Fail every unfinished token that used up :max_attempts and is held by no live lease."""
+    return f"""
+UPDATE tokens_s0 SET
+    status = 'failed',
+    error_data = {_NO_ERROR} || {EXHAUSTED} || jsonb_build_object('reaped', true),
+    {end_lease()}
+WHERE {status_in(ACTIVE_STATUSES)} AND {spent(":max_attempts")}
+  AND (lease_expires_at IS NULL OR lease_expires_at < statement_timestamp())
+RETURNING {columns}
+"""
+
+
+def retry_sql(columns: str, *, chosen: bool) -> str:
+    """Send failed tokens (only those of :token_ids when `chosen`) back to detected, with their
+    attempts reset."""
+    which = " AND token_id = ANY (:token_ids)" if chosen else ""
+    return f"""
+UPDATE tokens_s0 SET status = 'detected', attempts = 0, {end_lease()}
+WHERE status = 'failed'{which}
+RETURNING {columns}
+"""

@@ -105,6 +105,7 @@ def test_reap_fails_exhausted_tokens_that_no_live_lease_holds(session_factory, u
     assert reaped[0].status is TokenStatus.FAILED
     assert reaped[0].error_data == {
         "reason": "max_attempts",
+        "stage": "generation",
         "attempts": 1,
         "last_worker": "w",
         "reaped": True,

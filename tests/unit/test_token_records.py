@@ -11,17 +11,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from glisk_cli.pipeline import TokenStatus
-from glisk_cli.repositories.token_records import CLAIMED_COLUMNS, ClaimedToken
+from glisk_cli.repositories.token_records import TOKEN_COLUMNS, ClaimedToken
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _row(token_id: int, minted: datetime) -> tuple:
-    """A row as the claim statement returns it: CLAIMED_COLUMNS, the status as text."""
-    return (
-        uuid.uuid4(), token_id, uuid.uuid4(), "0x" + "bb" * 20, "generating", minted, None, None,
-        None, None, None, "w1", uuid.uuid4(), NOW, 1, NOW, NOW,
-    )  # fmt: skip
+    """A row as the claim statement returns it: TOKEN_COLUMNS, the status as text."""
+    token = {
+        "id": uuid.uuid4(),
+        "token_id": token_id,
+        "author_id": uuid.uuid4(),
+        "minter_address": "0x" + "bb" * 20,
+        "status": "generating",
+        "mint_timestamp": minted,
+        "claimed_by": "w1",
+        "lease_expires_at": NOW,
+        "attempts": 1,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "lease_id": uuid.uuid4(),
+    }
+    return tuple(token.get(column) for column in TOKEN_COLUMNS)
 
 
 def test_records_from_rows_are_frozen_claimed_tokens_oldest_mint_first() -> None:
@@ -32,8 +43,9 @@ def test_records_from_rows_are_frozen_claimed_tokens_oldest_mint_first() -> None
     token = tokens[0]
     assert type(token) is ClaimedToken
     assert token.status is TokenStatus.GENERATING
-    assert token == ClaimedToken(*rows[2][:4], TokenStatus.GENERATING, *rows[2][5:])  # type: ignore[call-arg]
-    assert len(dataclasses.fields(token)) == len(CLAIMED_COLUMNS)
+    fields = dict(zip(TOKEN_COLUMNS, rows[2], strict=True)) | {"status": TokenStatus.GENERATING}
+    assert token == ClaimedToken(**fields)
+    assert len(dataclasses.fields(token)) == len(TOKEN_COLUMNS)
     assert not hasattr(token, "__dict__")
     with pytest.raises(dataclasses.FrozenInstanceError):
         token.attempts = 2  # type: ignore[misc]

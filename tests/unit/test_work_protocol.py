@@ -19,9 +19,24 @@ TX = "0x" + "12" * 32
 
 def _token(token_id: int, status: TokenStatus = TokenStatus.READY) -> ClaimedToken:
     return ClaimedToken(
-        uuid.uuid4(), token_id, uuid.uuid4(), "0x" + "bb" * 20, status, NOW, None, None, None,
-        None, None, "w1", uuid.uuid4(), NOW, 1, NOW, NOW,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        token_id=token_id,
+        author_id=uuid.uuid4(),
+        minter_address="0x" + "bb" * 20,
+        status=status,
+        mint_timestamp=NOW,
+        image_path=None,
+        image_cid=None,
+        metadata_cid=None,
+        reveal_tx_hash=None,
+        error_data=None,
+        claimed_by="w1",
+        lease_expires_at=NOW,
+        attempts=1,
+        created_at=NOW,
+        updated_at=NOW,
+        lease_id=uuid.uuid4(),
+    )
 
 
 def test_one_object_answers_for_the_whole_batch() -> None:

@@ -1,47 +1,53 @@
-"""TokenQueue: the work queue on tokens_s0 as operators and the seed's API use it — locking
-candidates, release by token id, reap, retry, and the state machine's guarded transitions.
+"""TokenOperations: the operators' moves on tokens_s0, by on-chain token id, returning ORM models —
+release, reap, retry and the state machine's guarded transitions — and the seed's locks of a
+stage's candidates.
 
 Workers coordinate only through this table. A claim (`token_leases.py`) hands a worker up to
 `limit` tokens of one stage that no live lease holds, in one statement; the lease says how long
 the worker owns them. When a worker dies its lease runs out and the next claim takes the tokens
-over (counting another attempt); a token that used up its attempts is failed instead of claimed.
+over (counting another attempt); a token that used up its attempts is failed instead of claimed,
+and `reap` fails those nobody claims any more.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, literal_column, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Executable, Integer, bindparam, select, text
 
 from glisk_cli import models
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
 from glisk_cli.pipeline import (
-    ACTIVE_STATUSES,
+    Stage,
     TokenStatus,
     check_batch_size,
     check_retry_delay,
     stage_named,
 )
-from glisk_cli.repositories.token_leases import TokenLeases, queued_status
-from glisk_cli.repositories.token_sql import lock_candidates_statement
+from glisk_cli.policy import QueuePolicy
+from glisk_cli.repositories.base import Repository
+from glisk_cli.repositories.token_sql import (
+    lock_candidates_sql,
+    reap_sql,
+    release_by_token_id_sql,
+    retry_sql,
+)
 
 if TYPE_CHECKING:
+    from glisk_cli.db.transaction import Transaction
     from glisk_cli.models import Token
 
-_EMPTY_JSON = literal_column("'{}'::jsonb", JSONB)
-# What every move that ends a lease writes, besides the move itself.
-_LEASE_ENDED: dict[str, Any] = {
-    "claimed_by": None, "lease_id": None, "lease_expires_at": None, "updated_at": func.now(),
-}  # fmt: skip
 
+class TokenOperations(Repository):
+    """The operators' operations of `uow.tokens`, under the Unit of Work's queue policy."""
 
-class TokenQueue(TokenLeases):
-    """The operator's queue operations of the token repository (`uow.tokens`), by token id, on
-    ORM models; the workers' operations are in `TokenLeases`."""
+    def __init__(self, transaction: Transaction, policy: QueuePolicy) -> None:
+        super().__init__(transaction)
+        self.policy = policy
 
     # -- the queue, for callers that manage the transaction themselves -----------------------
 
@@ -56,11 +62,11 @@ class TokenQueue(TokenLeases):
 
     def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
         # The claim's candidates, locked FOR UPDATE SKIP LOCKED until the caller's transaction
-        # ends: concurrent workers each get different tokens, and none blocks on another.
-        statement = lock_candidates_statement(stage_named(stage))
+        # ends (token_sql._pick): concurrent workers each get different tokens, none blocking.
+        statement = _candidates(stage_named(stage))
         return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
 
-    # -- the operator's path: by token id, ORM models ------------------------------------------
+    # -- by token id ---------------------------------------------------------------------------
 
     def release_by_token_id(
         self,
@@ -78,42 +84,16 @@ class TokenQueue(TokenLeases):
             check_retry_delay(retry_in)
         tokens = self._lock_by_token_ids(token_ids)
         for token in tokens:
-            self._check_holder(token, worker, lease_id)
-        for token in tokens:
-            token.status = queued_status(token.status)
-            token.claimed_by = None
-            token.lease_id = None
-            # A retry delay is a lease nobody holds: claimable once it has run out.
-            due = None if retry_in is None else func.statement_timestamp() + retry_in
-            token.lease_expires_at = due  # type: ignore[assignment]
-            token.updated_at = func.now()  # type: ignore[assignment]
-        self._flush()
-        if retry_in is not None:  # computed by the database: read them back, in one query
-            reread = select(models.Token).where(models.Token.id.in_([token.id for token in tokens]))
-            self._execute(reread.execution_options(populate_existing=True)).all()
-        return tokens
+            _check_holder(token, worker, lease_id)
+        sql = release_by_token_id_sql(_columns(), delayed=retry_in is not None)
+        params = {"token_ids": [token.token_id for token in tokens], "retry_in": retry_in}
+        return _by_token_id(self._execute(_tokens(sql), params).scalars().all())
 
     def reap(self, max_attempts: int | None = None) -> list[Token]:
         """Fail every unfinished token that used up its attempts and is held by no live lease."""
         limit = self.policy.max_attempts if max_attempts is None else max_attempts
-        failure = func.coalesce(models.Token.error_data, _EMPTY_JSON).op("||")(
-            func.jsonb_build_object(
-                "reason", "max_attempts", "attempts", models.Token.attempts,
-                "last_worker", models.Token.claimed_by, "reaped", True,
-            )
-        )  # fmt: skip
-        statement = (
-            update(models.Token)
-            .where(
-                models.Token.status.in_(ACTIVE_STATUSES),
-                models.Token.attempts >= limit,
-                _no_live_lease(),
-            )
-            .values(status=_enum(TokenStatus.FAILED), error_data=failure, **_LEASE_ENDED)
-            .returning(models.Token)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-        return _by_token_id(self._execute(statement).scalars().all())
+        statement = _tokens(reap_sql(_columns()))
+        return _by_token_id(self._execute(statement, {"max_attempts": limit}).scalars().all())
 
     def retry(self, token_ids: Sequence[int] | None = None) -> list[Token]:
         """Send failed tokens back to detected with fresh attempts (all failed tokens if None)."""
@@ -123,18 +103,9 @@ class TokenQueue(TokenLeases):
             if not_failed:
                 listed = ", ".join(map(str, not_failed))
                 raise Conflict(f"only failed tokens can be retried; not failed: {listed}")
-        statement = (
-            update(models.Token)
-            .where(models.Token.status == TokenStatus.FAILED)
-            .values(status=_enum(TokenStatus.DETECTED), attempts=0, **_LEASE_ENDED)
-            .returning(models.Token)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-        if token_ids is not None:
-            statement = statement.where(models.Token.token_id.in_(token_ids))
-        return _by_token_id(self._execute(statement).scalars().all())
-
-    # -- transitions ----------------------------------------------------------------------------
+        statement = _tokens(retry_sql(_columns(), chosen=token_ids is not None))
+        params = {} if token_ids is None else {"token_ids": list(token_ids)}
+        return _by_token_id(self._execute(statement, params).scalars().all())
 
     def transition(
         self,
@@ -157,7 +128,7 @@ class TokenQueue(TokenLeases):
         it passes). With neither, this is the operator's override.
         """
         [token] = self._lock_by_token_ids([token_id])
-        self._check_holder(token, worker, lease_id)
+        _check_holder(token, worker, lease_id)
         moves = {
             TokenStatus.GENERATING: lambda: token.mark_generating(),
             TokenStatus.UPLOADING: lambda: token.mark_uploading(_given(image_path, "image_path")),
@@ -190,28 +161,35 @@ class TokenQueue(TokenLeases):
             raise NotFound(f"token {', '.join(map(str, missing))} not found")
         return tokens
 
-    @staticmethod
-    def _check_holder(token: Token, worker: str | None, lease_id: uuid.UUID | None) -> None:
-        if lease_id is not None and token.lease_id != lease_id:
-            raise Conflict(
-                f"token {token.token_id} is not held under lease {lease_id}"
-                + (" (another claim took it over)" if token.lease_id else "")
-            )
-        if worker is not None and token.claimed_by != worker:
-            holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
-            raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
+
+def _check_holder(token: Token, worker: str | None, lease_id: uuid.UUID | None) -> None:
+    if lease_id is not None and token.lease_id != lease_id:
+        raise Conflict(
+            f"token {token.token_id} is not held under lease {lease_id}"
+            + (" (another claim took it over)" if token.lease_id else "")
+        )
+    if worker is not None and token.claimed_by != worker:
+        holder = f"is leased to {token.claimed_by}" if token.claimed_by else "is not leased"
+        raise Conflict(f"token {token.token_id} {holder}, not to {worker}")
 
 
-def _no_live_lease() -> ColumnElement[bool]:
-    return or_(
-        models.Token.lease_expires_at.is_(None),
-        models.Token.lease_expires_at < func.statement_timestamp(),
-    )
+@functools.cache
+def _candidates(stage: Stage) -> Executable:
+    sql = lock_candidates_sql(stage, _columns())
+    return _tokens(sql, bindparam("limit", type_=Integer))
 
 
-def _enum(status: TokenStatus) -> ColumnElement[Any]:
-    """A status as a typed SQL constant (a CASE of bind parameters would be text, not enum)."""
-    return literal_column(f"'{status.value}'::token_status", models.token_status_enum)
+def _columns() -> str:
+    """The token table's columns, as a statement's select list or RETURNING."""
+    return ", ".join(column.name for column in models.Token.__table__.columns)
+
+
+def _tokens(sql: str, *binds: Any) -> Executable:
+    """`sql`, whose rows are whole tokens, as an ORM statement loading Tokens (and refreshing
+    those the session holds already)."""
+    textual = text(sql).bindparams(*binds).columns(*models.Token.__table__.columns)
+    statement = select(models.Token).from_statement(textual)
+    return statement.execution_options(populate_existing=True)
 
 
 def _by_token_id(tokens: Sequence[Token]) -> list[Token]:
