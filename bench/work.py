@@ -100,26 +100,47 @@ def spawner_run(tokens: int, concurrency: int) -> float:
     this is what its database work (claim, history, advance, commit) adds."""
     from glisk_cli.pipeline import STAGES, StageName, TokenStatus
     from glisk_cli.repositories.token_records import ClaimedToken
-    from glisk_cli.work import CommandJob, WorkOptions
     from glisk_cli.work.command_slots import CommandSlots
-    from glisk_cli.work.flights import Flight
+    from glisk_cli.work.jobs import Job
+    from glisk_cli.work.options import WorkOptions
+    from glisk_cli.work.programs import Command
 
     now = datetime.now(UTC)
-    flights = [
-        Flight([ClaimedToken(uuid.uuid4(), n, uuid.uuid4(), "0x" + "b" * 40,
-                             TokenStatus.GENERATING, now, None, None, None, None, None, "w:1",
-                             uuid.uuid4(), now, 1, now, now)])
+    jobs = [
+        Job(
+            [
+                ClaimedToken(
+                    id=uuid.uuid4(),
+                    token_id=n,
+                    author_id=uuid.uuid4(),
+                    minter_address="0x" + "b" * 40,
+                    status=TokenStatus.GENERATING,
+                    mint_timestamp=now,
+                    image_path=None,
+                    image_cid=None,
+                    metadata_cid=None,
+                    reveal_tx_hash=None,
+                    error_data=None,
+                    claimed_by="w:1",
+                    lease_expires_at=now,
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                    lease_id=uuid.uuid4(),
+                )
+            ]
+        )
         for n in range(tokens)
-    ]  # fmt: skip
+    ]
     options = WorkOptions(StageName.GENERATION, "w:1", concurrency=concurrency)
     woken = threading.Semaphore(0)
-    slots = CommandSlots(CommandJob(NO_OP), STAGES[StageName.GENERATION], options, woken.release)
+    slots = CommandSlots(Command(NO_OP), STAGES[StageName.GENERATION], options, woken.release)
     started = time.perf_counter()
-    slots.submit(flights)
-    landed = 0
-    while landed < tokens:
+    slots.submit(jobs)
+    ended = 0
+    while ended < tokens:
         woken.acquire()
-        landed += len(slots.landed())
+        ended += len(slots.ended())
     elapsed = time.perf_counter() - started
     slots.close()
     return elapsed

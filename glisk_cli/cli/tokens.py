@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -73,10 +71,12 @@ def claim(
 ) -> None:
     """Claim up to --limit tokens of --stage under a lease: expired leases first, then the
     oldest mints nobody holds. Printed oldest mint first."""
-    from glisk_cli.db.listen import claim_or_wait
+    from glisk_cli.db.listen import Listener
+    from glisk_cli.policy import default_worker
+    from glisk_cli.work.waiting import claim_or_wait
 
     lease_length = values.duration(lease)  # None: the configured GLISK_LEASE
-    holder = worker or f"{socket.gethostname()}:{os.getpid()}"
+    holder = worker or default_worker()
 
     def attempt() -> list[ClaimedToken]:
         with context.unit_of_work() as uow:
@@ -84,7 +84,8 @@ def claim(
 
     database = context.database()
     # Woken by NOTIFY when a session can LISTEN; behind a transaction pooler, polling.
-    listener = database.session_engine("LISTEN") if wait and database.can_listen else None
+    can_listen = wait and database.can_listen
+    listener = Listener(database.session_engine("LISTEN")) if can_listen else None
     tokens = claim_or_wait(listener, attempt, wait)
     _emit_tokens(tokens, as_json=as_json)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +14,9 @@ import typer
 
 from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, emit
+from glisk_cli.durations import format_duration
 from glisk_cli.pipeline import MAX_BATCH, StageName
+from glisk_cli.work.options import MAX_CONCURRENCY, MIN_LEASE, WorkOptions
 
 if TYPE_CHECKING:
     from glisk_cli.work.report import Report
@@ -28,21 +29,25 @@ def work(
         typer.Argument(help="After --: the command to run per token, and its arguments."),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=256, help="Attempts at a time.")
-    ] = 1,
+        int, typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="Jobs at a time.")
+    ] = WorkOptions.concurrency,
     lease: Annotated[
-        str, typer.Option("--lease", help="Lease length, renewed every third of it (≥ 1s).")
-    ] = "60s",
+        str,
+        typer.Option(
+            "--lease",
+            help=f"Lease length, renewed every third of it (≥ {format_duration(MIN_LEASE)}).",
+        ),
+    ] = format_duration(WorkOptions.lease),
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Kill an attempt after this long (≤ 1 day).")
     ] = None,
     grace: Annotated[
-        str, typer.Option("--grace", help="On SIGTERM/SIGINT, how long running attempts get.")
-    ] = "30s",
+        str, typer.Option("--grace", help="On SIGTERM/SIGINT, how long running jobs get.")
+    ] = format_duration(WorkOptions.grace),
     batch: Annotated[
         int,
         typer.Option("--batch", min=1, max=MAX_BATCH, help="Tokens per run of the command."),
-    ] = 1,
+    ] = WorkOptions.batch,
     worker: Annotated[
         str | None, typer.Option("--worker", help="Who holds the leases (default: hostname:pid).")
     ] = None,
@@ -59,12 +64,13 @@ def work(
     stage's result fields as JSON to succeed), keeping its lease alive, retrying failures
     with backoff and recording every attempt. SIGTERM or Ctrl-C stops claiming and lets
     running attempts finish within --grace; a second one stops them at once."""
-    from glisk_cli.db.listen import Listener
     from glisk_cli.logging import configure_logging
-    from glisk_cli.work import CommandJob, Runner, WorkOptions, default_worker
+    from glisk_cli.policy import default_worker
+    from glisk_cli.work import run_until_stopped
     from glisk_cli.work.metrics import RunnerMetrics
+    from glisk_cli.work.programs import Command
     from glisk_cli.work.report import Report
-    from glisk_cli.work.signals import exit_status, stopped_by_signals
+    from glisk_cli.work.signals import exit_status
 
     # Everything is checked before anything is claimed.
     options = WorkOptions(
@@ -77,7 +83,7 @@ def work(
         batch=batch,
         drain=drain,
     )
-    job = CommandJob(command or [], batched=batch > 1)
+    program = Command(command or [], batched=batch > 1)
     settings = context.settings()
     live = sys.stderr.isatty()
     if not live:  # a line per attempt is the progress: shown at the default WARNING level too
@@ -90,20 +96,17 @@ def work(
     if metrics_port is not None:
         metrics = RunnerMetrics(stage.value)
         metrics.serve(metrics_port, settings.host)
-    database = context.database()
-    listener = Listener(database.session_engine("LISTEN")) if database.can_listen else None
     report = Report(stage.value, options.worker, metrics)
     uow_factory = context.uow_factory()  # refuses (exit 7) a database not at head
     with _live_line(report) if live else contextlib.nullcontext() as on_turn:
-        runner = Runner(uow_factory, job, options, listener=listener, report=report,
-                        on_turn=on_turn)  # fmt: skip
-        with stopped_by_signals(runner):
-            summary = runner.run()
+        summary, stop_reason = run_until_stopped(
+            context.database(), uow_factory, program, options, report=report, on_turn=on_turn
+        )
     if as_json:
         emit(summary, as_json=True)
     else:
         sys.stdout.write(" · ".join(f"{key} {value}" for key, value in summary.items()) + "\n")
-    code = exit_status(runner.stop_reason)
+    code = exit_status(stop_reason)
     if code:
         raise typer.Exit(code)
 
@@ -124,10 +127,10 @@ def _status(report: Report) -> str:
     from glisk_cli.cli import humanize
 
     counts = report.counts
-    minutes = max(time.monotonic() - counts.started, 1.0) / 60
+    minutes = max(report.clock() - counts.started, 1.0) / 60
     line = (
         f"{report.stage}: claimed {counts.claimed} · running {report.running} · "
-        f"succeeded {counts.succeeded} · failed {counts.exhausted} · "
+        f"succeeded {counts.succeeded} · failed {counts.failed} · "
         f"retried {counts.retried} · {counts.succeeded / minutes:.1f}/min"
     )
     if report.backlog is not None:
@@ -136,7 +139,7 @@ def _status(report: Report) -> str:
             age = humanize.now() - report.backlog.oldest_waiting
             line += f" (oldest {humanize.duration(age)})"
     if report.database_down_since is not None:
-        down = time.monotonic() - report.database_down_since
+        down = report.clock() - report.database_down_since
         line += f" · database unreachable for {humanize.duration(down)}"
     return line
 

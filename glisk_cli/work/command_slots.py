@@ -1,11 +1,10 @@
-"""The command slots: one thread runs every command of a runner — starts the next claimed
-flight when a slot frees up, feeds and drains all their pipes from one `poll`, ends each run
-(`process.py`) and hands its outcome to the loop.
+"""The command slots: one thread runs every command of a runner — starts the next claimed job
+when a slot frees up, feeds and drains all their pipes from one `poll`, ends each run
+(`process.py`) and hands the ended job to the loop.
 
-One thread rather than one per slot: a thread per command spent more of the runner's CPU
-waiting to take the interpreter lock back after each of its system calls than on the calls
-themselves, and a spawn holds the lock until the child has exec'd (bench/work.py measured the
-two designs; docs/architecture.md, "The worker runner").
+One thread for all commands, not one each: every system call a command's driving makes gives
+up the interpreter lock, and threads that each take it back after every call spend more CPU on
+that than on the calls (docs/architecture.md, "The worker runner").
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from queue import Empty
 
 from glisk_cli.pipeline import Stage
 from glisk_cli.work.executor import Executor
-from glisk_cli.work.flights import Flight
-from glisk_cli.work.jobs import AttemptEnd, CommandJob
+from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.process import CommandRun
+from glisk_cli.work.programs import Command
 from glisk_cli.work.protocol import failed_all
 
 _IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
@@ -31,13 +30,13 @@ _IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
 
 class CommandSlots(Executor):
     def __init__(
-        self, job: CommandJob, stage: Stage, options: WorkOptions, wake: Callable[[], None]
+        self, command: Command, stage: Stage, options: WorkOptions, wake: Callable[[], None]
     ) -> None:
         super().__init__(stage, options, wake)
-        self._job = job
+        self._command = command
         self._timeout = None if options.timeout is None else options.timeout.total_seconds()
         self._poller = select.poll()
-        self._runs: dict[CommandRun, Flight] = {}
+        self._runs: dict[CommandRun, Job] = {}
         # Whose pipe each descriptor is. A closed one is left behind: it is no longer polled,
         # and a new run that gets its number takes the entry over.
         self._by_fd: dict[int, CommandRun] = {}
@@ -80,68 +79,68 @@ class CommandSlots(Executor):
                 self._bell_out = -1
 
     def _start_free_slots(self) -> bool:
-        """Start claimed flights while slots are free; True once close() was called."""
-        landed = False
+        """Start claimed jobs while slots are free; True once close() was called."""
+        ended = False
         while len(self._runs) < self._options.concurrency:
             try:
-                flight = self._ready.get_nowait()
+                job = self._next(block=False)
             except Empty:
                 break
-            if flight is None:
+            if job is None:
                 return True
-            end = self._start(flight)
-            if end is not None:
-                self._land(flight, end)
-                landed = True
-        if landed:
+            if not self._start(job):
+                self._ended(job)
+                ended = True
+        if ended:
             self._wake()
         return False
 
-    def _start(self, flight: Flight) -> AttemptEnd | None:
-        """Spawn the flight's command; or its end, if it must not or could not start."""
-        if (end := self._unstartable(flight)) is not None:
-            return end
-        self._started(flight)
+    def _start(self, job: Job) -> bool:
+        """Spawn the job's command; False (the job ended) if it must not or could not start."""
+        if self._unstartable(job):
+            return False
+        self._started(job)
         try:
-            run = self._job.spawn(
-                self._stage, flight.tokens, self._options.worker, self._timeout, self._poller
+            run = self._command.spawn(
+                self._stage, job.tokens, self._options.worker, self._timeout, self._poller
             )
         except OSError as error:
             reason = error.strerror or str(error)
-            message = f"the command could not start: {reason}"
-            return AttemptEnd(failed_all(flight.tokens, message), 0.0)
+            job.end(failed_all(job.tokens, f"the command could not start: {reason}"), 0)
+            return False
         except Exception as error:
-            return self._broken(flight, error)
-        self._runs[run] = flight
+            self._broken(job, error)
+            return False
+        self._runs[run] = job
         self._by_fd.update(dict.fromkeys(run.fds, run))
-        flight.attach(run)
-        return None
+        job.attach(run)
+        return True
 
     def _end_finished_runs(self) -> bool:
-        """Land every run that is over; True if any did."""
+        """Hand back every job whose run is over; True if any was."""
         now = time.monotonic()
         ended = False
-        for run, flight in list(self._runs.items()):
+        for run, job in list(self._runs.items()):
             try:
-                finished = run.check(now)
-                if finished is None:
+                exited = run.check(now)
+                if exited is None:
                     continue
-                outcomes = self._job.outcomes(self._stage, flight.tokens, finished)
+                outcomes = self._command.outcomes(self._stage, job.tokens, exited)
             except Exception as error:
                 self._fail(run, error)
             else:
                 del self._runs[run]
-                self._land(flight, AttemptEnd(outcomes, finished.seconds))
+                self._ended(job.end(outcomes, exited.seconds))
             ended = True
         return ended
 
     def _fail(self, run: CommandRun, error: Exception) -> None:
         """Driving a run broke (a bug, or the system refused a call): its attempt fails, the
         runner goes on."""
-        flight = self._runs.pop(run)
+        job = self._runs.pop(run)
         with contextlib.suppress(Exception):
             run.abandon()
-        self._land(flight, self._broken(flight, error))
+        self._ended(self._broken(job, error))
 
     def _wait_ms(self) -> int:
         now = time.monotonic()

@@ -1,184 +1,52 @@
-"""What a runner runs for a claimed batch: a command in any language (`glisk work … -- CMD`),
-or a Python function (the library's way). Both give the same per-token outcomes.
-"""
+"""A job: the tokens one claim leased to a runner to work on together — one token, or a batch
+(`--batch`) — run once by the program, from the claim to the write of its outcomes. Each of its
+tokens counts the job as one attempt. The runner keeps its jobs, the executor runs them, the
+completer writes what they came to."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import shutil
-import signal
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from glisk_cli.errors import InvalidInput
-from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
-from glisk_cli.work.process import MAX_ANSWER, CommandRun, Finished
-from glisk_cli.work.protocol import (
-    Failed,
-    Interrupted,
-    TokenOutcome,
-    failed_all,
-    job_input,
-    read_answer,
-)
+from glisk_cli.work.programs import Run
+from glisk_cli.work.protocol import TokenOutcome
 
 
-@dataclass(frozen=True)
-class AttemptEnd:
-    """What one attempt came to: an outcome per token, and how long it took."""
+@dataclass(eq=False)
+class Job:
+    tokens: list[ClaimedToken]
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    run: Run | None = None  # the program, once it runs
+    killed: str | None = None  # why the runner stopped it, if it did
+    outcomes: dict[uuid.UUID, TokenOutcome] | None = None  # each token's, once the run is over
+    seconds: float = 0.0  # how long the run took
+    ended_at: float = 0.0  # when the runner learnt that it was over (the runner's clock)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    outcomes: dict[uuid.UUID, TokenOutcome]
-    seconds: float
+    def history_id(self, kind: str, key: object) -> uuid.UUID:
+        """The id of one history row this job writes, the same every time it is asked: a write
+        retried after its commit was lost finds its rows there and adds none."""
+        return uuid.uuid5(self.id, f"{kind}:{key}")
 
-
-class Attempt(Protocol):
-    """A running attempt, as its flight sees it: something to stop."""
-
-    def kill(self, reason: str) -> None:
-        """Stop it now (`lease_lost`, `shutdown`); safe from any thread, any number of times."""
-        ...
-
-
-@dataclass
-class CommandJob:
-    """COMMAND [ARG…], run once per token (or batch): token JSON on stdin, answer on stdout.
-    Its runs are driven by the runner's command slots (`work/command_slots.py`)."""
-
-    argv: Sequence[str]
-    batched: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.argv:
-            raise InvalidInput("no command to run", hint="glisk work STAGE -- COMMAND [ARG...]")
-        program = self.argv[0]
-        found = shutil.which(program)
-        if found is None:
-            is_path = os.sep in program
-            problem = "is not executable" if is_path and Path(program).exists() else "is not found"
-            raise InvalidInput(f"command {program!r} {problem}")
-        self.name = Path(program).name
-        self._program = found  # looked up once: a spawn then tries no other directory
-        self._environment = dict(os.environ)  # copied once, not decoded again for every spawn
-
-    def spawn(
-        self,
-        stage: Stage,
-        tokens: Sequence[ClaimedToken],
-        worker: str,
-        timeout: float | None,
-        poller: select.poll,
-    ) -> CommandRun:
-        """Start the command for `tokens` (OSError: it could not start)."""
-        env = {
-            **self._environment,
-            "GLISK_TOKEN_ID": ",".join(str(token.token_id) for token in tokens),
-            "GLISK_STAGE": stage.name.value,
-            "GLISK_ATTEMPT": str(max(token.attempts for token in tokens)),
-            "GLISK_WORKER": worker,
-        }
-        stdin = job_input(tokens, batched=self.batched)
-        return CommandRun(self._program, self.argv, stdin, env, timeout, poller)
-
-    def outcomes(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], finished: Finished
-    ) -> dict[uuid.UUID, TokenOutcome]:
-        """What the command's end means for each of its tokens."""
-        if finished.killed and finished.killed != "timeout":
-            return {token.id: Interrupted(finished.killed) for token in tokens}
-        details = {"exit_status": finished.exit_status, "stderr": finished.stderr_tail}
-        if finished.killed == "timeout":
-            return failed_all(tokens, f"timed out after {finished.seconds:.0f}s", **details)
-        if finished.exit_status != 0:
-            return failed_all(tokens, _exit_message(finished.exit_status), **details)
-        if finished.answer is None:
-            return failed_all(tokens, f"the answer is over {MAX_ANSWER} bytes", **details)
-        try:
-            answer = json.loads(finished.answer)
-        except ValueError as error:
-            return failed_all(tokens, f"the answer is not JSON ({error})", **details)
-        outcomes = read_answer(stage, tokens, answer, batched=self.batched)
-        return {
-            id: Failed({**outcome.error, **details}) if isinstance(outcome, Failed) else outcome
-            for id, outcome in outcomes.items()
-        }
-
-
-def _exit_message(status: int) -> str:
-    if status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"exited with status {status}"
-
-
-Handler = Callable[[Any], Any]
-
-
-@dataclass
-class HandlerJob:
-    """A Python function run in a thread: given a ClaimedToken (or, batched, a list of them),
-    it returns what a command would print, as Python values; raising fails the attempt.
-
-    A thread cannot be killed: on a timeout or a lost lease the attempt ends at once and
-    whatever the function returns later is dropped (fencing keeps it from the token)."""
-
-    handler: Handler
-    batched: bool = False
-
-    def __post_init__(self) -> None:
-        self.name = getattr(self.handler, "__name__", "handler")
-
-    def start(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], timeout: float | None
-    ) -> HandlerAttempt:
-        return HandlerAttempt(self, stage, list(tokens), timeout)
-
-
-class HandlerAttempt:
-    """A handler's call on its own thread; `wait` blocks (in a slot's thread) until it ends."""
-
-    def __init__(
-        self, job: HandlerJob, stage: Stage, tokens: list[ClaimedToken], timeout: float | None
-    ) -> None:
-        self._job, self._stage, self._tokens, self._timeout = job, stage, tokens, timeout
-        self._started = time.monotonic()
-        self._done = threading.Event()
-        self._killed: str | None = None
-        self._outcomes: dict[uuid.UUID, TokenOutcome] = {}
-        threading.Thread(target=self._call, daemon=True, name=f"glisk-{job.name}").start()
-
-    def _call(self) -> None:
-        argument: Any = self._tokens if self._job.batched else self._tokens[0]
-        try:
-            answer = self._job.handler(argument)
-            outcomes = read_answer(self._stage, self._tokens, answer, batched=self._job.batched)
-        except Exception as error:
-            outcomes = failed_all(self._tokens, f"{type(error).__name__}: {error}"[:2048])
-        self._outcomes = outcomes
-        self._done.set()
+    def attach(self, run: Run) -> None:
+        """The program started: from now on a kill reaches it (one asked for before, at once)."""
+        with self._lock:
+            self.run = run
+            if self.killed is not None:
+                run.kill(self.killed)
 
     def kill(self, reason: str) -> None:
-        if self._killed is None:
-            self._killed = reason
-        self._done.set()
+        with self._lock:
+            if self.killed is None:
+                self.killed = reason
+            if self.run is not None:
+                self.run.kill(reason)
 
-    def wait(self) -> AttemptEnd:
-        finished = self._done.wait(self._timeout)
-        seconds = time.monotonic() - self._started
-        if self._killed:
-            return AttemptEnd({t.id: Interrupted(self._killed) for t in self._tokens}, seconds)
-        if not finished:
-            return AttemptEnd(failed_all(self._tokens, f"timed out after {seconds:.0f}s"), seconds)
-        return AttemptEnd(self._outcomes, seconds)
-
-
-Job = CommandJob | HandlerJob
+    def end(self, outcomes: dict[uuid.UUID, TokenOutcome], seconds: float) -> Job:
+        """The run is over: what it came to for each token, and how long it took."""
+        self.outcomes, self.seconds = outcomes, seconds
+        return self

@@ -43,7 +43,7 @@ _WRITABLE = select.POLLOUT | select.POLLERR
 
 
 @dataclass(frozen=True)
-class Finished:
+class CommandExit:
     """How the command ended: its exit status (negative: killed by that signal), its answer
     (None when it wrote more than MAX_ANSWER), the end of its stderr, and why glisk killed it
     (`timeout`, or the reason given to `kill`), if it did."""
@@ -142,7 +142,7 @@ class CommandRun:
         else:
             self._stderr = (self._stderr + chunk)[-STDERR_TAIL:]
 
-    def check(self, now: float) -> Finished | None:
+    def check(self, now: float) -> CommandExit | None:
         """Is it over? Called after every round of events (cheap when nothing is due): kills
         on the deadline, notices the command's exit, and ends the run once its pipes are
         closed — or, after the exit, once it was killed or the linger ran out: what holds
@@ -178,9 +178,9 @@ class CommandRun:
         self.kill("abandoned")
         self._end()
 
-    def _finish(self, now: float) -> Finished:
+    def _finish(self, now: float) -> CommandExit:
         status = self._end()
-        return Finished(
+        return CommandExit(
             exit_status=os.waitstatus_to_exitcode(status),
             answer=None if self._overflow else bytes(self._answer),
             stderr_tail=self._stderr.decode(errors="replace").replace("\x00", ""),

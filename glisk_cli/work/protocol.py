@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from typing import Any
 from glisk_cli.documents import to_json, token_document
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
-
-_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -43,8 +40,8 @@ class Failed:
 
 @dataclass(frozen=True)
 class Interrupted:
-    """The runner stopped the attempt: its lease was lost (`lease_lost`: someone else holds
-    the token now) or the runner is shutting down (`shutdown`: released for another runner)."""
+    """The runner stopped the job: its lease was lost (`lease_lost`: someone else holds the
+    token now) or the runner is shutting down (`shutdown`: released for another runner)."""
 
     reason: str
 
@@ -71,7 +68,9 @@ def read_answer(
     return failed_all(tokens, f"the job's answer is not {wanted}")
 
 
-def failed_all(tokens: Sequence[ClaimedToken], message: str, **details: Any) -> dict:
+def failed_all(
+    tokens: Sequence[ClaimedToken], message: str, **details: Any
+) -> dict[uuid.UUID, TokenOutcome]:
     outcome = Failed({"message": _text(message), **details})
     return {token.id: outcome for token in tokens}
 
@@ -95,17 +94,11 @@ def _per_token(
 
 
 def _outcome(stage: Stage, answer: Mapping[str, Any]) -> TokenOutcome:
-    fields: dict[str, str] = {}
-    for name in stage.result_fields:
-        value = answer.get(name)
-        if not isinstance(value, str) or not value.strip():
-            return Failed({"message": f"the job's answer has no {name} (a non-empty string)"})
-        if "\x00" in value:  # PostgreSQL text cannot hold it
-            return Failed({"message": f"the job's {name} holds a NUL character"})
-        if name == "tx_hash" and not _TX_HASH.fullmatch(value):
-            return Failed({"message": "the job's tx_hash is not 0x and 64 hex digits"})
-        fields[name] = value
-    return Succeeded(fields, _extras(answer))
+    for result in stage.results:
+        problem = result.problem(answer.get(result.name))
+        if problem is not None:
+            return Failed({"message": f"the job's {problem}"})
+    return Succeeded({name: answer[name] for name in stage.result_fields}, _extras(answer))
 
 
 def _extras(answer: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,13 +7,14 @@ Counts are of tokens: a batch of ten that succeeds adds ten to `succeeded`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from glisk_cli.logging import log_each, logger
 from glisk_cli.repositories.token_records import Backlog
-from glisk_cli.work.completer import Written
-from glisk_cli.work.flights import Landed
+from glisk_cli.work.completer import Recorded
+from glisk_cli.work.jobs import Job
 from glisk_cli.work.metrics import RunnerMetrics
 
 log = logger.bind(component="work")
@@ -21,21 +22,28 @@ log = logger.bind(component="work")
 
 @dataclass
 class Counts:
+    """Tokens, by what became of their attempts."""
+
+    started: float  # when the runner started (its clock)
     claimed: int = 0
     succeeded: int = 0
-    failed: int = 0  # attempts that failed, whether retried later or failed for good
-    retried: int = 0
-    exhausted: int = 0  # failed for good: max_attempts used up
-    lost: int = 0  # outcomes dropped: the lease was lost while the work ran
+    retried: int = 0  # the attempt failed; the token is tried again after its backoff
+    failed: int = 0  # failed for good: the token's attempts are used up
+    lost: int = 0  # the outcome was dropped: the lease was lost while the job ran
     released: int = 0  # handed back unfinished at shutdown
     renewals: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class Report:
-    def __init__(self, stage: str, worker: str, metrics: RunnerMetrics | None = None) -> None:
-        self.stage, self.worker, self.metrics = stage, worker, metrics
-        self.counts = Counts()
+    def __init__(
+        self,
+        stage: str,
+        worker: str,
+        metrics: RunnerMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stage, self.worker, self.metrics, self.clock = stage, worker, metrics, clock
+        self.counts = Counts(started=clock())
         self.running = 0
         self.backlog: Backlog | None = None
         self.database_down_since: float | None = None
@@ -58,41 +66,41 @@ class Report:
         for token_id in lost:
             log.warning("lease.lost", token_id=token_id, note="taken over; its attempt is killed")
 
-    def written(self, landed: list[Landed], written: Written) -> None:
+    def recorded(self, jobs: Sequence[Job], recorded: Recorded) -> None:
         counts = self.counts
-        counts.succeeded += len(written.succeeded)
-        counts.retried += len(written.retried)
-        counts.exhausted += len(written.exhausted)
-        counts.failed += len(written.retried) + len(written.exhausted)
-        counts.lost += len(written.lost)
-        counts.released += len(written.released)
-        seconds = {t.token_id: item.end.seconds for item in landed for t in item.flight.tokens}
-        attempts = {t.token_id: t.attempts for item in landed for t in item.flight.tokens}
+        counts.succeeded += len(recorded.succeeded)
+        counts.retried += len(recorded.retried)
+        counts.failed += len(recorded.failed)
+        counts.lost += len(recorded.lost)
+        counts.released += len(recorded.released)
+        seconds = {token.token_id: job.seconds for job in jobs for token in job.tokens}
+        attempts = {token.token_id: token.attempts for job in jobs for token in job.tokens}
         for outcome, token_ids in (
-            ("succeeded", written.succeeded),
-            ("failed", [*written.retried, *written.exhausted]),
-            ("lost", written.lost),
-            ("released", written.released),
+            ("succeeded", recorded.succeeded),
+            ("failed", [*recorded.retried, *recorded.failed]),
+            ("lost", recorded.lost),
+            ("released", recorded.released),
         ):
             if self.metrics:
                 for token_id in token_ids:
                     self.metrics.attempt(outcome, seconds[token_id])
             lines = [
-                (f"attempt.{outcome}", self._attempt_fields(
-                    token_id, attempts[token_id], seconds[token_id], written
-                ))
+                (
+                    f"attempt.{outcome}",
+                    self._attempt_fields(token_id, attempts[token_id], seconds[token_id], recorded),
+                )
                 for token_id in token_ids
-            ]  # fmt: skip
+            ]
             log_each(log, "INFO" if outcome in ("succeeded", "released") else "WARNING", lines)
 
     def database_down(self, error: Exception) -> None:
         if self.database_down_since is None:
-            self.database_down_since = time.monotonic()
+            self.database_down_since = self.clock()
             log.warning("database.unavailable", error=str(error), note="retrying; work goes on")
 
     def database_back(self) -> None:
         if self.database_down_since is not None:
-            down = time.monotonic() - self.database_down_since
+            down = self.clock() - self.database_down_since
             self.database_down_since = None
             log.warning("database.back", seconds_down=round(down, 1))
 
@@ -104,21 +112,24 @@ class Report:
             "stopped": reason,
             "claimed": counts.claimed,
             "succeeded": counts.succeeded,
-            "failed": counts.exhausted,
+            "failed": counts.failed,
             "retried": counts.retried,
             "lost": counts.lost,
             "released": counts.released,
-            "seconds": round(time.monotonic() - counts.started, 3),
+            "seconds": round(self.clock() - counts.started, 3),
         }
 
     def _attempt_fields(
-        self, token_id: int, attempt: int, seconds: float, written: Written
+        self, token_id: int, attempt: int, seconds: float, recorded: Recorded
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "stage": self.stage, "token_id": token_id, "attempt": attempt, "seconds": seconds
-        }  # fmt: skip
-        error = written.retried.get(token_id) or written.exhausted.get(token_id)
+            "stage": self.stage,
+            "token_id": token_id,
+            "attempt": attempt,
+            "seconds": seconds,
+        }
+        error = recorded.retried.get(token_id) or recorded.failed.get(token_id)
         if error is not None:
             fields["error"] = error.get("message")
-            fields["final"] = token_id in written.exhausted
+            fields["final"] = token_id in recorded.failed
         return fields

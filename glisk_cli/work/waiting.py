@@ -1,6 +1,12 @@
-"""How the runner's loop sleeps: until a job lands, a signal asks it to stop, PostgreSQL
-notifies that a token became claimable, or the timeout the loop chose runs out — whichever
-comes first, in one `poll` of a wake-up socket and the LISTEN connection."""
+"""Waiting for work: until PostgreSQL notifies that a token became claimable (the LISTEN
+connection, `db/listen.py`), something else wakes the waiter (a job ended, a signal came), or
+the timeout runs out — whichever comes first, in one `poll`.
+
+`claim_or_wait` is `glisk tokens claim --wait`: it LISTENs before its first claim, so no
+notification can slip between a claim that found nothing and the wait, and claims again on every
+notification and every POLL_INTERVAL_S (an expired lease notifies nobody). The runner's loop
+sleeps on a Waiter between its turns.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,21 @@ import contextlib
 import select
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-from glisk_cli.db.listen import Listener
+from glisk_cli.db.listen import POLL_INTERVAL_S, Listener
 from glisk_cli.errors import DatabaseUnavailable
+
+T = TypeVar("T")
 
 _LISTEN_RETRY_S = 10.0
 
 
 class Waiter:
+    """Sleeps until woken, notified or timed out. Without a Listener (none can LISTEN behind a
+    transaction pooler) only a wake-up or the timeout ends a wait."""
+
     def __init__(self, listener: Listener | None) -> None:
         self._listener = listener
         self._listen_at = 0.0
@@ -25,7 +38,7 @@ class Waiter:
 
     def wake(self) -> None:
         """Cut the current (or next) wait short; safe from any thread or a signal handler."""
-        # A full socket means a wake-up is pending already; a closed one, the runner is done.
+        # A full socket means a wake-up is pending already; a closed one, the waiter is done.
         with contextlib.suppress(OSError):
             self._write.send(b"\0")
 
@@ -59,3 +72,25 @@ class Waiter:
         self._write.close()
         if self._listener is not None:
             self._listener.close()
+
+
+def claim_or_wait(
+    listener: Listener | None, attempt: Callable[[], list[T]], wait_s: float
+) -> list[T]:
+    """Run `attempt` until it returns something or `wait_s` seconds have passed, woken by NOTIFY
+    on `listener`, or polling without one."""
+    if wait_s <= 0:
+        return attempt()
+    deadline = time.monotonic() + wait_s
+    if listener is not None:
+        listener.open()  # before the first attempt: no notification slips in between
+    waiter = Waiter(listener)
+    try:
+        while True:
+            claimed = attempt()
+            remaining = deadline - time.monotonic()
+            if claimed or remaining <= 0:
+                return claimed
+            waiter.wait(min(remaining, POLL_INTERVAL_S))  # back at the first notification
+    finally:
+        waiter.close()

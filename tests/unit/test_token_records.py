@@ -7,6 +7,7 @@ import dataclasses
 import pickle
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,8 @@ def test_records_from_rows_are_frozen_claimed_tokens_oldest_mint_first() -> None
     token = tokens[0]
     assert type(token) is ClaimedToken
     assert token.status is TokenStatus.GENERATING
-    fields = dict(zip(TOKEN_COLUMNS, rows[2], strict=True)) | {"status": TokenStatus.GENERATING}
+    fields: dict[str, Any] = dict(zip(TOKEN_COLUMNS, rows[2], strict=True))
+    fields["status"] = TokenStatus.GENERATING
     assert token == ClaimedToken(**fields)
     assert len(dataclasses.fields(token)) == len(TOKEN_COLUMNS)
     assert not hasattr(token, "__dict__")

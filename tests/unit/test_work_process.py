@@ -12,10 +12,10 @@ import sys
 import textwrap
 import time
 
-from glisk_cli.work.process import STDERR_TAIL, CommandRun, Finished
+from glisk_cli.work.process import STDERR_TAIL, CommandExit, CommandRun
 
 
-def run_to_end(argv: list[str], stdin: bytes = b"", timeout: float | None = None) -> Finished:
+def run_to_end(argv: list[str], stdin: bytes = b"", timeout: float | None = None) -> CommandExit:
     poller = select.poll()
     program = shutil.which(argv[0])
     assert program is not None

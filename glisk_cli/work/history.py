@@ -1,0 +1,159 @@
+"""Each stage's history: how its attempts are recorded in the seed's history tables when a job
+starts and when its outcomes are written (docs/architecture.md, "The worker runner").
+
+Every stage has one (`history_of`), and a stage added to the vocabulary fails the type check
+until it says how its attempts are recorded. Rows carry ids derived from their job
+(`Job.history_id`, `image_job.job_id`), so writing the same outcomes twice (after a COMMIT whose
+fate is unknown) adds nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
+
+from glisk_cli.pipeline import Stage, StageName
+from glisk_cli.repositories.image_job import JobEnd, job_id
+from glisk_cli.repositories.ipfs_record import UploadRecord
+from glisk_cli.repositories.reveal_tx import RevealRecord
+from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.uow import UnitOfWork
+from glisk_cli.work.protocol import Failed, Succeeded, TokenOutcome
+
+if TYPE_CHECKING:
+    from glisk_cli.work.jobs import Job
+
+# What became of each token of the jobs written, by token id (tokens_s0.id).
+Final = Mapping[uuid.UUID, TokenOutcome]
+
+
+class History(Protocol):
+    def started(self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], program: str) -> None:
+        """`tokens` were just claimed for jobs of `program`, in `uow`'s transaction."""
+        ...
+
+    def ended(self, uow: UnitOfWork, jobs: Sequence[Job], final: Final) -> None:
+        """`jobs` are over and `final` is what became of each of their tokens."""
+        ...
+
+
+def history_of(stage: Stage) -> History:
+    match stage.name:
+        case StageName.GENERATION:
+            return _GENERATION
+        case StageName.UPLOAD:
+            return _UPLOAD
+        case StageName.REVEAL:
+            return _REVEAL
+        case unknown:
+            assert_never(unknown)
+
+
+class _Generation:
+    """image_generation_jobs: a row per token, written as running when it is claimed (its id
+    derived from the token and the lease), ended when its outcome is written — only while it is
+    still running."""
+
+    def started(self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], program: str) -> None:
+        uow.image_jobs.start_running(tokens, program)
+
+    def ended(self, uow: UnitOfWork, jobs: Sequence[Job], final: Final) -> None:
+        uow.image_jobs.finish(
+            [_job_end(token, final[token.id]) for job in jobs for token in job.tokens]
+        )
+
+
+def _job_end(token: ClaimedToken, outcome: TokenOutcome) -> JobEnd:
+    if isinstance(outcome, Succeeded):
+        extras = outcome.extras
+        return JobEnd(
+            job_id(token), "succeeded", extras.get("service"), extras.get("external_job_id"), None
+        )
+    error = outcome.error if isinstance(outcome, Failed) else None
+    return JobEnd(job_id(token), "failed", None, None, error)
+
+
+class _Upload:
+    """ipfs_upload_records: for a success, the image's and the metadata's record with their
+    CIDs; for anything else, one failed image record."""
+
+    def started(self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], program: str) -> None:
+        pass
+
+    def ended(self, uow: UnitOfWork, jobs: Sequence[Job], final: Final) -> None:
+        records = [
+            record
+            for job in jobs
+            for token in job.tokens
+            for record in _uploads(job, token, final[token.id])
+        ]
+        uow.ipfs_records.record(records)
+
+
+def _uploads(job: Job, token: ClaimedToken, outcome: TokenOutcome) -> list[UploadRecord]:
+    def record(kind: str, cid: str | None, status: str, error: Any) -> UploadRecord:
+        return UploadRecord(
+            job.history_id(kind, token.id),
+            token.id,
+            kind,
+            cid,
+            status,
+            token.attempts - 1,
+            error,
+            job.started,
+        )
+
+    if isinstance(outcome, Succeeded):
+        return [
+            record("image", outcome.fields["image_cid"], "succeeded", None),
+            record("metadata", outcome.fields["metadata_cid"], "succeeded", None),
+        ]
+    return [record("image", None, "failed", outcome.error if isinstance(outcome, Failed) else None)]
+
+
+class _Reveal:
+    """reveal_transactions: a row per transaction a job's answer named, and one for the tokens
+    it failed."""
+
+    def started(self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], program: str) -> None:
+        pass
+
+    def ended(self, uow: UnitOfWork, jobs: Sequence[Job], final: Final) -> None:
+        for job in jobs:
+            for record in _reveals(job, final):
+                uow.reveal_txs.record(record)
+
+
+def _reveals(job: Job, final: Final) -> list[RevealRecord]:
+    """Grouped by what the job answered, not by what became of the tokens: a transaction whose
+    tokens lost their leases meanwhile was still sent, and the rows (their ids derived from the
+    answer) come out the same however often the outcomes are written."""
+    answered = job.outcomes or {}
+    by_hash: dict[str | None, list[ClaimedToken]] = {}
+    extras: dict[str | None, dict[str, Any]] = {}
+    for token in job.tokens:
+        said = answered.get(token.id, final[token.id])
+        tx_hash = said.fields["tx_hash"] if isinstance(said, Succeeded) else None
+        by_hash.setdefault(tx_hash, []).append(token)
+        if isinstance(said, Succeeded):
+            extras[tx_hash] = said.extras
+    records = []
+    for tx_hash, tokens in by_hash.items():
+        found = extras.get(tx_hash, {})
+        status = "failed" if tx_hash is None else "confirmed" if "block_number" in found else "sent"
+        records.append(
+            RevealRecord(
+                job.history_id("reveal", tx_hash),
+                [token.id for token in tokens],
+                tx_hash,
+                found.get("block_number"),
+                found.get("gas_price_gwei"),
+                status,
+                job.started,
+            )
+        )
+    return records
+
+
+_GENERATION, _UPLOAD, _REVEAL = _Generation(), _Upload(), _Reveal()

@@ -1,0 +1,184 @@
+"""When the runner's loop does what: the jobs it holds, and from them and its clock, what each
+turn does and how long the loop may sleep in between — decisions only, no database and no
+process, so that they are tested with a fake clock (docs/architecture.md, "The worker runner").
+
+- Claims: jobs shorter than _SHORT_JOB_S on average get _ROUNDS_AHEAD rounds of attempts claimed
+  ahead (under a second of work per slot), so a slot that frees up starts its next job at once
+  instead of waiting for a commit; the claim rides on the turns that write outcomes and takes a
+  turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed only for
+  free slots, so a runner never sits on tokens another could work on. After a claim that found
+  less than it asked for, the next waits for a notification or the poll interval.
+- Writes: outcomes are written _WRITE_ROUNDS rounds of attempts at a time, or once the first
+  waited _WRITE_DELAY, or when nothing else is held: one commit for many tokens.
+- Renewals: every third of the lease, while anything is held.
+- The database away: turns are retried with backoff; nothing that needs it is due before.
+- Stopping: the first request starts the grace; a second, or the grace running out, ends it.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from glisk_cli.db.listen import POLL_INTERVAL_S
+from glisk_cli.pipeline import MAX_BATCH
+from glisk_cli.policy import Backoff
+from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.work.jobs import Job
+from glisk_cli.work.options import WorkOptions
+
+_SHORT_JOB_S = 0.1
+_ROUNDS_AHEAD = 8
+_CLAIM_LOW = 2
+_WRITE_ROUNDS = 3
+_WRITE_DELAY = 0.05
+_BACKLOG_EVERY = 2.0  # how often a watched runner reads its stage's backlog
+_WATCHED_EVERY = 0.5  # how often a watched runner's live line is redrawn, at the least
+# Between turns while the database is away.
+OUTAGE_BACKOFF = Backoff(timedelta(seconds=0.5), timedelta(seconds=10))
+
+
+@dataclass
+class Books:
+    """The jobs a runner holds: claimed (queued or running), and ended but not yet written."""
+
+    claimed: dict[uuid.UUID, Job] = field(default_factory=dict)
+    unwritten: list[Job] = field(default_factory=list)
+
+    def jobs(self) -> list[Job]:
+        return [*self.claimed.values(), *self.unwritten]
+
+    def tokens(self) -> list[ClaimedToken]:
+        """Every token held: its lease is the runner's to renew."""
+        return [token for job in self.jobs() for token in job.tokens]
+
+    def holds_any(self) -> bool:
+        return bool(self.claimed or self.unwritten)
+
+
+@dataclass
+class Turn:
+    """What one loop turn is to do: claim how many tokens (0: none), write the ended jobs,
+    renew every lease held, read the stage's backlog."""
+
+    claim: int = 0
+    write: bool = False
+    renew: bool = False
+    backlog: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.claim or self.write or self.renew or self.backlog)
+
+
+class Schedule:
+    def __init__(
+        self, options: WorkOptions, *, watched: bool, rng: random.Random | None = None
+    ) -> None:
+        """`watched`: a live line shows the runner's progress, and wants the backlog."""
+        self._options = options
+        self._watched = watched
+        self._rng = rng or random.Random()  # noqa: S311 — spreads retries, guards nothing
+        self._job_seconds: float | None = None  # a moving average of runs' durations
+        self._renew_at = 0.0
+        self._dry = False  # the last claim found less than it asked for
+        self._poll_at = 0.0
+        self._backlog_at = 0.0
+        self._failures = 0  # turns failed in a row: the database is away
+        self._retry_at = 0.0
+        self._stops = 0
+        self.stop_reason: str | None = None
+        self._grace_ends: float | None = None
+
+    # -- what happened -------------------------------------------------------------------
+
+    def job_ended(self, job: Job) -> None:
+        average = self._job_seconds
+        self._job_seconds = job.seconds if average is None else 0.8 * average + 0.2 * job.seconds
+
+    def notified(self) -> None:
+        """PostgreSQL said work became claimable: claim at once."""
+        self._dry = False
+
+    def turn_failed(self, now: float) -> None:
+        """The database is away: everything waits for the next try."""
+        self._failures += 1
+        self._retry_at = now + OUTAGE_BACKOFF.delay(self._failures, self._rng).total_seconds()
+
+    def turn_done(self, turn: Turn, now: float, *, claimed: int, held_before: bool) -> None:
+        self._failures = 0
+        if turn.renew or (claimed and not held_before):  # fresh leases: renew a third away
+            self._renew_at = now + self._options.renew_every
+        if turn.claim:
+            self._dry = claimed < turn.claim
+            self._poll_at = now + POLL_INTERVAL_S
+        if turn.backlog:
+            self._backlog_at = now + _BACKLOG_EVERY
+
+    def stop(self, reason: str) -> None:
+        """Asked to stop (from a signal handler or another thread): the first time, finish what
+        runs within the grace; the second, stop it now."""
+        self._stops += 1
+        self.stop_reason = self.stop_reason or reason
+
+    # -- what to do ----------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stops > 0
+
+    @property
+    def database_away(self) -> bool:
+        return self._failures > 0
+
+    def begin_grace(self, now: float) -> bool:
+        """Start the grace, once stopping: True the first time."""
+        if not self._stops or self._grace_ends is not None:
+            return False
+        self._grace_ends = now + self._options.grace.total_seconds()
+        return True
+
+    def past_grace(self, now: float) -> bool:
+        """A second stop, or the grace ran out: stop waiting for anything."""
+        return self._stops > 1 or (self._grace_ends is not None and now >= self._grace_ends)
+
+    def next_turn(self, books: Books, now: float) -> Turn:
+        if now < self._retry_at:
+            return Turn()
+        concurrency = self._options.concurrency
+        short = self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S
+        wanted = concurrency * (1 + _ROUNDS_AHEAD if short else 1) - len(books.claimed)
+        turn = Turn(write=self._writes_due(books, now))
+        # A claim of its own when the rounds ahead run low; else with the next turn that writes.
+        ready = len(books.claimed) <= concurrency * _CLAIM_LOW or turn.write
+        if not self._stops and wanted > 0 and ready and (not self._dry or now >= self._poll_at):
+            turn.claim = min(wanted * self._options.batch, MAX_BATCH)
+        turn.renew = books.holds_any() and now >= self._renew_at
+        turn.backlog = self._watched and now >= self._backlog_at
+        return turn
+
+    def sleep(self, books: Books, now: float) -> float:
+        """How long the loop may sleep before something is due. While the database is away
+        nothing that needs it is due before the retry (its missed deadlines would make this a
+        busy loop)."""
+        moments = [now + POLL_INTERVAL_S]
+        if now < self._retry_at:
+            moments.append(self._retry_at)
+        else:
+            if books.holds_any():
+                moments.append(self._renew_at)
+            if books.unwritten:
+                moments.append(books.unwritten[0].ended_at + _WRITE_DELAY)
+        if self._grace_ends is not None and now < self._grace_ends:
+            moments.append(self._grace_ends)
+        if self._watched:
+            moments.append(now + _WATCHED_EVERY)
+        return max(0.0, min(moments) - now)
+
+    def _writes_due(self, books: Books, now: float) -> bool:
+        if not books.unwritten:
+            return False
+        rounds = len(books.unwritten) >= self._options.concurrency * _WRITE_ROUNDS
+        first_waited = now >= books.unwritten[0].ended_at + _WRITE_DELAY
+        return rounds or not books.claimed or first_waited
