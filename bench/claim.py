@@ -310,8 +310,18 @@ def measure(
 def measure_pgqueuer(python: str, url: str, jobs: int) -> Run:
     """pgqueuer's drain of `jobs` jobs on `url` (its own database), run by `python`."""
     dsn = conninfo(url)
-    argv = [python, str(PEER), "--dsn", dsn, "--jobs", str(jobs), "--consumers", "5",
-            "--batch", str(GOAL_BATCH)]  # fmt: skip
+    argv = [
+        python,
+        str(PEER),
+        "--dsn",
+        dsn,
+        "--jobs",
+        str(jobs),
+        "--consumers",
+        "5",
+        "--batch",
+        str(GOAL_BATCH),
+    ]
     output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
     if result["jobs"] != jobs or result["left"]:
@@ -320,8 +330,11 @@ def measure_pgqueuer(python: str, url: str, jobs: int) -> Run:
 
 
 def _announce(run: Run) -> Run:
-    print(f"  {run.scenario:<8} {run.path:<8} B={run.batch:<4} {run.tokens:>6} tokens  "
-          f"{run.rate:>7.0f} tokens/s  {run.claims:>6} claims", file=sys.stderr)  # fmt: skip
+    print(
+        f"  {run.scenario:<8} {run.path:<8} B={run.batch:<4} {run.tokens:>6} tokens  "
+        f"{run.rate:>7.0f} tokens/s  {run.claims:>6} claims",
+        file=sys.stderr,
+    )
     return run
 
 
@@ -332,8 +345,10 @@ def report(runs: list[Run], workers: int) -> None:
     def median(scenario: str, path: str, batch: int) -> float:
         return statistics.median(r.rate for r in select(scenario, path, batch))
 
-    print(f"{'scenario':<9} {'path':<9} {'B':>4} {'tokens':>7} {'tokens/s':>9} "
-          f"{'min-max':>13} {'ratio':>6}")  # fmt: skip
+    print(
+        f"{'scenario':<9} {'path':<9} {'B':>4} {'tokens':>7} {'tokens/s':>9} "
+        f"{'min-max':>13} {'ratio':>6}"
+    )
     keys = dict.fromkeys((r.scenario, r.batch) for r in runs)
     for scenario, batch in keys:
         baseline = "pgqueuer" if scenario == "cycle" else "raw"
@@ -346,15 +361,19 @@ def report(runs: list[Run], workers: int) -> None:
             if path in ("library", "raw-lib") and select(scenario, baseline, batch):
                 ratio = f"{median(scenario, path, batch) / median(scenario, baseline, batch):.2f}"
             spread = f"{min(rates):.0f}-{max(rates):.0f}"
-            print(f"{scenario:<9} {path:<9} {batch:>4} {same[0].tokens:>7} "
-                  f"{statistics.median(rates):>9.0f} {spread:>13} {ratio:>6}")  # fmt: skip
+            print(
+                f"{scenario:<9} {path:<9} {batch:>4} {same[0].tokens:>7} "
+                f"{statistics.median(rates):>9.0f} {spread:>13} {ratio:>6}"
+            )
     print()
     b = GOAL_BATCH
     for path in ("library", "raw"):
         if select("history", path, b):
             plain, grown = median("claim", path, b), median("history", path, b)
-            print(f"history, {path}, B={b}: {plain:.0f} -> {grown:.0f} tokens/s "
-                  f"({(1 - grown / plain) * 100:+.1f}% slowdown; goal <= 20%)")  # fmt: skip
+            print(
+                f"history, {path}, B={b}: {plain:.0f} -> {grown:.0f} tokens/s "
+                f"({(1 - grown / plain) * 100:+.1f}% slowdown; goal <= 20%)"
+            )
     goal = median("claim", "library", b) / median("claim", "raw", b)
     print(f"library claim / raw claim, B={b}, {workers} workers: {goal:.2f} (goal >= 0.75)")
     if select("cycle", "pgqueuer", b):
@@ -398,8 +417,9 @@ def main() -> None:
             for n in batches
             for path in (*paths, "raw-lib")
         ]
-        cycle: list[tuple[str, Job | None, int, int]] = [("cycle", Job("library", b, True),
-                                                          args.tokens, 0)]  # fmt: skip
+        cycle: list[tuple[str, Job | None, int, int]] = [
+            ("cycle", Job("library", b, True), args.tokens, 0)
+        ]
         if args.pgqueuer_python:
             peer: list[tuple[str, Job | None, int, int]] = [("cycle", None, args.tokens, 0)]
             cycle = cycle + peer if repetition % 2 == 0 else peer + cycle
@@ -414,12 +434,16 @@ def main() -> None:
     ):
         migrate_with_author(url, "bench")
         version = conn.execute("SHOW server_version").fetchone()
-        print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-              f" · PostgreSQL {version[0] if version else '?'}"
-              f" · load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-        print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.workers} workers · "
-              f"{args.repetitions} repetitions, medians · history {args.history} rows",
-              flush=True)  # fmt: skip
+        print(
+            f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+            f" · PostgreSQL {version[0] if version else '?'}"
+            f" · load average {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.workers} workers · "
+            f"{args.repetitions} repetitions, medians · history {args.history} rows",
+            flush=True,
+        )
         pool = WorkerPool(args.workers, url)
         try:
             for path in ("library", "raw"):  # warm-up: statement caches, prepared statements

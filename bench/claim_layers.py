@@ -54,8 +54,13 @@ def main() -> None:
         raw = psycopg.connect(conninfo(url))
 
         def params() -> dict[str, Any]:
-            return {"limit": BATCH, "worker": "w", "lease": LEASE, "max_attempts": 5,
-                    "lease_id": uuid.uuid4()}  # fmt: skip
+            return {
+                "limit": BATCH,
+                "worker": "w",
+                "lease": LEASE,
+                "max_attempts": 5,
+                "lease_id": uuid.uuid4(),
+            }
 
         def drain_raw() -> int:
             def claim() -> list[Any]:
@@ -103,9 +108,11 @@ def main() -> None:
         raw.close()
         database.dispose()
 
-    print(f"# {platform.node()} · Python {platform.python_version()} · "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.tokens} tokens, B = "
-          f"{BATCH}, {args.repetitions} repetitions (medians)")  # fmt: skip
+    print(
+        f"# {platform.node()} · Python {platform.python_version()} · "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.tokens} tokens, B = "
+        f"{BATCH}, {args.repetitions} repetitions (medians)"
+    )
     baseline = statistics.median(samples["raw psycopg"])
     print(f"{'claim through':<48} {'CPU per claim':>14} {'x raw':>7}")
     for name, values in samples.items():

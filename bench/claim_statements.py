@@ -121,9 +121,11 @@ def main() -> None:
                 names = list(VARIANTS) if repetition % 2 == 0 else list(VARIANTS)[::-1]
                 for name in names:
                     rates[name].append(measure(url, admin, name, args.tokens))
-    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {WORKERS} workers, B = "
-          f"{BATCH}, {args.tokens} tokens, {args.repetitions} repetitions (medians)")  # fmt: skip
+    print(
+        f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {WORKERS} workers, B = "
+        f"{BATCH}, {args.tokens} tokens, {args.repetitions} repetitions (medians)"
+    )
     floor = statistics.median(rates["minimal"])
     print(f"{'statement':<26} {'tokens/s':>9} {'min-max':>13} {'x minimal':>10}")
     for name, values in rates.items():

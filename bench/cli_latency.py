@@ -78,15 +78,19 @@ def main() -> None:
     print(f"{'command':<48} {'median':>9} {'min':>9} {'x floor':>8}")
     for name, values in samples.items():
         median = statistics.median(values)
-        print(f"{name:<48} {median * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "
-              f"{median / floor:>8.2f}")  # fmt: skip
+        print(
+            f"{name:<48} {median * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "
+            f"{median / floor:>8.2f}"
+        )
     if args.imports:
         print(f"{'import, after the floor':<48} {'median':>9} {'min':>9} {'x floor':>8}")
         for name, statement in IMPORTS.items():
             values = [_marginal_import(statement, env) for _ in range(args.runs)]
             median = statistics.median(values)
-            print(f"{name:<48} {median * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "
-                  f"{median / floor:>8.2f}")  # fmt: skip
+            print(
+                f"{name:<48} {median * 1000:>7.0f}ms {min(values) * 1000:>7.0f}ms "
+                f"{median / floor:>8.2f}"
+            )
 
 
 def _marginal_import(statement: str, env: dict[str, str]) -> float:

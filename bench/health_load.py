@@ -167,18 +167,24 @@ def main() -> None:
     xacts_per_second = max(0, xacts_after - xacts_before - 1) / loaded
 
     print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · wrk -t1 "
-          f"-c{args.connections} -d{args.duration}s · {args.runs} run(s) per path")  # fmt: skip
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · wrk -t1 "
+        f"-c{args.connections} -d{args.duration}s · {args.runs} run(s) per path"
+    )
     print(f"# glisk serve: exec to listening {startup:.2f} s")
     load_text = " ".join(f"{load:.1f}" for load in loads)
     print(f"# 1-min load average before each round and after the last: {load_text}")
-    print(f"{'path':<9} {'run':>3} {'req/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
-          f"{'checks/s':>9}")  # fmt: skip
+    print(
+        f"{'path':<9} {'run':>3} {'req/s':>9} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
+        f"{'checks/s':>9}"
+    )
     for path, results in runs.items():
         for number, result in enumerate(results, 1):
-            print(f"{path:<9} {number:>3} {result['req/s']:>9.0f} {result['p99 ms']:>8.2f} "
-                  f"{result['non-2xx']:>8.0f} {result['socket errors']:>8.0f} "
-                  f"{result['checks/s']:>9.2f}")  # fmt: skip
+            print(
+                f"{path:<9} {number:>3} {result['req/s']:>9.0f} {result['p99 ms']:>8.2f} "
+                f"{result['non-2xx']:>8.0f} {result['socket errors']:>8.0f} "
+                f"{result['checks/s']:>9.2f}"
+            )
     for path, results in runs.items():
         median = {name: statistics.median(run[name] for run in results) for name in results[0]}
         median["non-2xx"] = max(run["non-2xx"] for run in results)  # any at all is a miss

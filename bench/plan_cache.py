@@ -42,10 +42,12 @@ def main() -> None:
         print(f"{'statement':<44} {'generic':>8} {'custom':>8}")
         for name, sql in (
             ("claim, library (LIMIT written in), B=10", LIBRARY_CLAIM),
-            ("claim, library, LIMIT a parameter, B=10",
-             LIBRARY_CLAIM.replace("LIMIT 10", "LIMIT %(limit)s")),
+            (
+                "claim, library, LIMIT a parameter, B=10",
+                LIBRARY_CLAIM.replace("LIMIT 10", "LIMIT %(limit)s"),
+            ),
             ("claim, minimal (bench/claim.py), B=10", RAW_CLAIM),
-        ):  # fmt: skip
+        ):
             _report(name, _raw_plans(url, cast(LiteralString, sql)), "FOR UPDATE SKIP LOCKED")
         for batch in (2, 8, 10):
             plans = _library_plans(url, batch)

@@ -51,15 +51,21 @@ def main() -> None:
             "DATABASE_URL": base.set(database="bench_schema_1").render_as_string(False),
         }
         seed_s = timed([GLISK, "dev", "seed", "--tokens", str(args.tokens), "--yes"], big_env)
-        with psycopg.connect(base.set(database="bench_schema_1", drivername="postgresql")
-                             .render_as_string(False), autocommit=True) as conn:  # fmt: skip
+        with psycopg.connect(
+            base.set(database="bench_schema_1", drivername="postgresql").render_as_string(False),
+            autocommit=True,
+        ) as conn:
             # A realistic spread: most tokens finished, some in every other state.
             conn.execute("UPDATE tokens_s0 SET status = 'revealed' WHERE token_id % 10 < 7")
-            conn.execute("UPDATE tokens_s0 SET status = 'failed', error_data = "
-                         "'{\"reason\": \"max_attempts\"}' WHERE token_id % 100 = 71")  # fmt: skip
-            conn.execute("UPDATE tokens_s0 SET status = 'generating', claimed_by = 'w', "
-                         "lease_expires_at = now() + interval '5 minutes' "
-                         "WHERE token_id % 1000 = 72")  # fmt: skip
+            conn.execute(
+                "UPDATE tokens_s0 SET status = 'failed', error_data = "
+                '\'{"reason": "max_attempts"}\' WHERE token_id % 100 = 71'
+            )
+            conn.execute(
+                "UPDATE tokens_s0 SET status = 'generating', claimed_by = 'w', "
+                "lease_expires_at = now() + interval '5 minutes' "
+                "WHERE token_id % 1000 = 72"
+            )
             conn.execute("VACUUM ANALYZE tokens_s0")
             sizes = conn.execute(
                 "SELECT relname, pg_size_pretty(pg_relation_size(oid)) FROM pg_class "
@@ -80,8 +86,10 @@ def main() -> None:
                 report = uow.tokens.stats()
             library.append(time.perf_counter() - started)
         process = [timed([GLISK, "tokens", "stats", "--json"], big_env) for _ in range(args.runs)]
-        floor = [timed([sys.executable, "-c", "import sqlalchemy.orm, psycopg"], env)
-                 for _ in range(args.runs)]  # fmt: skip
+        floor = [
+            timed([sys.executable, "-c", "import sqlalchemy.orm, psycopg"], env)
+            for _ in range(args.runs)
+        ]
 
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f} ms"

@@ -387,12 +387,23 @@ class Crew:
         worker_id = f"{self.name}-w{len(self.workers) + 1:03d}"
         stats_file, log_file = self.dir / f"{worker_id}.json", self.dir / f"{worker_id}.log"
         argv = [
-            "--worker", worker_id,
-            "--stats-file", str(stats_file), "--go-file", str(self.go_file),
-            "--deadline", str(self.deadline), "--lease", str(self.args.lease),
-            "--max-attempts", str(self.args.max_attempts), "--batch", str(self.args.batch),
-            "--max-work-ms", str(self.args.max_work_ms),
-        ]  # fmt: skip
+            "--worker",
+            worker_id,
+            "--stats-file",
+            str(stats_file),
+            "--go-file",
+            str(self.go_file),
+            "--deadline",
+            str(self.deadline),
+            "--lease",
+            str(self.args.lease),
+            "--max-attempts",
+            str(self.args.max_attempts),
+            "--batch",
+            str(self.args.batch),
+            "--max-work-ms",
+            str(self.args.max_work_ms),
+        ]
         worker = Worker(worker_id, stats_file, log_file)
         if self.forkserver is None:
             with open(log_file, "wb") as log:
@@ -627,9 +638,12 @@ def run_soak(
                         "(WHERE lease_expires_at > now()) FROM tokens_s0 GROUP BY 1 ORDER BY 1"
                     ).fetchall()
                     statuses = " ".join(f"{s}={n}({live} leased)" for s, n, live in rows)
-                    print(f"  {name}: {time.time() - started:5.0f}s {ready}/{len(crew.live)} "
-                          f"workers ready, {len(kills)} kills; {statuses}",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"  {name}: {time.time() - started:5.0f}s {ready}/{len(crew.live)} "
+                        f"workers ready, {len(kills)} kills; {statuses}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 for worker in crew.exited():  # ended by itself: finished, or crashed
                     if worker.returncode() == 0 and worker.stats().get("done"):
                         continue  # saw no unfinished token, a moment before this loop did
@@ -661,10 +675,16 @@ def run_soak(
     seconds = float(finished) - started if not unfinished else args.timeout
     load_end = os.getloadavg()[0]
     return RunResult(
-        name, args.tokens - unfinished, seconds, kills, crashes, totals, len(crew.workers),
+        name,
+        args.tokens - unfinished,
+        seconds,
+        kills,
+        crashes,
+        totals,
+        len(crew.workers),
         verdict,
         (load, load_end),
-    )  # fmt: skip
+    )
 
 
 def wait_until(done: Callable[[], bool], timeout: float, crew: Crew | None) -> None:
@@ -708,27 +728,47 @@ def count_unfinished(conn: psycopg.Connection[Any]) -> int:
 def show(result: RunResult) -> None:
     verdict, totals = result.verdict, result.worker_totals
     kills = result.kills
-    print(f"\n## {result.name}: {result.tokens} tokens in {result.seconds:.1f}s = "
-          f"{result.rate:.0f} tokens/s (load average {result.load[0]:.1f} → "
-          f"{result.load[1]:.1f})")  # fmt: skip
-    print(f"workers started {result.workers_started}; kills {len(kills)} "
-          f"({sum(k.booting for k in kills)} while booting, "
-          f"{sum(1 for k in kills if k.leases)} holding live leases, "
-          f"{sum(k.leases for k in kills)} leases orphaned); "
-          f"crashes {len(result.crashes)}")  # fmt: skip
-    print("workers (killed ones up to their last 1 s checkpoint): " + ", ".join(
-        f"{key} {totals[key]}"
-        for key in ("claims", "claimed", "transitions", "batch conflicts", "conflicts", "idle",
-                    "unavailable", "illegal")
-    ))  # fmt: skip
+    print(
+        f"\n## {result.name}: {result.tokens} tokens in {result.seconds:.1f}s = "
+        f"{result.rate:.0f} tokens/s (load average {result.load[0]:.1f} → "
+        f"{result.load[1]:.1f})"
+    )
+    print(
+        f"workers started {result.workers_started}; kills {len(kills)} "
+        f"({sum(k.booting for k in kills)} while booting, "
+        f"{sum(1 for k in kills if k.leases)} holding live leases, "
+        f"{sum(k.leases for k in kills)} leases orphaned); "
+        f"crashes {len(result.crashes)}"
+    )
+    print(
+        "workers (killed ones up to their last 1 s checkpoint): "
+        + ", ".join(
+            f"{key} {totals[key]}"
+            for key in (
+                "claims",
+                "claimed",
+                "transitions",
+                "batch conflicts",
+                "conflicts",
+                "idle",
+                "unavailable",
+                "illegal",
+            )
+        )
+    )
     counts = verdict.counts
     keys = [*AUDIT_COUNTS, *sorted(set(counts) - set(AUDIT_COUNTS))]
     print("audit: " + ", ".join(f"{key} {counts[key]}" for key in keys))
     causes = Counter(
-        (f.stage, f.attempts, "every holder killed" if set(f.fates) == {"killed"} else
-         f"lease expired under a live holder {f.fates.count('expired')}x")
+        (
+            f.stage,
+            f.attempts,
+            "every holder killed"
+            if set(f.fates) == {"killed"}
+            else f"lease expired under a live holder {f.fates.count('expired')}x",
+        )
         for f in verdict.failures
-    )  # fmt: skip
+    )
     for (stage, attempts, cause), count in sorted(causes.items()):
         print(f"failed: {count} tokens in {stage} after {attempts} attempts, {cause}")
     for failure in verdict.failures[:10]:
@@ -814,13 +854,18 @@ def main() -> int:
             prepare(url)
             with psycopg.connect(conninfo(url), autocommit=True) as conn:
                 version = conn.execute("SHOW server_version").fetchone()
-            print(f"# {platform.node()} · {os.cpu_count()} cores · Python "
-                  f"{platform.python_version()} · PostgreSQL {version[0] if version else '?'}"
-                  f" · {'root' if os.geteuid() == 0 else 'not root'}")  # fmt: skip
-            print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.tokens} tokens"
-                  f" · {args.workers} workers · lease {args.lease:g}s · max_attempts "
-                  f"{args.max_attempts} · batch {args.batch} · work 0-{args.max_work_ms:g} ms"
-                  f" · kill every {args.kill_interval:g}s", flush=True)  # fmt: skip
+            print(
+                f"# {platform.node()} · {os.cpu_count()} cores · Python "
+                f"{platform.python_version()} · PostgreSQL {version[0] if version else '?'}"
+                f" · {'root' if os.geteuid() == 0 else 'not root'}"
+            )
+            print(
+                f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.tokens} tokens"
+                f" · {args.workers} workers · lease {args.lease:g}s · max_attempts "
+                f"{args.max_attempts} · batch {args.batch} · work 0-{args.max_work_ms:g} ms"
+                f" · kill every {args.kill_interval:g}s",
+                flush=True,
+            )
             for name, chaos in plan:
                 result = run_soak(name, chaos, url, args, scratch)
                 results.append(result)
@@ -836,8 +881,10 @@ def main() -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rates = {result.name: result.rate for result in results}
-    print(f"\ntokens/s: calm {rates['calm']:.0f}, chaos {rates['chaos']:.0f}, "
-          f"chaos/calm {rates['chaos'] / rates['calm']:.2f}")  # fmt: skip
+    print(
+        f"\ntokens/s: calm {rates['calm']:.0f}, chaos {rates['chaos']:.0f}, "
+        f"chaos/calm {rates['chaos'] / rates['calm']:.2f}"
+    )
     ok = all(passed(result) for result in results)
     print(f"overall: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

@@ -77,18 +77,22 @@ def main() -> None:
     parser.add_argument("--database-url", help="a server to use instead of an embedded one")
     args = parser.parse_args()
     configure_logging("WARNING")
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}, {args.tokens:,} tokens, {args.runs} runs")  # fmt: skip
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}, {args.tokens:,} tokens, {args.runs} runs"
+    )
     for name, status, extra in (("busy", _BUSY_STATUS, _BUSY), ("backlog", "'detected'", [])):
         with scratch_database(args.database_url, "glisk_bench_top") as url:
             started = time.perf_counter()
             _seed(url, args.tokens, status, extra)
             seeded = time.perf_counter() - started
             library, server = _measure(url, args.runs)
-            print(f"{name:8} seeded in {seeded:.0f}s; refresh: library call "
-                  f"{statistics.median(library):.1f} ms, database time "
-                  f"{statistics.median(server):.1f} ms (medians; min {min(server):.1f}, "
-                  f"max {max(server):.1f})")  # fmt: skip
+            print(
+                f"{name:8} seeded in {seeded:.0f}s; refresh: library call "
+                f"{statistics.median(library):.1f} ms, database time "
+                f"{statistics.median(server):.1f} ms (medians; min {min(server):.1f}, "
+                f"max {max(server):.1f})"
+            )
 
 
 def _seed(url: str, tokens: int, status: str, extra: list[str]) -> None:

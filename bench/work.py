@@ -54,16 +54,27 @@ from scratch import conninfo, migrate_with_author, process_env, scratch_database
 GLISK = str(Path(sys.executable).with_name("glisk"))
 NO_OP = ["printf", '{"image_path": "x"}']
 # A token document as the runner writes it (the floor's command gets the same bytes).
-DOCUMENT = json.dumps({
-    "id": "8f0b8a39-5c1e-4a53-9e0e-4f3f3c1d2b10", "token_id": 1,
-    "author_id": "5b8e2a51-3a7f-4f7e-8d0a-0c4b0e4d1f22",
-    "minter_address": "0x00000000000000000000000000000000000000bb", "status": "generating",
-    "mint_timestamp": "2026-01-01T00:00:01Z", "image_path": None, "image_cid": None,
-    "metadata_cid": None, "reveal_tx_hash": None, "error_data": None, "claimed_by": "w:1",
-    "lease_expires_at": "2026-01-01T00:01:01Z", "attempts": 1,
-    "created_at": "2026-01-01T00:00:01Z", "updated_at": "2026-01-01T00:00:01Z",
-    "lease_id": "0d7b2c7e-8b5b-4a4c-a3b4-7c2f5d8e9a01",
-}).encode()  # fmt: skip
+DOCUMENT = json.dumps(
+    {
+        "id": "8f0b8a39-5c1e-4a53-9e0e-4f3f3c1d2b10",
+        "token_id": 1,
+        "author_id": "5b8e2a51-3a7f-4f7e-8d0a-0c4b0e4d1f22",
+        "minter_address": "0x00000000000000000000000000000000000000bb",
+        "status": "generating",
+        "mint_timestamp": "2026-01-01T00:00:01Z",
+        "image_path": None,
+        "image_cid": None,
+        "metadata_cid": None,
+        "reveal_tx_hash": None,
+        "error_data": None,
+        "claimed_by": "w:1",
+        "lease_expires_at": "2026-01-01T00:01:01Z",
+        "attempts": 1,
+        "created_at": "2026-01-01T00:00:01Z",
+        "updated_at": "2026-01-01T00:00:01Z",
+        "lease_id": "0d7b2c7e-8b5b-4a4c-a3b4-7c2f5d8e9a01",
+    }
+).encode()
 
 
 def seed(url: str, tokens: int) -> None:
@@ -148,8 +159,17 @@ def spawner_run(tokens: int, concurrency: int) -> float:
 
 def runner_run(url: str, tokens: int, concurrency: int) -> float:
     env = {**process_env(), "DATABASE_URL": url}
-    argv = [GLISK, "work", "generation", "--concurrency", str(concurrency), "--drain", "--json",
-            "--", *NO_OP]  # fmt: skip
+    argv = [
+        GLISK,
+        "work",
+        "generation",
+        "--concurrency",
+        str(concurrency),
+        "--drain",
+        "--json",
+        "--",
+        *NO_OP,
+    ]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     summary = json.loads(result.stdout)
     if summary["succeeded"] != tokens:
@@ -180,9 +200,11 @@ def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
     handlers: list[float] = []
     for run in range(runs):
         seed(url, tokens)
-        order = [("floor", lambda: floor_run(tokens, concurrency)),
-                 ("runner", lambda: runner_run(url, tokens, concurrency)),
-                 ("spawner", lambda: spawner_run(tokens, concurrency))]  # fmt: skip
+        order = [
+            ("floor", lambda: floor_run(tokens, concurrency)),
+            ("runner", lambda: runner_run(url, tokens, concurrency)),
+            ("spawner", lambda: spawner_run(tokens, concurrency)),
+        ]
         for name, measure in order if run % 2 == 0 else reversed(order):
             seconds = measure()
             times[name].append(seconds)
@@ -196,10 +218,14 @@ def overhead(url: str, tokens: int, concurrency: int, runs: int) -> None:
     print(f"\noverhead: {tokens} tokens, concurrency {concurrency}, {runs} runs (medians)")
     print(f"  floor (spawn only)   {floor:.3f} s   {floor / tokens * 1000:.2f} ms/token")
     print(f"  glisk work           {runner:.3f} s   {runner / tokens * 1000:.2f} ms/token")
-    print(f"  its spawner alone    {spawner:.3f} s   {spawner / tokens * 1000:.2f} ms/token"
-          f"   (no database; glisk work is {runner / spawner:.2f}x this)")  # fmt: skip
-    print(f"  no-op Python handler {handler:.3f} s   {handler / tokens * 1000:.2f} ms/token"
-          "   (the runner's own work, no process)")  # fmt: skip
+    print(
+        f"  its spawner alone    {spawner:.3f} s   {spawner / tokens * 1000:.2f} ms/token"
+        f"   (no database; glisk work is {runner / spawner:.2f}x this)"
+    )
+    print(
+        f"  no-op Python handler {handler:.3f} s   {handler / tokens * 1000:.2f} ms/token"
+        "   (the runner's own work, no process)"
+    )
     ratio = runner / floor
     verdict = "met" if ratio <= 1.15 else "NOT met"
     pairs = sorted(r / f for r, f in zip(runners, floors, strict=True))
@@ -235,8 +261,18 @@ def soak(url: str, tokens: int, seconds_limit: float) -> bool:
     rng = random.Random(7)
 
     def start(stage: str, extra: list[str]) -> subprocess.Popen[bytes]:
-        argv = [GLISK, "work", stage, "--concurrency", "4", "--lease", "2s", *extra, "--",
-                *_job(stage, effects)]  # fmt: skip
+        argv = [
+            GLISK,
+            "work",
+            stage,
+            "--concurrency",
+            "4",
+            "--lease",
+            "2s",
+            *extra,
+            "--",
+            *_job(stage, effects),
+        ]
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     runners = [(stage, extra, start(stage, extra)) for stage, extra in stages for _ in range(2)]
@@ -271,8 +307,9 @@ def soak(url: str, tokens: int, seconds_limit: float) -> bool:
             runner.wait(timeout=60)
     runs = Counter(effects.read_text().split("\n")[:-1])
     most = max(runs.values())
-    per_stage = {stage: sum(n for key, n in runs.items() if key.startswith(stage))
-                 for stage, _ in stages}  # fmt: skip
+    per_stage = {
+        stage: sum(n for key, n in runs.items() if key.startswith(stage)) for stage, _ in stages
+    }
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nchaos soak: {tokens} tokens revealed in {elapsed:.1f} s with {kills} runners killed")
     print(f"  side effects per stage: {per_stage} (tokens: {tokens} each)")
@@ -292,8 +329,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.tokens, args.runs, args.soak, args.soak_tokens = 200, 1, True, 60
-    print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")  # fmt: skip
+    print(
+        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     with scratch_database(args.database_url, "glisk_bench_work") as url:
         migrate_with_author(url, "bench work")
         overhead(url, args.tokens, args.concurrency, args.runs)

@@ -26,9 +26,13 @@ _ACCEPTED_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
 _DEFAULT_TIMEOUTS = Timeouts()
 # Settings given as durations (`90s`, `15m`): parsed from text, and longer than zero.
 _DURATIONS = (
-    "glisk_lease", "glisk_retry_base", "glisk_retry_max",
-    "glisk_connect_timeout", "glisk_lock_timeout", "glisk_statement_timeout",
-)  # fmt: skip
+    "glisk_lease",
+    "glisk_retry_base",
+    "glisk_retry_max",
+    "glisk_connect_timeout",
+    "glisk_lock_timeout",
+    "glisk_statement_timeout",
+)
 
 
 class Settings(BaseSettings):

@@ -98,10 +98,13 @@ def _json_sink(message: Message) -> None:
     common = {key: value for key, value in record["extra"].items() if key not in _OWN}
     lines = record["extra"].get("_lines") or [(record["message"], {})]
     documents = [
-        {**head, "message": redact(line),
-         **{key: redact(str(value)) for key, value in {**common, **fields}.items()}}
+        {
+            **head,
+            "message": redact(line),
+            **{key: redact(str(value)) for key, value in {**common, **fields}.items()},
+        }
         for line, fields in lines
-    ]  # fmt: skip
+    ]
     if record["exception"] is not None and record["exception"].value is not None:
         exc = record["exception"].value
         documents[-1]["exception"] = redact(f"{type(exc).__name__}: {exc}")

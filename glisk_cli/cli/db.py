@@ -150,8 +150,9 @@ def grants(
     if apply:
         least_privilege.apply(database.engine, statements)
     if as_json:
-        print_json({"statements": [s for s in statements if not s.startswith("--")],
-                    "applied": apply})  # fmt: skip
+        print_json(
+            {"statements": [s for s in statements if not s.startswith("--")], "applied": apply}
+        )
         return
     sys.stdout.write("".join(f"{statement}\n" for statement in statements))
     if apply:

@@ -108,10 +108,11 @@ def print_stats(report: TokenStats) -> None:
                 "tokens": f"{figures.count:,}",
                 "oldest": humanize.duration(age) if age is not None else "-",
                 "since": humanize.timestamp(figures.oldest_mint_timestamp),
-                "_style": "yellow" if stalled and status.value not in ("revealed", "failed")
+                "_style": "yellow"
+                if stalled and status.value not in ("revealed", "failed")
                 else None,
             }
-        )  # fmt: skip
+        )
     print_table(rows, ["status", "tokens", "oldest", "since"])
     leases = (
         f"leases: {report.live_leases:,} live, {report.expired_leases:,} expired, "

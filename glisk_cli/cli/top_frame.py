@@ -28,14 +28,22 @@ def render(frame: Frame) -> RenderableType:
     parts: list[RenderableType] = [_header(frame)]
     if frame.unreachable is not None:
         since = humanize.timestamp(frame.down_since)
-        parts.append(Text(f"⚠ database unreachable since {since}: {frame.unreachable}",
-                          style="bold red"))  # fmt: skip
+        parts.append(
+            Text(f"⚠ database unreachable since {since}: {frame.unreachable}", style="bold red")
+        )
         if frame.reading is not None:
-            parts.append(Text(f"showing the reading of {humanize.timestamp(frame.reading.at)}",
-                              style="yellow"))  # fmt: skip
+            parts.append(
+                Text(
+                    f"showing the reading of {humanize.timestamp(frame.reading.at)}", style="yellow"
+                )
+            )
     elif frame.back_since is not None:
-        parts.append(Text(f"database reachable again since {humanize.timestamp(frame.back_since)}",
-                          style="green"))  # fmt: skip
+        parts.append(
+            Text(
+                f"database reachable again since {humanize.timestamp(frame.back_since)}",
+                style="green",
+            )
+        )
     reading = frame.reading
     if reading is None:
         parts.append(Text("no reading yet", style="dim"))
@@ -55,8 +63,14 @@ def _header(frame: Frame) -> Text:
 
 
 def _table(*columns: str, title: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title,
-                  title_justify="left", title_style="bold")  # fmt: skip
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        title=title,
+        title_justify="left",
+        title_style="bold",
+    )
     for column in columns:
         numeric = column not in ("stage", "worker", "stages", f"last {SPARK_MINUTES}m")
         table.add_column(
@@ -66,8 +80,18 @@ def _table(*columns: str, title: str) -> Table:
 
 
 def _stages(stages: list[StageFigures], reading: PipelineReading) -> Table:
-    table = _table("stage", "waiting", "in flight", "done 1m", "done 1h", f"last {SPARK_MINUTES}m",
-                   "Δ/min", "oldest", "ETA", title="Stages")  # fmt: skip
+    table = _table(
+        "stage",
+        "waiting",
+        "in flight",
+        "done 1m",
+        "done 1h",
+        f"last {SPARK_MINUTES}m",
+        "Δ/min",
+        "oldest",
+        "ETA",
+        title="Stages",
+    )
     for figures in stages:
         stage = figures.reading
         oldest = stage.oldest_waiting_mint
@@ -92,8 +116,7 @@ def _stages(stages: list[StageFigures], reading: PipelineReading) -> Table:
 def _workers(reading: PipelineReading) -> RenderableType:
     if not reading.workers:
         return Text("Workers: none holds a lease", style="dim")
-    table = _table("worker", "stages", "tokens", "next expiry", "renewed", "state",
-                   title="Workers")  # fmt: skip
+    table = _table("worker", "stages", "tokens", "next expiry", "renewed", "state", title="Workers")
     ranked = sorted(reading.workers, key=lambda worker: (worker.expired == 0, worker.name))
     for worker in ranked[:MAX_WORKERS]:
         table.add_row(

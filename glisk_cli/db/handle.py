@@ -149,9 +149,13 @@ class Database:
         if self.direct_url:
             if self._direct_engine is None:
                 self._direct_engine = _create_engine(
-                    self.direct_url, 1, self.timeouts, keepalives=self._keepalives,
-                    pre_ping=False, pooler="none",
-                )  # fmt: skip
+                    self.direct_url,
+                    1,
+                    self.timeouts,
+                    keepalives=self._keepalives,
+                    pre_ping=False,
+                    pooler="none",
+                )
             return self._direct_engine
         if self.pooler == "transaction":
             raise ConfigError(
@@ -212,9 +216,12 @@ def _create_engine(
     if keepalives:
         # libpq ignores these on a Unix socket (the embedded server).
         arguments.update(
-            keepalives=1, keepalives_idle=5, keepalives_interval=1, keepalives_count=3,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=1,
+            keepalives_count=3,
             tcp_user_timeout=3000,
-        )  # fmt: skip
+        )
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -88,9 +88,16 @@ def ensure_server_user() -> tuple[int, int]:
             entry = pwd.getpwnam(ROOT_SERVER_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 ROOT_SERVER_USER],
-                check=True, capture_output=True,
-            )  # fmt: skip
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    ROOT_SERVER_USER,
+                ],
+                check=True,
+                capture_output=True,
+            )
             entry = pwd.getpwnam(ROOT_SERVER_USER)
     return entry.pw_uid, entry.pw_gid

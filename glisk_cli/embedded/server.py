@@ -158,9 +158,18 @@ class EmbeddedServer:
         while True:
             try:
                 self._run(
-                    "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file),
-                    "-o", f"-p {PORT} {postgres_args}", "-w", "-t", str(START_TIMEOUT_S), "start",
-                )  # fmt: skip
+                    "pg_ctl",
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    f"-p {PORT} {postgres_args}",
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "start",
+                )
                 break
             except GliskError:
                 # After `kill -9` of the postmaster its children exit within moments; until they
@@ -171,10 +180,17 @@ class EmbeddedServer:
 
     def _initdb(self) -> None:
         self._run(
-            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--no-locale", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.pgdata),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-instructions",
             *(() if self.durable else ("--no-sync",)),
-        )  # fmt: skip
+        )
 
     def _create_database(self) -> None:
         import psycopg
@@ -195,9 +211,10 @@ class EmbeddedServer:
             return
         self.data_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         blocked = [
-            path for path in (self.data_dir, *self.data_dir.parents)
+            path
+            for path in (self.data_dir, *self.data_dir.parents)
             if not path.stat().st_mode & stat.S_IXOTH
-        ]  # fmt: skip
+        ]
         if blocked:
             raise ConfigError(
                 f"GLISK_DATA_DIR {self.data_dir} is not reachable by the user "

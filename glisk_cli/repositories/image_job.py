@@ -81,20 +81,26 @@ class ImageGenerationJobRepository(TableRepository[ImageGenerationJob]):
         """Record the generation attempts of `tokens`, just claimed, as running (`glisk work`),
         one row each, its id `job_id(token)`."""
         if tokens:
-            self.transaction.rows(_START, {
-                "ids": array_literal(job_id(token) for token in tokens),
-                "token_ids": array_literal(token.id for token in tokens),
-                "retries": array_literal(token.attempts - 1 for token in tokens),
-                "service": service,
-            })  # fmt: skip
+            self.transaction.rows(
+                _START,
+                {
+                    "ids": array_literal(job_id(token) for token in tokens),
+                    "token_ids": array_literal(token.id for token in tokens),
+                    "retries": array_literal(token.attempts - 1 for token in tokens),
+                    "service": service,
+                },
+            )
 
     def finish(self, ends: Sequence[JobEnd]) -> None:
         """Record how running attempts ended; a job that is not running is left as it is."""
         if ends:
-            self.transaction.rows(_END, {
-                "ids": array_literal(end.id for end in ends),
-                "statuses": array_literal(end.status for end in ends),
-                "services": array_literal(end.service for end in ends),
-                "external_ids": array_literal(end.external_job_id for end in ends),
-                "errors": array_literal(end.error_data for end in ends),
-            })  # fmt: skip
+            self.transaction.rows(
+                _END,
+                {
+                    "ids": array_literal(end.id for end in ends),
+                    "statuses": array_literal(end.status for end in ends),
+                    "services": array_literal(end.service for end in ends),
+                    "external_ids": array_literal(end.external_job_id for end in ends),
+                    "errors": array_literal(end.error_data for end in ends),
+                },
+            )

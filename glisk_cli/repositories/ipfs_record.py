@@ -58,13 +58,16 @@ class IPFSUploadRecordRepository(TableRepository[IPFSUploadRecord]):
     def record(self, records: Sequence[UploadRecord]) -> None:
         """Write finished uploads (`glisk work`), one statement for all of them."""
         if records:
-            self.transaction.rows(_RECORD, {
-                "ids": array_literal(r.id for r in records),
-                "token_ids": array_literal(r.token_id for r in records),
-                "types": array_literal(r.record_type for r in records),
-                "cids": array_literal(r.cid for r in records),
-                "statuses": array_literal(r.status for r in records),
-                "retries": array_literal(r.retry_count for r in records),
-                "errors": array_literal(r.error_data for r in records),
-                "started": array_literal(r.started for r in records),
-            })  # fmt: skip
+            self.transaction.rows(
+                _RECORD,
+                {
+                    "ids": array_literal(r.id for r in records),
+                    "token_ids": array_literal(r.token_id for r in records),
+                    "types": array_literal(r.record_type for r in records),
+                    "cids": array_literal(r.cid for r in records),
+                    "statuses": array_literal(r.status for r in records),
+                    "retries": array_literal(r.retry_count for r in records),
+                    "errors": array_literal(r.error_data for r in records),
+                    "started": array_literal(r.started for r in records),
+                },
+            )

@@ -81,16 +81,22 @@ class _StateLog:
 
 HEALTHY = json_response(200, "OK", {"status": "healthy"})
 UNHEALTHY = json_response(
-    503, "Service Unavailable",
-    {"status": "unhealthy",
-     "error": {"code": "database_unavailable", "message": "database is unavailable"}},
-)  # fmt: skip
+    503,
+    "Service Unavailable",
+    {
+        "status": "unhealthy",
+        "error": {"code": "database_unavailable", "message": "database is unavailable"},
+    },
+)
 ALIVE = json_response(200, "OK", {"status": "alive"})
 NOT_FOUND = error_response(404, "Not Found", "not_found", "no such path: try /health or /metrics")
 NOT_ALLOWED = error_response(
-    405, "Method Not Allowed", "method_not_allowed", "only GET and HEAD are allowed",
+    405,
+    "Method Not Allowed",
+    "method_not_allowed",
+    "only GET and HEAD are allowed",
     "Allow: GET, HEAD\r\n",
-)  # fmt: skip
+)
 _CHECKED = frozenset({b"/health", b"/readyz"})
 _PATHS = _CHECKED | {b"/livez", b"/metrics"}
 

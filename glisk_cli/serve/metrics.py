@@ -90,9 +90,10 @@ class Metrics:
         disable_created_metrics()
         self.registry = CollectorRegistry()
         self.database_up = Gauge(
-            "glisk_database_up", "1 when the last database check succeeded, else 0.",
+            "glisk_database_up",
+            "1 when the last database check succeeded, else 0.",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.check_seconds = Histogram(
             "glisk_health_check_seconds",
             "Duration of database health checks (a timed-out check counts as its timeout).",

@@ -94,14 +94,18 @@ class CommandRun:
             # A process group of its own (setpgroup=0), so a kill reaches everything it
             # started, and the terminal's Ctrl-C reaches the runner only (which decides).
             self.pid = os.posix_spawn(
-                program, list(argv), env,
+                program,
+                list(argv),
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, child_stdin, 0),
                     (os.POSIX_SPAWN_DUP2, child_stdout, 1),
                     (os.POSIX_SPAWN_DUP2, child_stderr, 2),
                 ],
-                setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=(),
-            )  # fmt: skip
+                setpgroup=0,
+                setsigdef=_DEFAULT_SIGNALS,
+                setsigmask=(),
+            )
         except BaseException:
             for fd in (stdin_fd, stdout_fd, stderr_fd):
                 os.close(fd)

@@ -13,9 +13,24 @@ import pytest
 
 WALLET = "0x1111111111111111111111111111111111111111"
 TX = "0x" + "a" * 64
-MINT = ["mints", "record", "--tx-hash", TX, "--log-index", "0", "--block-number", "1",
-        "--block-timestamp", "2026-01-01T00:00:00Z", "--token-id", "1", "--author", WALLET,
-        "--minter", WALLET]  # fmt: skip
+MINT = [
+    "mints",
+    "record",
+    "--tx-hash",
+    TX,
+    "--log-index",
+    "0",
+    "--block-number",
+    "1",
+    "--block-timestamp",
+    "2026-01-01T00:00:00Z",
+    "--token-id",
+    "1",
+    "--author",
+    WALLET,
+    "--minter",
+    WALLET,
+]
 
 
 def with_option(args: list[str], option: str, value: str) -> list[str]:
@@ -35,13 +50,21 @@ USAGE_CASES = [
     ("malformed-wallet", ["authors", "add", "--wallet", "0x123", "--prompt", "p"], 2, "wallet"),
     ("malformed-tx-hash", with_option(MINT, "--tx-hash", "0x12"), 2, "transaction hash"),
     ("malformed-minter", with_option(MINT, "--minter", "0xZZ"), 2, "address"),
-    ("naive-timestamp", with_option(MINT, "--block-timestamp", "2026-01-01T00:00:00"), 2,
-     "no time zone"),
-    ("unparsable-timestamp", with_option(MINT, "--block-timestamp", "yesterday"), 2,
-     "not a timestamp"),
+    (
+        "naive-timestamp",
+        with_option(MINT, "--block-timestamp", "2026-01-01T00:00:00"),
+        2,
+        "no time zone",
+    ),
+    (
+        "unparsable-timestamp",
+        with_option(MINT, "--block-timestamp", "yesterday"),
+        2,
+        "not a timestamp",
+    ),
     ("non-json-state-value", ["state", "set", "k", "{oops"], 2, "not valid JSON"),
     ("bad-error-json", ["tokens", "mark", "1", "failed", "--error", "[1]"], 2, "JSON object"),
-]  # fmt: skip
+]
 
 
 def run_cases(run_glisk, cases, env) -> None:
@@ -94,11 +117,19 @@ def test_missing_conflicting_and_unmigrated_exit_5_6_7(
         ("unknown-token", ["tokens", "show", "999"], 5, "token 999 not found"),
         ("unknown-key", ["state", "get", "nope"], 5, "not found"),
         ("unknown-author", ["authors", "get", "0x" + "9" * 40], 5, "not found"),
-        ("illegal-transition", ["tokens", "mark", "1", "revealed", "--tx-hash", TX], 6,
-         "Cannot mark revealed from generating. Token must be in ready state."),
-        ("foreign-lease", ["tokens", "mark", "1", "uploading", "--image-path", "x",
-                           "--worker", "intruder"], 6, "leased to owner"),
-    ]  # fmt: skip
+        (
+            "illegal-transition",
+            ["tokens", "mark", "1", "revealed", "--tx-hash", TX],
+            6,
+            "Cannot mark revealed from generating. Token must be in ready state.",
+        ),
+        (
+            "foreign-lease",
+            ["tokens", "mark", "1", "uploading", "--image-path", "x", "--worker", "intruder"],
+            6,
+            "leased to owner",
+        ),
+    ]
     run_cases(run_glisk, cases, {"DATABASE_URL": populated_url})
     unmigrated = [("unmigrated", ["tokens", "claim"], 7, "glisk db upgrade")]
     run_cases(run_glisk, unmigrated, {"DATABASE_URL": database_url})

@@ -39,11 +39,26 @@ def busy(session_factory, cli, migrated_url: str) -> dict[str, str | None]:
             )
         )
     cli("tokens", "claim", "--limit", "3", "--worker", WORKER, "--lease", "15m", env=env)
-    cli("authors", "add", "--wallet", "0x" + "c4" * 20, "--prompt", "a cat " * 40,
-        "--twitter", "a_twitter_handle_far_too_long", "--farcaster", "farcaster.example",
-        env=env)  # fmt: skip
-    cli("state", "set", "indexer.cursor.a.key.that.goes.on.and.on",
-        json.dumps({"block": 123456789, "hash": "0x" + "ab" * 32}), env=env)  # fmt: skip
+    cli(
+        "authors",
+        "add",
+        "--wallet",
+        "0x" + "c4" * 20,
+        "--prompt",
+        "a cat " * 40,
+        "--twitter",
+        "a_twitter_handle_far_too_long",
+        "--farcaster",
+        "farcaster.example",
+        env=env,
+    )
+    cli(
+        "state",
+        "set",
+        "indexer.cursor.a.key.that.goes.on.and.on",
+        json.dumps({"block": 123456789, "hash": "0x" + "ab" * 32}),
+        env=env,
+    )
     return env
 
 
@@ -159,9 +174,14 @@ def test_colour_on_a_terminal_and_none_with_no_color(
         main, secondary = pty.openpty()
         env = {**glisk_env, **{k: v for k, v in busy.items() if v is not None}, **extra}
         process = subprocess.run(
-            [str(GLISK), "tokens", "stats"], env=env, cwd=tmp_path, stdout=secondary,
-            stderr=subprocess.PIPE, timeout=60, check=False,
-        )  # fmt: skip
+            [str(GLISK), "tokens", "stats"],
+            env=env,
+            cwd=tmp_path,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
         os.close(secondary)
         output = b""
         while True:

@@ -86,19 +86,21 @@ def test_a_lease_taken_over_refuses_its_old_lease_id_and_honours_the_new_one(
 
     stale = [
         glisk("tokens", "renew", "--lease-id", old_id, expect=6),
-        glisk("tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", old_id,
-              expect=6),
+        glisk(
+            "tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", old_id, expect=6
+        ),
         glisk("tokens", "release", "1", "--lease-id", old_id, expect=6),
         glisk("tokens", "release", "1", "2", "--lease-id", old_id, "--retry-in", "5m", expect=6),
-    ]  # fmt: skip
+    ]
 
     for result in stale:
         assert_one_error_line(result, old_id)
     assert as_json(glisk("tokens", "list", "--json")) == before  # nothing changed
     marked = as_json(
-        glisk("tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", new_id,
-              "--json")
-    )  # fmt: skip
+        glisk(
+            "tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", new_id, "--json"
+        )
+    )
     assert marked["status"] == "uploading"
     assert marked["image_path"] == "p"
     assert marked["lease_id"] is None
@@ -115,10 +117,11 @@ def test_an_unknown_lease_id_is_a_conflict_not_a_crash(glisk, session_factory) -
 
     results = [
         glisk("tokens", "renew", "--lease-id", unknown, expect=6),
-        glisk("tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", unknown,
-              expect=6),
+        glisk(
+            "tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", unknown, expect=6
+        ),
         glisk("tokens", "release", "1", "--lease-id", unknown, expect=6),
-    ]  # fmt: skip
+    ]
 
     for result in results:
         assert_one_error_line(result, unknown)
@@ -129,24 +132,50 @@ def test_an_unknown_lease_id_is_a_conflict_not_a_crash(glisk, session_factory) -
     ("args", "needle"),
     [
         (["tokens", "renew", "--lease-id", "nope"], "lease id"),
-        (["tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", "nope"],
-         "lease id"),
+        (
+            ["tokens", "mark", "1", "uploading", "--image-path", "p", "--lease-id", "nope"],
+            "lease id",
+        ),
         (["tokens", "release", "1", "--lease-id", "nope"], "lease id"),
         (["tokens", "release", "1", "--retry-in", "-5s"], "duration"),
         (["tokens", "release", "1", "--retry-in", "400d"], "too long"),
         (["tokens", "release", "1", "--retry-in", "soon"], "duration"),
         (["tokens", "claim", "--lease", "0s"], "longer than zero"),
-        (["tokens", "renew", "--lease-id", "00000000-0000-0000-0000-000000000001", "--lease",
-          "0s"], "longer than zero"),
-        (["tokens", "renew", "--lease-id", "00000000-0000-0000-0000-000000000001", "--lease",
-          "2d"], "lease"),
+        (
+            [
+                "tokens",
+                "renew",
+                "--lease-id",
+                "00000000-0000-0000-0000-000000000001",
+                "--lease",
+                "0s",
+            ],
+            "longer than zero",
+        ),
+        (
+            [
+                "tokens",
+                "renew",
+                "--lease-id",
+                "00000000-0000-0000-0000-000000000001",
+                "--lease",
+                "2d",
+            ],
+            "lease",
+        ),
     ],
     ids=[
-        "renew-malformed-lease-id", "mark-malformed-lease-id", "release-malformed-lease-id",
-        "negative-retry-in", "retry-in-over-a-week", "unparsable-retry-in", "claim-zero-lease",
-        "renew-zero-lease", "renew-lease-over-a-day",
+        "renew-malformed-lease-id",
+        "mark-malformed-lease-id",
+        "release-malformed-lease-id",
+        "negative-retry-in",
+        "retry-in-over-a-week",
+        "unparsable-retry-in",
+        "claim-zero-lease",
+        "renew-zero-lease",
+        "renew-lease-over-a-day",
     ],
-)  # fmt: skip
+)
 def test_malformed_lease_ids_and_durations_exit_2_and_change_nothing(
     glisk, session_factory, args: list[str], needle: str
 ) -> None:
@@ -191,9 +220,10 @@ def test_release_with_retry_in_keeps_the_token_from_every_claim_until_then(
     [token] = claim(glisk, "--worker", "w1")
 
     released = as_json(
-        glisk("tokens", "release", "1", "--lease-id", token["lease_id"], "--retry-in", "1h",
-              "--json")
-    )  # fmt: skip
+        glisk(
+            "tokens", "release", "1", "--lease-id", token["lease_id"], "--retry-in", "1h", "--json"
+        )
+    )
 
     assert [t["token_id"] for t in released] == [1]
     assert released[0]["status"] == "detected"

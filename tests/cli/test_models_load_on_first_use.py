@@ -18,9 +18,14 @@ from sqlalchemy.engine import make_url
 from tests.conftest import seed_tokens
 
 TABLES = [
-    "authors", "image_generation_jobs", "ipfs_upload_records", "mint_events",
-    "reveal_transactions", "system_state", "tokens_s0",
-]  # fmt: skip
+    "authors",
+    "image_generation_jobs",
+    "ipfs_upload_records",
+    "mint_events",
+    "reveal_transactions",
+    "system_state",
+    "tokens_s0",
+]
 
 
 def _python(code: str, env: dict[str, str], cwd: Path) -> str:

@@ -14,10 +14,24 @@ from glisk_cli.models import TokenStatus
 WALLET = "0xAbCdEf0123456789abcdef0123456789ABCDEF01"
 MINTER = "0x2222222222222222222222222222222222222222"
 TOKEN_KEYS = [
-    "id", "token_id", "author_id", "minter_address", "status", "mint_timestamp", "image_path",
-    "image_cid", "metadata_cid", "reveal_tx_hash", "error_data", "claimed_by",
-    "lease_expires_at", "attempts", "created_at", "updated_at", "lease_id",
-]  # fmt: skip
+    "id",
+    "token_id",
+    "author_id",
+    "minter_address",
+    "status",
+    "mint_timestamp",
+    "image_path",
+    "image_cid",
+    "metadata_cid",
+    "reveal_tx_hash",
+    "error_data",
+    "claimed_by",
+    "lease_expires_at",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "lease_id",
+]
 
 
 @pytest.fixture
@@ -231,11 +245,24 @@ def test_recording_the_same_mint_twice_is_a_no_op_success(glisk, three_tokens) -
 
 def test_recording_a_mint_for_an_unknown_author_changes_nothing(glisk) -> None:
     result = glisk(
-        "mints", "record", "--tx-hash", "0x" + "e" * 64, "--log-index", "0",
-        "--block-number", "1", "--block-timestamp", "1767225600", "--token-id", "9",
-        "--author", WALLET, "--minter", MINTER,
+        "mints",
+        "record",
+        "--tx-hash",
+        "0x" + "e" * 64,
+        "--log-index",
+        "0",
+        "--block-number",
+        "1",
+        "--block-timestamp",
+        "1767225600",
+        "--token-id",
+        "9",
+        "--author",
+        WALLET,
+        "--minter",
+        MINTER,
         expect=5,
-    )  # fmt: skip
+    )
     assert "author" in result.stderr
     assert as_json(glisk("tokens", "list", "--json")) == []
 

@@ -38,8 +38,9 @@ def _monitor(url: str, clock=None) -> tuple[Monitor, Database]:
             return uow.pipeline_view.read(LEASE)
 
     extra = {"clock": clock} if clock else {}
-    monitor = Monitor(read, lambda: "0006", url=database.masked_url, interval=2, lease=LEASE,
-                      **extra)  # fmt: skip
+    monitor = Monitor(
+        read, lambda: "0006", url=database.masked_url, interval=2, lease=LEASE, **extra
+    )
     return monitor, database
 
 
@@ -118,9 +119,9 @@ def test_the_backlog_change_between_refreshes_gives_a_rate_and_an_eta(
     try:
         monitor.refresh()
         with session_factory() as session, session.begin():
-            session.execute(sa_text(
-                "UPDATE tokens_s0 SET status = 'uploading' WHERE token_id BETWEEN 1 AND 10"
-            ))  # fmt: skip
+            session.execute(
+                sa_text("UPDATE tokens_s0 SET status = 'uploading' WHERE token_id BETWEEN 1 AND 10")
+            )
         frame = monitor.refresh()
     finally:
         database.dispose()
@@ -136,8 +137,13 @@ def test_a_database_that_cannot_be_reached_is_a_warning_until_it_is_back(
     down, _ = _monitor(CLOSED_PORT_URL)
     up, database = _monitor(migrated_url)
     reads = iter([down._read, up._read])
-    monitor = Monitor(lambda: next(reads)(), lambda: "0006", url="postgresql://glisk:***@db/x",
-                      interval=2, lease=LEASE)  # fmt: skip
+    monitor = Monitor(
+        lambda: next(reads)(),
+        lambda: "0006",
+        url="postgresql://glisk:***@db/x",
+        interval=2,
+        lease=LEASE,
+    )
     try:
         frame = monitor.refresh()
         text = _text(frame)
@@ -171,8 +177,10 @@ def test_once_and_json_print_one_frame_for_scripts(cli, session_factory, migrate
     assert report["database"]["revision"] == "0006"
     generation = report["stages"]["generation"]
     assert (generation["waiting"], generation["in_flight"], generation["done_last_hour"]) == (
-        33, 4, 60
-    )  # fmt: skip
+        33,
+        4,
+        60,
+    )
     assert [worker["name"] for worker in report["workers"]] == ["w-gen", "w-up"]
     assert report["failures"]["last_hour_by_reason"]["max_attempts"] == 3
     assert "hunter2" not in result.stdout
@@ -197,9 +205,13 @@ def test_an_interval_out_of_range_or_not_a_number_exits_2(cli, interval: str) ->
 
 @pytest.mark.parametrize("key", [b"q", b"\x03"], ids=["q", "ctrl-c"])
 def test_the_live_view_quits_on_a_key_and_restores_the_terminal(
-    key: bytes, session_factory, migrated_url: str, pg_server: PostgresServer, glisk_env,
+    key: bytes,
+    session_factory,
+    migrated_url: str,
+    pg_server: PostgresServer,
+    glisk_env,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     seed_busy_pipeline(session_factory)
     session_factory.kw["bind"].dispose()  # so that the view's is the only connection
     main, secondary = pty.openpty()
@@ -209,10 +221,13 @@ def test_the_live_view_quits_on_a_key_and_restores_the_terminal(
     process = subprocess.Popen(
         [str(GLISK), "top", "--interval", "0.5"],
         env={**glisk_env, "DATABASE_URL": migrated_url, "TERM": "xterm-256color"},
-        cwd=tmp_path, stdin=secondary, stdout=secondary, stderr=secondary,
+        cwd=tmp_path,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
         start_new_session=True,  # its own session, with the terminal as its controlling one,
         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # so Ctrl-C reaches it
-    )  # fmt: skip
+    )
     try:
         screen = _read(main, until=lambda seen: seen.count(b"Stages") >= 3)
         assert b"\x1b[?1049h" in screen  # the alternate screen

@@ -84,9 +84,12 @@ def test_tokens_claim_survives_arbitrary_option_values(
     run, limit: str, stage: str, worker: str, lease: str, wait: str
 ) -> None:
     for option, value in (
-        ("--limit", limit), ("--stage", stage), ("--worker", worker),
-        ("--lease", lease), ("--wait", wait),
-    ):  # fmt: skip
+        ("--limit", limit),
+        ("--stage", stage),
+        ("--worker", worker),
+        ("--lease", lease),
+        ("--wait", wait),
+    ):
         run("tokens", "claim", option, value, "--json")
 
 
@@ -96,8 +99,11 @@ def test_tokens_list_survives_arbitrary_option_values(
     run, status: str, author: str, limit: str, after: str
 ) -> None:
     for option, value in (
-        ("--status", status), ("--author", author), ("--limit", limit), ("--after", after),
-    ):  # fmt: skip
+        ("--status", status),
+        ("--author", author),
+        ("--limit", limit),
+        ("--after", after),
+    ):
         run("tokens", "list", option, value)
 
 
@@ -108,9 +114,17 @@ def test_authors_add_survives_arbitrary_option_values(
 ) -> None:
     run("authors", "add", "--wallet", wallet, "--prompt", prompt)
     run(
-        "authors", "add", "--wallet", "0x" + "1" * 40, "--prompt", prompt,
-        "--twitter", twitter, "--farcaster", farcaster,
-    )  # fmt: skip
+        "authors",
+        "add",
+        "--wallet",
+        "0x" + "1" * 40,
+        "--prompt",
+        prompt,
+        "--twitter",
+        twitter,
+        "--farcaster",
+        farcaster,
+    )
 
 
 VALID_MINT = {

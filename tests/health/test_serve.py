@@ -155,8 +155,13 @@ def test_metrics_are_prometheus_text_matching_the_table(server: ServeProcess) ->
     assert count[0].value >= 1
     per_status = {s.labels["status"]: s.value for s in families["glisk_tokens"].samples}
     assert per_status == {
-        "detected": 3, "generating": 0, "uploading": 0, "ready": 2, "revealed": 0, "failed": 1,
-    }  # fmt: skip
+        "detected": 3,
+        "generating": 0,
+        "uploading": 0,
+        "ready": 2,
+        "revealed": 0,
+        "failed": 1,
+    }
     assert families["glisk_expired_leases"].samples[0].value == 0
     assert families["glisk_oldest_detected_age_seconds"].samples[0].value > 0
 

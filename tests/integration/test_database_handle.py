@@ -60,8 +60,11 @@ def test_the_library_entry_point_applies_the_settings_the_cli_reads(
             failed = uow.tokens.require(token.token_id)
         assert failed.status is TokenStatus.FAILED
         assert failed.error_data == {
-            "reason": "max_attempts", "stage": "generation", "attempts": 2, "last_worker": "w2",
-        }  # fmt: skip
+            "reason": "max_attempts",
+            "stage": "generation",
+            "attempts": 2,
+            "last_worker": "w2",
+        }
     finally:
         database.dispose()
 

@@ -176,9 +176,12 @@ def test_a_mixed_batch_moves_exactly_the_valid_tokens_and_reports_the_rest(
     with uow_factory() as uow:
         statuses = [uow.tokens.require(n).status for n in (1, 2, 3, 4, 5)]
     assert statuses == [
-        TokenStatus.UPLOADING, TokenStatus.GENERATING, TokenStatus.FAILED,
-        TokenStatus.GENERATING, TokenStatus.GENERATING,
-    ]  # fmt: skip
+        TokenStatus.UPLOADING,
+        TokenStatus.GENERATING,
+        TokenStatus.FAILED,
+        TokenStatus.GENERATING,
+        TokenStatus.GENERATING,
+    ]
 
 
 def test_a_stale_worker_is_told_it_lost_the_lease_after_the_new_holder_moved_the_token(
@@ -211,8 +214,10 @@ def test_advance_follows_the_vocabulary_through_every_stage(session_factory, uow
         # A new stage starts a new count of attempts; the finished token keeps its last.
         assert stored.attempts == (1 if expected is TokenStatus.REVEALED else 0)
     assert (stored.image_path, stored.image_cid, stored.metadata_cid) == (
-        "i.png", "bafy-i", "bafy-m",
-    )  # fmt: skip
+        "i.png",
+        "bafy-i",
+        "bafy-m",
+    )
     assert stored.reveal_tx_hash == "0x" + "ab" * 32
 
 

@@ -122,8 +122,9 @@ def test_every_statement_of_a_refresh_is_served_by_an_index(session_factory) -> 
         for statement in pipeline_view_sql.STATEMENTS:
             explain = f"EXPLAIN (FORMAT JSON) {statement}"
             plan = connection.exec_driver_sql(explain).scalar_one()[0]["Plan"]
-            scans = [(n["Node Type"], n["Relation Name"]) for n in _nodes(plan)
-                     if "Relation Name" in n]  # fmt: skip
+            scans = [
+                (n["Node Type"], n["Relation Name"]) for n in _nodes(plan) if "Relation Name" in n
+            ]
             assert scans, statement
             # a bitmap heap scan visits only the pages its index scan names
             reads = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}

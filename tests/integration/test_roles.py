@@ -46,9 +46,15 @@ def roles(pg_server: PostgresServer, migrated_url: str, cli) -> Iterator[Roles]:
         for kind, name in names.items()
     }
     granted = cli(
-        "db", "grants", "--worker", names["worker"], "--reader", names["reader"], "--apply",
+        "db",
+        "grants",
+        "--worker",
+        names["worker"],
+        "--reader",
+        names["reader"],
+        "--apply",
         env={"DATABASE_URL": migrated_url},
-    )  # fmt: skip
+    )
     assert granted.exit_code == 0, granted.stderr
     yield Roles(names["worker"], names["reader"], names["nobody"], urls, migrated_url)
     with psycopg.connect(pg_server.conninfo(database), autocommit=True) as admin:
@@ -69,8 +75,9 @@ def test_grants_prints_the_statements_for_each_role_without_touching_the_databas
     assert report["applied"] is False
     statements = report["statements"]
     assert 'GRANT CONNECT ON DATABASE "pipeline" TO "w";' in statements
-    assert any(s.startswith("GRANT SELECT, INSERT, UPDATE ON ") and "tokens_s0" in s
-               for s in statements)  # fmt: skip
+    assert any(
+        s.startswith("GRANT SELECT, INSERT, UPDATE ON ") and "tokens_s0" in s for s in statements
+    )
     assert 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "r";' in statements
     assert any("ALTER DEFAULT PRIVILEGES" in s and '"r"' in s for s in statements)
     nothing = cli("db", "grants", env=unreachable)
@@ -88,12 +95,26 @@ def test_the_worker_role_runs_every_worker_command(cli, roles: Roles, session_fa
         ("tokens", "release", "2", "--lease-id", lease_id, "--retry-in", "1m"),
         ("state", "set", "cursor", "42"),
         ("state", "get", "cursor"),
-        ("mints", "record", "--tx-hash", "0x" + "ab" * 32, "--log-index", "0",
-         "--block-number", "1", "--block-timestamp", "2026-01-01T00:00:00Z",
-         "--token-id", "9", "--author", "0x00000000000000000000000000000000000000aa",
-         "--minter", "0x" + "22" * 20),
+        (
+            "mints",
+            "record",
+            "--tx-hash",
+            "0x" + "ab" * 32,
+            "--log-index",
+            "0",
+            "--block-number",
+            "1",
+            "--block-timestamp",
+            "2026-01-01T00:00:00Z",
+            "--token-id",
+            "9",
+            "--author",
+            "0x00000000000000000000000000000000000000aa",
+            "--minter",
+            "0x" + "22" * 20,
+        ),
         ("tokens", "stats"),
-    ):  # fmt: skip
+    ):
         result = as_role(cli, roles, "worker", *args)
         assert result.exit_code == 0, (args, result.stderr)
 
@@ -101,9 +122,13 @@ def test_the_worker_role_runs_every_worker_command(cli, roles: Roles, session_fa
 def test_the_reader_role_reads_everything(cli, roles: Roles, session_factory) -> None:
     seed_tokens(session_factory, 2)
     for args in (
-        ("tokens", "stats"), ("tokens", "list"), ("tokens", "show", "1"), ("state", "list"),
-        ("authors", "list"), ("db", "status"),
-    ):  # fmt: skip
+        ("tokens", "stats"),
+        ("tokens", "list"),
+        ("tokens", "show", "1"),
+        ("state", "list"),
+        ("authors", "list"),
+        ("db", "status"),
+    ):
         result = as_role(cli, roles, "reader", *args)
         assert result.exit_code == 0, (args, result.stderr)
 
@@ -143,8 +168,9 @@ def test_a_role_that_may_not_connect_is_exit_4_not_3(
     database = make_url(roles.owner_url).database
     assert database
     with psycopg.connect(pg_server.conninfo(database), autocommit=True) as admin:
-        admin.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(
-            sql.Identifier(database)))  # fmt: skip
+        admin.execute(
+            sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database))
+        )
     result = as_role(cli, roles, "nobody", "state", "get", "k")
     assert result.exit_code == 4, result.stderr
     assert f'role "{roles.nobody}" may not connect to database {database}' in result.stderr

@@ -42,8 +42,13 @@ def test_stats_count_statuses_oldest_mints_leases_and_failure_reasons(
 
     counts = {status: entry["count"] for status, entry in stats["statuses"].items()}
     assert counts == {
-        "detected": 1, "generating": 2, "uploading": 0, "ready": 0, "revealed": 3, "failed": 3,
-    }  # fmt: skip
+        "detected": 1,
+        "generating": 2,
+        "uploading": 0,
+        "ready": 0,
+        "revealed": 3,
+        "failed": 3,
+    }
     assert stats["total"] == 9
     assert stats["leases"] == {"live": 1, "expired": 1, "waiting_retry": 0}
     assert stats["failed_by_reason"] == {"nsfw": 2, "unknown": 1}
@@ -55,8 +60,10 @@ def test_stats_count_statuses_oldest_mints_leases_and_failure_reasons(
         2026, 1, 1, 0, 1, 41, tzinfo=UTC
     )
     assert stats["statuses"]["uploading"] == {
-        "count": 0, "oldest_mint_timestamp": None, "oldest_age_seconds": None,
-    }  # fmt: skip
+        "count": 0,
+        "oldest_mint_timestamp": None,
+        "oldest_age_seconds": None,
+    }
 
 
 def test_stats_never_scan_the_table(session_factory, uow_factory) -> None:

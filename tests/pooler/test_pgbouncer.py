@@ -209,10 +209,27 @@ def run_work(
     env: dict[str, str], cwd: Path, *, pause_s: float, concurrency: int = 4
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(GLISK), "work", "generation", "--concurrency", str(concurrency), "--lease", "5s",
-         "--drain", "--", sys.executable, "-c", WORKER, str(pause_s)],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            str(GLISK),
+            "work",
+            "generation",
+            "--concurrency",
+            str(concurrency),
+            "--lease",
+            "5s",
+            "--drain",
+            "--",
+            sys.executable,
+            "-c",
+            WORKER,
+            str(pause_s),
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_work_finishes_a_stage_through_pgbouncer(

@@ -1,5 +1,5 @@
 """The package's shape (docs/architecture.md, "Rules"): imports only go downward, no module
-imports itself back through others, and no module grows past 300 lines."""
+imports itself back through others, and no module grows past 400 lines."""
 
 import ast
 from pathlib import Path
@@ -82,5 +82,5 @@ def test_no_import_cycles() -> None:
 
 
 @pytest.mark.parametrize("module", sorted(_modules()))
-def test_no_module_is_over_300_lines(module: str) -> None:
-    assert len(_modules()[module].read_text().splitlines()) <= 300
+def test_no_module_is_over_400_lines(module: str) -> None:
+    assert len(_modules()[module].read_text().splitlines()) <= 400

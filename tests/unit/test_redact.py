@@ -9,12 +9,15 @@ from glisk_cli.redact import mask_url, redact
     ("url", "masked"),
     [
         ("postgresql://glisk:s3cret@db:5432/glisk", "postgresql://glisk:***@db:5432/glisk"),
-        ("postgresql+psycopg://u:p%40ss@h/d?sslmode=require", "postgresql+psycopg://u:***@h/d?sslmode=require"),
+        (
+            "postgresql+psycopg://u:p%40ss@h/d?sslmode=require",
+            "postgresql+psycopg://u:***@h/d?sslmode=require",
+        ),
         ("postgresql://u:we:ird@pw@h/d", "postgresql://u:***@h/d"),
         ("postgresql://u@h/d", "postgresql://u@h/d"),
         ("postgresql://h:5432/d", "postgresql://h:5432/d"),
     ],
-)  # fmt: skip
+)
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 

@@ -47,8 +47,11 @@ def test_one_object_answers_for_the_whole_batch() -> None:
 
 def test_per_token_answers_may_mix_results_and_errors_and_a_missing_token_fails() -> None:
     tokens = [_token(1), _token(2), _token(3)]
-    answer = [{"token_id": 1, "tx_hash": TX}, {"token_id": 2, "error": "reverted"},
-              {"token_id": 99, "tx_hash": TX}]  # fmt: skip
+    answer = [
+        {"token_id": 1, "tx_hash": TX},
+        {"token_id": 2, "error": "reverted"},
+        {"token_id": 99, "tx_hash": TX},
+    ]
     outcomes = read_answer(REVEAL, tokens, answer, batched=True)
     assert outcomes[tokens[0].id] == Succeeded({"tx_hash": TX})
     assert outcomes[tokens[1].id] == Failed({"message": "reverted"})
@@ -66,8 +69,14 @@ def test_a_malformed_result_field_is_a_failed_attempt() -> None:
 
 def test_history_extras_are_kept_when_usable_and_dropped_when_not() -> None:
     [token] = tokens = [_token(1, TokenStatus.GENERATING)]
-    answer = {"image_path": "a.png", "service": "replicate", "external_job_id": 42,
-              "block_number": "nine", "gas_price_gwei": "2.5", "unknown": 1}  # fmt: skip
+    answer = {
+        "image_path": "a.png",
+        "service": "replicate",
+        "external_job_id": 42,
+        "block_number": "nine",
+        "gas_price_gwei": "2.5",
+        "unknown": 1,
+    }
     outcome = read_answer(GENERATION, tokens, answer, batched=False)[token.id]
     assert outcome == Succeeded(
         {"image_path": "a.png"},

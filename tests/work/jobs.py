@@ -44,11 +44,21 @@ def main(kind: str, journal_path: str, *args: str) -> None:
     journal = Path(journal_path)
     given = json.load(sys.stdin)
     tokens = given if isinstance(given, list) else [given]
-    env = {key: os.environ.get(key) for key in
-           ("GLISK_TOKEN_ID", "GLISK_STAGE", "GLISK_ATTEMPT", "GLISK_WORKER")}  # fmt: skip
+    env = {
+        key: os.environ.get(key)
+        for key in ("GLISK_TOKEN_ID", "GLISK_STAGE", "GLISK_ATTEMPT", "GLISK_WORKER")
+    }
     for token in tokens:
-        _note(journal, event="start", kind=kind, token_id=token["token_id"], pid=os.getpid(),
-              lease_id=token["lease_id"], status=token["status"], env=env)  # fmt: skip
+        _note(
+            journal,
+            event="start",
+            kind=kind,
+            token_id=token["token_id"],
+            pid=os.getpid(),
+            lease_id=token["lease_id"],
+            status=token["status"],
+            env=env,
+        )
     if kind == "generate":
         time.sleep(float(args[0]) if args else 0)
         answer: Any = {"image_path": f"images/{tokens[0]['token_id']}.png", "service": "test"}
@@ -56,8 +66,10 @@ def main(kind: str, journal_path: str, *args: str) -> None:
         sys.stderr.write("the GPU caught fire\n")
         sys.exit(3)
     elif kind == "upload":
-        answer = {"image_cid": f"bafy-image-{tokens[0]['token_id']}",
-                  "metadata_cid": f"bafy-meta-{tokens[0]['token_id']}"}  # fmt: skip
+        answer = {
+            "image_cid": f"bafy-image-{tokens[0]['token_id']}",
+            "metadata_cid": f"bafy-meta-{tokens[0]['token_id']}",
+        }
     elif kind == "reveal":
         answer = {"tx_hash": "0x" + "ab" * 32, "block_number": 7, "gas_price_gwei": "1.5"}
     elif kind == "flood":  # megabytes on both streams, then a valid answer too late to count

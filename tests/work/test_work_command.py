@@ -21,9 +21,18 @@ def test_a_command_finishes_every_generation_token_and_logs_and_records_each_att
     seed_tokens(session_factory, 6)
     journal = tmp_path / "journal"
     result = run_glisk(
-        "work", "generation", "--drain", "--concurrency", "3", "--json", "--worker", "w1",
-        "--", *command("generate", journal), env=work_env,
-    )  # fmt: skip
+        "work",
+        "generation",
+        "--drain",
+        "--concurrency",
+        "3",
+        "--json",
+        "--worker",
+        "w1",
+        "--",
+        *command("generate", journal),
+        env=work_env,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["succeeded"] == 6
@@ -47,8 +56,9 @@ def test_a_command_finishes_every_generation_token_and_logs_and_records_each_att
     # Not on a terminal: one log line per attempt, even at the default (WARNING) level.
     lines = [line for line in result.stderr.splitlines() if "attempt." in line]
     assert len(lines) == 6, result.stderr
-    assert all(" INFO    glisk_cli.work.report attempt.succeeded component=work " in line
-               for line in lines)  # fmt: skip
+    assert all(
+        " INFO    glisk_cli.work.report attempt.succeeded component=work " in line for line in lines
+    )
     assert sorted(line.split(" token_id=")[1].split()[0] for line in lines) == list("123456")
 
 
@@ -57,9 +67,14 @@ def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_ro
 ) -> None:
     seed_tokens(session_factory, 1)
     result = run_glisk(
-        "work", "generation", "--drain", "--json", "--", *command("fail", tmp_path / "j"),
+        "work",
+        "generation",
+        "--drain",
+        "--json",
+        "--",
+        *command("fail", tmp_path / "j"),
         env={**work_env, "GLISK_MAX_ATTEMPTS": "3", "APP_ENV": "production"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["failed"] == 1
     [token] = query("SELECT status, attempts, error_data FROM tokens_s0")
@@ -94,9 +109,11 @@ def test_an_upload_writes_the_image_and_metadata_records(
     ]
     records = query("SELECT record_type, cid, status FROM ipfs_upload_records ORDER BY cid")
     assert [(r.record_type, r.cid, r.status) for r in records] == [
-        ("image", "bafy-image-1", "succeeded"), ("image", "bafy-image-2", "succeeded"),
-        ("metadata", "bafy-meta-1", "succeeded"), ("metadata", "bafy-meta-2", "succeeded"),
-    ]  # fmt: skip
+        ("image", "bafy-image-1", "succeeded"),
+        ("image", "bafy-image-2", "succeeded"),
+        ("metadata", "bafy-meta-1", "succeeded"),
+        ("metadata", "bafy-meta-2", "succeeded"),
+    ]
 
 
 def test_a_reveal_batch_gets_one_reveal_transaction(
@@ -105,9 +122,15 @@ def test_a_reveal_batch_gets_one_reveal_transaction(
     seed_tokens(session_factory, 4, status="ready")
     journal = tmp_path / "j"
     result = run_glisk(
-        "work", "reveal", "--batch", "10", "--drain", "--", *command("reveal", journal),
+        "work",
+        "reveal",
+        "--batch",
+        "10",
+        "--drain",
+        "--",
+        *command("reveal", journal),
         env=work_env,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert len({e["pid"] for e in journal_entries(journal) if e["event"] == "start"}) == 1
     tokens = query("SELECT status, reveal_tx_hash FROM tokens_s0")
@@ -123,9 +146,15 @@ def test_a_command_past_its_timeout_is_killed_with_what_it_started(
     seed_tokens(session_factory, 1)
     journal = tmp_path / "j"
     result = run_glisk(
-        "work", "generation", "--timeout", "1s", "--drain", "--",
-        *command("hang", journal), env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )  # fmt: skip
+        "work",
+        "generation",
+        "--timeout",
+        "1s",
+        "--drain",
+        "--",
+        *command("hang", journal),
+        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
+    )
     assert result.returncode == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
@@ -173,9 +202,13 @@ def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_ru
 ) -> None:
     seed_tokens(session_factory, 1)
     result = run_glisk(
-        "work", "generation", "--drain", "--", *command("flood", tmp_path / "j"),
+        "work",
+        "generation",
+        "--drain",
+        "--",
+        *command("flood", tmp_path / "j"),
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
@@ -188,9 +221,15 @@ def test_an_answer_without_the_stage_fields_is_a_failed_attempt(
 ) -> None:
     seed_tokens(session_factory, 1)
     result = run_glisk(
-        "work", "generation", "--drain", "--", "sh", "-c", "cat >/dev/null; echo '{\"x\": 1}'",
+        "work",
+        "generation",
+        "--drain",
+        "--",
+        "sh",
+        "-c",
+        "cat >/dev/null; echo '{\"x\": 1}'",
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
@@ -217,9 +256,13 @@ def test_a_runner_on_a_database_not_at_head_exits_7_and_runs_nothing(
 ) -> None:
     journal = tmp_path / "j"
     result = run_glisk(
-        "work", "generation", "--drain", "--", *command("generate", journal),
+        "work",
+        "generation",
+        "--drain",
+        "--",
+        *command("generate", journal),
         env={**glisk_env, "DATABASE_URL": database_url},
-    )  # fmt: skip
+    )
     assert result.returncode == 7, result.stderr
     assert "glisk db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
@@ -240,8 +283,11 @@ def test_on_a_terminal_the_runner_shows_a_live_line_instead_of_a_line_per_attemp
     main, secondary = pty.openpty()
     process = subprocess.Popen(
         [str(GLISK), "work", "generation", "--drain", "--", *command("generate", tmp_path / "j")],
-        env=work_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=secondary,
-    )  # fmt: skip
+        env=work_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
     os.close(secondary)
     seen = bytearray()
 
@@ -277,9 +323,15 @@ def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
         'printf \'{"image_path": "a\\\\u0000b"}\''
     )
     result = run_glisk(
-        "work", "generation", "--drain", "--", "sh", "-c", script,
+        "work",
+        "generation",
+        "--drain",
+        "--",
+        "sh",
+        "-c",
+        script,
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     rows = query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
     assert [(r.token_id, r.status) for r in rows] == [(1, "failed"), (2, "failed")]

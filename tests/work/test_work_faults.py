@@ -27,8 +27,17 @@ def test_two_runners_with_short_leases_and_long_jobs_run_each_command_exactly_on
 ) -> None:
     seed_tokens(session_factory, 60)
     journal = tmp_path / "journal"
-    args = ("generation", "--concurrency", "4", "--lease", "2s", "--drain", "--json", "--",
-            *command("generate", journal, 3))  # fmt: skip
+    args = (
+        "generation",
+        "--concurrency",
+        "4",
+        "--lease",
+        "2s",
+        "--drain",
+        "--json",
+        "--",
+        *command("generate", journal, 3),
+    )
     runners = [RunnerProcess(tmp_path, work_env, *args, name=f"r{n}") for n in range(2)]
     for runner in runners:
         assert runner.wait(timeout=180) == 0, runner.stderr
@@ -46,9 +55,17 @@ def test_after_a_runner_is_killed_another_finishes_its_tokens_as_second_attempts
     seed_tokens(session_factory, 8)
     journal = tmp_path / "journal"
     doomed = RunnerProcess(
-        tmp_path, work_env, "generation", "--concurrency", "4", "--lease", "2s", "--",
-        *command("generate", journal, 30), name="doomed",
-    )  # fmt: skip
+        tmp_path,
+        work_env,
+        "generation",
+        "--concurrency",
+        "4",
+        "--lease",
+        "2s",
+        "--",
+        *command("generate", journal, 30),
+        name="doomed",
+    )
     wait_until(lambda: len(_starts(journal)) == 4, what="the first runner's four jobs")
     doomed.process.kill()  # kill -9: no chance to hand anything back
     doomed.wait()
@@ -57,9 +74,16 @@ def test_after_a_runner_is_killed_another_finishes_its_tokens_as_second_attempts
         psutil.Process(entry["pid"]).kill()
 
     survivor = RunnerProcess(
-        tmp_path, work_env, "generation", "--concurrency", "4", "--drain", "--",
-        *command("generate", journal), name="survivor",
-    )  # fmt: skip
+        tmp_path,
+        work_env,
+        "generation",
+        "--concurrency",
+        "4",
+        "--drain",
+        "--",
+        *command("generate", journal),
+        name="survivor",
+    )
     assert survivor.wait() == 0, survivor.stderr
     assert [tuple(r) for r in query("SELECT status, count(*) FROM tokens_s0 GROUP BY 1")] == [
         ("uploading", 8)
@@ -80,9 +104,15 @@ def test_sigterm_lets_running_jobs_finish_and_leaves_no_live_lease(
     seed_tokens(session_factory, 10)
     journal = tmp_path / "journal"
     runner = RunnerProcess(
-        tmp_path, work_env, "generation", "--concurrency", "2", "--json", "--",
+        tmp_path,
+        work_env,
+        "generation",
+        "--concurrency",
+        "2",
+        "--json",
+        "--",
         *command("generate", journal, 1),
-    )  # fmt: skip
+    )
     wait_until(lambda: len(_starts(journal)) >= 2, what="two jobs")
     runner.process.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=30) == 0, runner.stderr
@@ -100,9 +130,17 @@ def test_past_the_grace_jobs_are_killed_and_their_tokens_handed_back_at_once(
     seed_tokens(session_factory, 2)
     journal = tmp_path / "journal"
     runner = RunnerProcess(
-        tmp_path, work_env, "generation", "--concurrency", "2", "--grace", "1s", "--json", "--",
+        tmp_path,
+        work_env,
+        "generation",
+        "--concurrency",
+        "2",
+        "--grace",
+        "1s",
+        "--json",
+        "--",
         *command("generate", journal, 60),
-    )  # fmt: skip
+    )
     wait_until(lambda: len(_starts(journal)) == 2, what="two jobs")
     began = time.monotonic()
     runner.process.send_signal(signal.SIGTERM)
@@ -121,9 +159,14 @@ def test_a_second_signal_skips_the_grace_and_sigint_exits_130(
     seed_tokens(session_factory, 1)
     journal = tmp_path / "journal"
     runner = RunnerProcess(
-        tmp_path, work_env, "generation", "--grace", "60s", "--",
+        tmp_path,
+        work_env,
+        "generation",
+        "--grace",
+        "60s",
+        "--",
         *command("generate", journal, 60),
-    )  # fmt: skip
+    )
     wait_until(lambda: len(_starts(journal)) == 1, what="the job")
     began = time.monotonic()
     runner.process.send_signal(signal.SIGINT)
@@ -140,9 +183,15 @@ def test_a_job_whose_lease_is_taken_over_is_killed_and_not_advanced(
     seed_tokens(session_factory, 1)
     journal = tmp_path / "journal"
     runner = RunnerProcess(
-        tmp_path, work_env, "generation", "--lease", "3s", "--json", "--",
+        tmp_path,
+        work_env,
+        "generation",
+        "--lease",
+        "3s",
+        "--json",
+        "--",
         *command("generate", journal, 60),
-    )  # fmt: skip
+    )
     wait_until(lambda: len(_starts(journal)) == 1, what="the job")
     query("UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second'")
     with uow_factory() as uow:
@@ -171,9 +220,14 @@ def test_metrics_count_attempts_by_outcome_while_the_runner_works(
     seed_tokens(session_factory, 3)
     journal = tmp_path / "journal"
     runner = RunnerProcess(
-        tmp_path, work_env, "generation", "--metrics-port", str(port), "--",
+        tmp_path,
+        work_env,
+        "generation",
+        "--metrics-port",
+        str(port),
+        "--",
         *command("generate", journal),
-    )  # fmt: skip
+    )
     try:
         wait_until(lambda: sum(e["event"] == "done" for e in journal_entries(journal)) == 3)
 

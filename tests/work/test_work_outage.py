@@ -26,9 +26,16 @@ def test_a_database_restart_under_a_runner_loses_and_repeats_nothing(
         journal = tmp_path / "journal"
         env = {**glisk_env, "DATABASE_URL": url, "PYTHONPATH": str(Path.cwd())}
         runner = RunnerProcess(
-            tmp_path, env, "generation", "--concurrency", "4", "--drain", "--json", "--",
+            tmp_path,
+            env,
+            "generation",
+            "--concurrency",
+            "4",
+            "--drain",
+            "--json",
+            "--",
             *command("generate", journal, 0.3),
-        )  # fmt: skip
+        )
 
         def done() -> int:
             return sum(entry["event"] == "done" for entry in journal_entries(journal))
