@@ -56,7 +56,7 @@ def log_each(log: Logger, level: str, lines: Sequence[tuple[str, Mapping[str, An
     """Log a record per `(message, fields)` of `lines`, as `log.log(level, message, **fields)`
     each would. Through glisk's own sinks they travel as one loguru record, which the sinks
     write as one line each: the worker runner logs a line per attempt, and a loguru record
-    apiece was the largest cost left in its turns (bench/work.py)."""
+    apiece would cost it more than the rest of a turn."""
     caller = log.opt(depth=1)  # the record's name is the caller's module, not this one
     if not _own_sinks:
         for message, fields in lines:

@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, NoReturn
 
 import typer
+
+# Typer ships Click privately and exports none of its usage errors (only BadParameter), which
+# the error boundary must tell apart from glisk's own.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from glisk_cli import __version__
@@ -106,8 +109,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     os.environ["TZ"] = "UTC"
     time.tzset()
     code = run(args)
-    # The interpreter's last garbage collection walks every object the imports made, which took
-    # a third of a one-shot command's time, and nothing left needs collecting: skip it (as
+    # The interpreter's last garbage collection walks every object the imports made, a large
+    # part of a one-shot command's time, and nothing left needs collecting: skip it (as
     # `glisk serve` does; docs/architecture.md, "A one-shot command loads what it uses").
     gc.freeze()
     sys.exit(code)

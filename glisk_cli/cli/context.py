@@ -75,21 +75,6 @@ def schema_revision() -> str | None:
     return ", ".join(recorded_revisions(engine())) or None
 
 
-def require_schema_at_head() -> None:
-    """Refuse (exit 7) to touch pipeline data in a database that is not migrated to head.
-
-    The expected revision is a constant of the models, so the check costs one small query and
-    no Alembic import.
-    """
-    from glisk_cli.errors import SchemaNotAtHead
-    from glisk_cli.models import SCHEMA_REVISION
-
-    current = schema_revision()
-    if current != SCHEMA_REVISION:
-        state = "is not migrated" if current is None else f"is at {current}, not {SCHEMA_REVISION}"
-        raise SchemaNotAtHead(f"the database {state}", hint="run: glisk db upgrade")
-
-
 def reset() -> None:
     """Forget loaded settings and close the connection pool, so the next command starts afresh
     (for callers that run several commands in one process, such as tests)."""

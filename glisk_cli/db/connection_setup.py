@@ -71,7 +71,9 @@ def answer_probes_locally(dialect: Dialect) -> None:
     default schema left unknown until reflection needs it (`database.reflecting`). The hstore probe
     is switched off where the engine is made (`use_native_hstore=False`).
     """
-    probes: Any = dialect  # the hooks are the dialect's own methods, replaced on this instance
+    # SQLAlchemy has no public switch for these questions: its dialect's own hooks are answered
+    # here, on this engine's dialect instance only.
+    probes: Any = dialect
 
     def server_version(connection: Any) -> tuple[int, ...]:
         number = connection.connection.dbapi_connection.info.server_version

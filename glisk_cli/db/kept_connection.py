@@ -1,19 +1,20 @@
 """One pooled connection kept out of the pool between Units of Work (docs/architecture.md, "The
 workers' path below the ORM").
 
-A worker runs Unit of Work after Unit of Work, each a short transaction. In a profile of a
-worker's claim loop, SQLAlchemy's checkout and check-in were the largest client cost beyond the
-driver's own; so the connection a transaction ended cleanly on is kept here, and the next
-transaction (of any thread) takes it without a checkout. At most one is kept; the pool still
+A worker runs Unit of Work after Unit of Work, each a short transaction, and SQLAlchemy's
+checkout and check-in would be the largest part of its client work beyond the driver's own. So
+the connection a transaction ended cleanly on is kept here, and the next transaction (of any
+thread) takes it without a checkout. At most one is kept; the pool still
 hands out every other connection and remains the only place they are made. When another user of
 the engine fills the pool, the kept connection goes back at once, so it never makes anyone wait.
 
 What the pool would do on check-in, the Unit of Work did already: its transaction ended with
 COMMIT or ROLLBACK, and a connection that broke or is mid-transaction goes back to the pool
-instead (`Transaction.close`). What a kept connection misses is the pool's own care on checkout
-(pool events, a ping, recycling by age, invalidation of a whole pool after a disconnect): glisk
-sets no recycling, a Database that pings keeps nothing, and a kept connection that died fails
-its Unit of Work's first statement, which is retried once on a fresh connection.
+instead (`PooledTransaction.close`). What a kept connection misses is the pool's own care on
+checkout (pool events, a ping, recycling by age, invalidation of a whole pool after a
+disconnect): glisk sets no recycling, a Database that pings keeps nothing, and a kept
+connection that died fails its Unit of Work's first statement, which is retried once on a fresh
+connection.
 """
 
 from __future__ import annotations

@@ -99,8 +99,8 @@ def translate_errors() -> AbstractContextManager[None]:
 
 
 class _Translating:
-    """`translate_errors`'s context manager: a class, not a generator, because every statement
-    of the workers' path enters one, and a generator's setup costs several times as much."""
+    """`translate_errors`'s context manager: a class, not a generator (whose setup costs far
+    more), because every statement of the workers' path enters one."""
 
     def __enter__(self) -> None:
         return None

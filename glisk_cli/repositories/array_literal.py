@@ -3,8 +3,8 @@
 The batch statements take their rows as parallel arrays (`unnest(%(ids)s::uuid[], …)`). Given
 a Python list, psycopg dumps it element by element in Python, with a regular expression per
 element to decide its quoting; given the array's literal as one string, it sends the string as
-it is. That dumping was most of the client CPU of the worker runner's turns (bench/work.py;
-docs/architecture.md, "The workers' path below the ORM").
+it is, and the worker runner sends several such arrays every turn (docs/architecture.md, "The
+workers' path below the ORM").
 """
 
 from __future__ import annotations

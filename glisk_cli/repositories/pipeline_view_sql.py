@@ -21,8 +21,8 @@ from glisk_cli.models.literals import status_in
 from glisk_cli.pipeline import STAGES, StageName, TokenStatus
 
 # Beyond this many waiting tokens in one stage, a refresh takes PostgreSQL's estimate instead of
-# counting: counting is about 0.1 µs per index entry, so 300,000 waiting tokens cost 30 ms, most
-# of a refresh's budget (bench/README.md, "glisk top").
+# counting: a count reads every index entry, and a backlog of hundreds of thousands would take
+# most of a refresh's budget.
 COUNT_CAP = 20_000
 RECENT_FAILURES = 5
 WINDOW = "interval '1 hour'"

@@ -53,8 +53,8 @@ class ClaimedToken:
 
 TOKEN_COLUMNS = tuple(field.name for field in fields(ClaimedToken))
 
-# A frozen dataclass's __init__ sets each field through object.__setattr__, several times the
-# cost of a plain assignment, for every record of every claim. So a row becomes a record
+# A frozen dataclass's __init__ sets each field through object.__setattr__, far slower than a
+# plain assignment, for every record of every claim. So a row becomes a record
 # through a mutable twin with the same slots, whose __init__ assigns plainly, and the result
 # then takes ClaimedToken's class (the same layout, so Python allows the switch): what callers
 # get is an ordinary ClaimedToken.

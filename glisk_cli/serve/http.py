@@ -1,11 +1,10 @@
 """HTTP/1.1 for the health server, on asyncio: request heads, responses, and the connection.
 
-Why a hand-rolled asyncio server: the goal is ≥ 5,000 req/s with p99 ≤ 10 ms on two cores while
-PostgreSQL sees at most a few checks per second. Measured on that machine, FastAPI+uvicorn with a
-query per request manages ~730 req/s (p99 ≈ 130 ms); the stdlib ThreadingHTTPServer ~8,800 req/s
-but a thread per connection gives p99 ≈ 550 ms, and its unbuffered writes meet Nagle delays; a
-bare asyncio server ~50,000 req/s at p99 ≈ 1.5 ms. So every connection lives on one event loop (an
-idle or slow client costs a few hundred bytes, not a thread), each response leaves in one write,
+Why a hand-rolled asyncio server: /health must answer thousands of requests a second with a low
+tail latency on two cores while PostgreSQL sees at most a few checks per second, and neither a
+framework's per-request machinery nor a thread per connection leaves room for that (bench/README.md
+compares them). So every connection lives on one event loop (an idle or slow client costs a few
+hundred bytes, not a thread), each response leaves in one write (no Nagle delay between pieces),
 and since only four fixed paths exist, a minimal HTTP/1.1 with keep-alive is all the parsing
 needed. Anything unusual (a request body, a malformed head) is answered and the connection closed
 rather than interpreted.
