@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from sqlalchemy.pool import NullPool
 
 from glisk_cli.config import Settings
 from glisk_cli.embedded import EmbeddedServer
+from tests.reused_database import ReusedDatabase
 
 GLISK = Path(sys.executable).with_name("glisk")
 # Every setting: a test must not inherit one from the developer's shell.
@@ -38,6 +40,13 @@ SETTING_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 # imports, which costs seconds per process on a small machine.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: twice as many test processes as cores, as the tests mostly wait — on the
+    processes they start, on PostgreSQL, on leases running out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 2 * (cores or 1)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -172,12 +181,19 @@ def migrated_template(pg_server: PostgresServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def reused_database(pg_server: PostgresServer, migrated_template: str) -> Iterator[ReusedDatabase]:
+    reused = ReusedDatabase(pg_server, migrated_template)
+    yield reused
+    reused.drop()
+
+
 @pytest.fixture
-def migrated_url(pg_server: PostgresServer, migrated_template: str) -> Iterator[str]:
-    """A fresh database at the head revision, for this test alone (a copy of the template)."""
-    name = pg_server.create_database(template=migrated_template)
-    yield pg_server.url_for(name)
-    pg_server.drop_database(name)
+def migrated_url(reused_database: ReusedDatabase) -> Iterator[str]:
+    """A database at the head revision with no rows, for this test alone while it runs: as if
+    cloned from the template for it (tests/reused_database.py)."""
+    yield reused_database.take()
+    reused_database.give_back()
 
 
 @pytest.fixture
@@ -235,6 +251,12 @@ def glisk_at_once(
         subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         for process, (stdout, stderr) in zip(processes, outputs, strict=True)
     ]
+
+
+def interruptible() -> None:
+    """For a child process that a test interrupts (`preexec_fn`): SIGINT as a terminal delivers
+    it, even when the tests themselves run where it is ignored (a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -18,6 +19,7 @@ from tests.faults.test_worker_crashes import start_worker
 TOKENS = 400
 
 
+@pytest.mark.soak
 def test_claimers_ride_out_a_database_restart_without_losing_or_doubling_a_token() -> None:
     with restartable_pipeline(TOKENS) as (server, url):
         engine = create_engine(url, poolclass=NullPool)

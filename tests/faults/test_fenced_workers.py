@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -104,6 +105,7 @@ def start_worker(url: str, name: str, seed: int, env: dict[str, str]) -> subproc
     )
 
 
+@pytest.mark.soak
 def test_stale_workers_never_advance_a_token_taken_over_by_another_claim(
     migrated_url: str, session_factory, glisk_env: dict[str, str]
 ) -> None:

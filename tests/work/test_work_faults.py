@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.conftest import seed_tokens
 from tests.work.jobs import command, journal_entries
@@ -22,6 +23,7 @@ def _starts(journal: Path) -> list[dict]:
     return [entry for entry in journal_entries(journal) if entry["event"] == "start"]
 
 
+@pytest.mark.soak
 def test_two_runners_with_short_leases_and_long_jobs_run_each_command_exactly_once(
     work_env, session_factory, query, tmp_path: Path
 ) -> None:

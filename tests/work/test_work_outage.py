@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -18,6 +19,7 @@ from tests.work.runners import RunnerProcess, wait_until
 TOKENS = 40
 
 
+@pytest.mark.soak
 def test_a_database_restart_under_a_runner_loses_and_repeats_nothing(
     glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
