@@ -7,6 +7,7 @@ the user's embedded data directory, never read a developer's `.env`, and run in 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from glisk_cli.config import Settings
 from glisk_cli.embedded import EmbeddedServer
+from tests import shared
 from tests.reused_database import ReusedDatabase
 
 GLISK = Path(sys.executable).with_name("glisk")
@@ -40,6 +42,19 @@ SETTING_VARIABLES = tuple(name.upper() for name in Settings.model_fields)
 # imports, which costs seconds per process on a small machine.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+_SHARED = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (where := shared.begin()) is not None:  # the run's controller
+        config.stash[_SHARED] = where
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (where := config.stash.get(_SHARED, None)) is not None:
+        shared.end(where)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -146,12 +161,8 @@ def pg_server() -> Iterator[PostgresServer]:
         with PostgresContainer("postgres:14", driver="psycopg") as container:
             yield PostgresServer(admin_url=container.get_connection_url())
         return
-    server, data_dir = new_embedded_server()
-    try:
-        yield PostgresServer(admin_url=server.ensure_running(), log_file=server.log_file)
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    url, log_file = shared.embedded_server()  # one for the run: the controller stops it
+    yield PostgresServer(admin_url=url, log_file=log_file)
 
 
 @pytest.fixture
@@ -163,22 +174,25 @@ def database_url(pg_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(pg_server: PostgresServer) -> Iterator[str]:
-    """A database migrated to head once per session, the template every migrated test clones."""
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
+def migrated_template(pg_server: PostgresServer) -> str:
+    """A database migrated to head once per run and server, the template migrated databases
+    are cloned from (the run's controller drops it at the end: tests/shared.py)."""
 
-    from glisk_cli.migrations import alembic_config
+    def migrate(_: Path) -> dict[str, str]:
+        from alembic import command
 
-    name = pg_server.create_database()
-    engine = create_engine(pg_server.url_for(name), poolclass=NullPool)
-    with engine.connect() as connection:
-        command.upgrade(alembic_config(connection), "head")
-        connection.commit()
-    engine.dispose()  # a template must have no open connections to be cloned
-    yield name
-    pg_server.drop_database(name)
+        from glisk_cli.migrations import alembic_config
+
+        name = pg_server.create_database()
+        engine = create_engine(pg_server.url_for(name), poolclass=NullPool)
+        with engine.connect() as connection:
+            command.upgrade(alembic_config(connection), "head")
+            connection.commit()
+        engine.dispose()  # a template must have no open connections to be cloned
+        return {"name": name, "conninfo": pg_server.conninfo()}
+
+    server = hashlib.sha256(pg_server.admin_url.encode()).hexdigest()[:12]
+    return shared.once(f"template-{server}", migrate)["name"]
 
 
 @pytest.fixture(scope="session")

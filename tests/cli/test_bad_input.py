@@ -1,13 +1,13 @@
-"""Bad input through the real executable: the documented exit code, one line, no traceback.
+"""Bad input: the documented exit code, one line, no traceback.
 
-Each case is a separate `glisk` process, as a shell script would run it. The cases run a few at
-a time, so the suite stays fast on a small machine; every case is still checked on its own.
+Every case runs through the error boundary the executable runs (`cli/app.run`), in this
+process; the first case of each set also runs as a separate `glisk` process, as a shell script
+would run it, and must answer the same.
 """
 
 from __future__ import annotations
 
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -67,27 +67,32 @@ USAGE_CASES = [
 ]
 
 
-def run_cases(run_glisk, cases, env) -> None:
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(lambda case: run_glisk(*case[1], env=env), cases))
+def run_cases(cli, run_glisk, cases, env) -> None:
+    _, args, _, _ = cases[0]
+    process = run_glisk(*args, env=env)
+    results = [(process.returncode, process.stderr)]
+    results += [
+        (result.exit_code, result.stderr)
+        for result in (cli(*args, env=env) for _, args, _, _ in cases)
+    ]
     problems = []
-    for (name, _, code, needle), result in zip(cases, results, strict=True):
-        lines = result.stderr.strip().splitlines()
+    for (name, _, code, needle), (status, stderr) in zip([cases[0], *cases], results, strict=True):
+        lines = stderr.strip().splitlines()
         ok = (
-            result.returncode == code
+            status == code
             and len(lines) == 1
             and lines[0].startswith("error: ")
             and needle in lines[0]
-            and "Traceback" not in result.stderr
+            and "Traceback" not in stderr
         )
         if not ok:
-            problems.append(f"{name}: exit {result.returncode}, stderr {result.stderr!r}")
+            problems.append(f"{name}: exit {status}, stderr {stderr!r}")
     assert not problems, "\n".join(problems)
 
 
-def test_malformed_arguments_exit_2_with_one_line(run_glisk) -> None:
-    unreachable = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/none"}
-    run_cases(run_glisk, USAGE_CASES, unreachable)
+def test_malformed_arguments_exit_2_with_one_line(cli, run_glisk) -> None:
+    unreachable: dict[str, str | None] = {"DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/none"}
+    run_cases(cli, run_glisk, USAGE_CASES, unreachable)
 
 
 @pytest.fixture
@@ -111,7 +116,7 @@ def populated_url(migrated_url: str, uow_factory) -> str:
 
 
 def test_missing_conflicting_and_unmigrated_exit_5_6_7(
-    run_glisk, populated_url: str, database_url: str
+    cli, run_glisk, populated_url: str, database_url: str
 ) -> None:
     cases = [
         ("unknown-token", ["tokens", "show", "999"], 5, "token 999 not found"),
@@ -130,9 +135,9 @@ def test_missing_conflicting_and_unmigrated_exit_5_6_7(
             "leased to owner",
         ),
     ]
-    run_cases(run_glisk, cases, {"DATABASE_URL": populated_url})
+    run_cases(cli, run_glisk, cases, {"DATABASE_URL": populated_url})
     unmigrated = [("unmigrated", ["tokens", "claim"], 7, "glisk db upgrade")]
-    run_cases(run_glisk, unmigrated, {"DATABASE_URL": database_url})
+    run_cases(cli, run_glisk, unmigrated, {"DATABASE_URL": database_url})
 
 
 def test_failed_commands_leave_stored_data_unchanged(run_glisk, cli, populated_url: str) -> None:
@@ -141,13 +146,11 @@ def test_failed_commands_leave_stored_data_unchanged(run_glisk, cli, populated_u
     env: dict[str, str | None] = {"DATABASE_URL": populated_url}
     before = cli("tokens", "show", "1", "--json", env=env).stdout
     assert cli("state", "set", "cursor", "7", env=env).exit_code == 0
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        failing = [
-            ("tokens", "mark", "1", "revealed", "--tx-hash", TX),
-            ("state", "set", "cursor", "{broken"),
-        ]
-        results = list(pool.map(lambda args: run_glisk(*args, env=env), failing))
-    assert [result.returncode for result in results] == [6, 2]
+    failing = [
+        ("tokens", "mark", "1", "revealed", "--tx-hash", TX),
+        ("state", "set", "cursor", "{broken"),
+    ]
+    assert [run_glisk(*args, env=env).returncode for args in failing] == [6, 2]
     assert cli("tokens", "show", "1", "--json", env=env).stdout == before
     assert cli("state", "get", "cursor", env=env).stdout.strip() == "7"
 

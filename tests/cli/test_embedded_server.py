@@ -18,26 +18,39 @@ import pytest
 
 from glisk_cli.embedded import EmbeddedServer, default_data_dir
 from glisk_cli.embedded.processes import is_alive, is_postgres
+from tests import shared
 from tests.conftest import glisk_at_once, new_embedded_server
 
 IS_ROOT = os.geteuid() == 0
 
 
 @pytest.fixture
-def embedded() -> Iterator[EmbeddedServer]:
+def new_data_dir() -> Iterator[EmbeddedServer]:
+    """A server whose data directory is empty: its first start initializes it."""
     server, data_dir = new_embedded_server()
     yield server
     server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def conninfo(server: EmbeddedServer) -> str:
-    return f"host={server.socket_dir} port=5432 user=glisk dbname=glisk"
+@pytest.fixture
+def embedded() -> Iterator[EmbeddedServer]:
+    """A server whose data directory was initialized and stopped, as after `glisk db stop`."""
+    server, data_dir = new_embedded_server()
+    data_dir.rmdir()
+    server = shared.initialized_cluster_copy(data_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+conninfo = shared.server_conninfo
 
 
 def test_two_processes_starting_at_once_share_one_server(
-    embedded: EmbeddedServer, glisk_env: dict[str, str], tmp_path: Path
+    new_data_dir: EmbeddedServer, glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
+    embedded = new_data_dir
     env = {**glisk_env, "GLISK_DATA_DIR": str(embedded.data_dir)}
     results = glisk_at_once(2, "db", "start", "--json", env=env, cwd=tmp_path)
     assert [result.returncode for result in results] == [0, 0], results

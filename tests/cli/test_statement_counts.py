@@ -20,9 +20,10 @@ from psycopg import sql
 from tests.conftest import PostgresServer, seed_tokens
 from tests.pooler.conftest import database_name
 
-# One line per statement: "LOG:  statement: BEGIN" (simple protocol) or
-# "LOG:  execute <unnamed>: SELECT …" (extended protocol).
-_STATEMENT = re.compile(r"LOG:\s+(?:statement|execute [^:]*):\s*(.*)")
+# One line per statement, after the database's name (the tests' server logs it:
+# tests/shared.py): "LOG:  statement: BEGIN" (simple protocol) or "LOG:  execute <unnamed>:
+# SELECT …" (extended protocol).
+_STATEMENT = r"\] {database} LOG:\s+(?:statement|execute [^:]*):\s*(.*)"
 
 
 @pytest.fixture
@@ -42,17 +43,19 @@ def statements_of(
         start = log_file.stat().st_size
         result = run_glisk(*args, env={"DATABASE_URL": migrated_url, **(env or {})})
         assert result.returncode == 0, result.stderr
-        return _logged_since(log_file, start)
+        return _logged_since(log_file, start, database)
 
     return statements
 
 
-def _logged_since(log_file: Path, offset: int) -> list[str]:
+def _logged_since(log_file: Path, offset: int, database: str) -> list[str]:
+    """The statements `database` logged past `offset` (other tests' databases share the log)."""
     time.sleep(0.05)  # the server writes its log line as it starts each statement
     with log_file.open("rb") as log:
         log.seek(offset)
         text = log.read().decode(errors="replace")
-    return [found[1].strip() for line in text.splitlines() if (found := _STATEMENT.search(line))]
+    statement = re.compile(_STATEMENT.format(database=re.escape(database)))
+    return [found[1].strip() for line in text.splitlines() if (found := statement.search(line))]
 
 
 def test_state_get_sends_at_most_four_statements(statements_of, session_factory) -> None:

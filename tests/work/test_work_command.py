@@ -1,5 +1,9 @@
 """`glisk work` with real commands on a real database: tokens move on, failures are retried
-and recorded, each stage writes its history, and bad input claims nothing."""
+and recorded, each stage writes its history, and bad input claims nothing.
+
+The first tests start `glisk` itself; those about what the runner does with its jobs run the
+command in this process (`cli`), its jobs still real processes, which spares each a start of
+the interpreter and glisk's imports."""
 
 from __future__ import annotations
 
@@ -95,13 +99,13 @@ def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_ro
 
 
 def test_an_upload_writes_the_image_and_metadata_records(
-    run_glisk, work_env, session_factory, query, tmp_path: Path
+    cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 2, status="uploading")
-    result = run_glisk(
+    result = cli(
         "work", "upload", "--drain", "--", *command("upload", tmp_path / "j"), env=work_env
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     tokens = query("SELECT status, image_cid FROM tokens_s0 ORDER BY token_id")
     assert [(t.status, t.image_cid) for t in tokens] == [
         ("ready", "bafy-image-1"),
@@ -117,11 +121,11 @@ def test_an_upload_writes_the_image_and_metadata_records(
 
 
 def test_a_reveal_batch_gets_one_reveal_transaction(
-    run_glisk, work_env, session_factory, query, tmp_path: Path
+    cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 4, status="ready")
     journal = tmp_path / "j"
-    result = run_glisk(
+    result = cli(
         "work",
         "reveal",
         "--batch",
@@ -131,7 +135,7 @@ def test_a_reveal_batch_gets_one_reveal_transaction(
         *command("reveal", journal),
         env=work_env,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert len({e["pid"] for e in journal_entries(journal) if e["event"] == "start"}) == 1
     tokens = query("SELECT status, reveal_tx_hash FROM tokens_s0")
     assert {(t.status, t.reveal_tx_hash) for t in tokens} == {("revealed", TX_HASH)}
@@ -141,11 +145,11 @@ def test_a_reveal_batch_gets_one_reveal_transaction(
 
 
 def test_a_command_past_its_timeout_is_killed_with_what_it_started(
-    run_glisk, work_env, session_factory, query, tmp_path: Path
+    cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
     journal = tmp_path / "j"
-    result = run_glisk(
+    result = cli(
         "work",
         "generation",
         "--timeout",
@@ -155,7 +159,7 @@ def test_a_command_past_its_timeout_is_killed_with_what_it_started(
         *command("hang", journal),
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
     assert token.error_data["message"].startswith("timed out")
@@ -186,22 +190,22 @@ def _running(pid: int) -> bool:
     ],
 )
 def test_bad_input_exits_2_before_anything_is_claimed(
-    run_glisk, work_env, session_factory, query, tmp_path: Path, args: list[str], message: str
+    cli, work_env, session_factory, query, tmp_path: Path, args: list[str], message: str
 ) -> None:
     seed_tokens(session_factory, 1)
     (tmp_path / "notes.txt").write_text("not a program\n")
-    result = run_glisk("work", *(arg.format(tmp=tmp_path) for arg in args), env=work_env)
-    assert result.returncode == 2, result.stderr
+    result = cli("work", *(arg.format(tmp=tmp_path) for arg in args), env=dict(work_env))
+    assert result.exit_code == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert query("SELECT claimed_by, attempts FROM tokens_s0")[0] == (None, 0)
 
 
 def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_runner(
-    run_glisk, work_env, session_factory, query, tmp_path: Path
+    cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
-    result = run_glisk(
+    result = cli(
         "work",
         "generation",
         "--drain",
@@ -209,7 +213,7 @@ def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_ru
         *command("flood", tmp_path / "j"),
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
     assert token.error_data["message"] == "the answer is over 1048576 bytes"
@@ -217,10 +221,10 @@ def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_ru
 
 
 def test_an_answer_without_the_stage_fields_is_a_failed_attempt(
-    run_glisk, work_env, session_factory, query, tmp_path: Path
+    cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
-    result = run_glisk(
+    result = cli(
         "work",
         "generation",
         "--drain",
@@ -230,40 +234,40 @@ def test_an_answer_without_the_stage_fields_is_a_failed_attempt(
         "cat >/dev/null; echo '{\"x\": 1}'",
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     [token] = query("SELECT status, error_data FROM tokens_s0")
     assert token.status == "failed"
     assert "no image_path" in token.error_data["message"]
 
 
 def test_the_job_reads_the_token_document_that_tokens_show_prints_plus_its_lease(
-    run_glisk, work_env, session_factory, tmp_path: Path
+    cli, work_env, session_factory, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
     seen = tmp_path / "seen.json"
     script = f'cat > {seen}; echo \'{{"image_path": "a.png"}}\''
-    result = run_glisk("work", "generation", "--drain", "--", "sh", "-c", script, env=work_env)
-    assert result.returncode == 0, result.stderr
+    result = cli("work", "generation", "--drain", "--", "sh", "-c", script, env=work_env)
+    assert result.exit_code == 0, result.stderr
     document = json.loads(seen.read_text())
-    shown = json.loads(run_glisk("tokens", "show", "1", "--json", env=work_env).stdout)
+    shown = json.loads(cli("tokens", "show", "1", "--json", env=work_env).stdout)
     assert list(document) == list(shown)
     assert document["lease_id"] is not None
     assert (document["token_id"], document["status"]) == (1, "generating")
 
 
 def test_a_runner_on_a_database_not_at_head_exits_7_and_runs_nothing(
-    run_glisk, glisk_env, database_url: str, tmp_path: Path
+    cli, database_url: str, tmp_path: Path
 ) -> None:
     journal = tmp_path / "j"
-    result = run_glisk(
+    result = cli(
         "work",
         "generation",
         "--drain",
         "--",
         *command("generate", journal),
-        env={**glisk_env, "DATABASE_URL": database_url},
+        env={"DATABASE_URL": database_url},
     )
-    assert result.returncode == 7, result.stderr
+    assert result.exit_code == 7, result.stderr
     assert "glisk db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
     assert journal_entries(journal) == []
@@ -315,14 +319,14 @@ def test_on_a_terminal_the_runner_shows_a_live_line_instead_of_a_line_per_attemp
 
 
 def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
-    run_glisk, work_env, session_factory, query
+    cli, work_env, session_factory, query
 ) -> None:
     seed_tokens(session_factory, 2)
     script = (
         'cat >/dev/null; if [ "$GLISK_TOKEN_ID" = 1 ]; then printf "bad\\0byte" >&2; exit 1; fi; '
         'printf \'{"image_path": "a\\\\u0000b"}\''
     )
-    result = run_glisk(
+    result = cli(
         "work",
         "generation",
         "--drain",
@@ -332,7 +336,7 @@ def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
         script,
         env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     rows = query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
     assert [(r.token_id, r.status) for r in rows] == [(1, "failed"), (2, "failed")]
     assert rows[0].error_data["stderr"] == "badbyte"
@@ -340,15 +344,13 @@ def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
 
 
 def test_a_job_that_exits_leaving_a_chatty_child_behind_is_done_and_the_child_killed(
-    run_glisk, work_env, session_factory, query
+    cli, work_env, session_factory, query
 ) -> None:
     seed_tokens(session_factory, 1)
     script = (
         "(while :; do echo still here >&2; sleep 0.1; done) & "
         'cat >/dev/null; echo \'{"image_path": "a.png"}\''
     )
-    result = run_glisk(
-        "work", "generation", "--drain", "--", "sh", "-c", script, env=work_env, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
+    result = cli("work", "generation", "--drain", "--", "sh", "-c", script, env=work_env)
+    assert result.exit_code == 0, result.stderr
     assert query("SELECT status FROM tokens_s0")[0][0] == "uploading"
