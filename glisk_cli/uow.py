@@ -52,7 +52,7 @@ class UnitOfWork:
         """Units of Work on the seed's `session_factory` (or on any maker of Transactions, as
         `create_uow_factory` gives them), applying `policy` to the token queue."""
         self._begin = (
-            transactions(session_factory)
+            _transactions(session_factory)
             if isinstance(session_factory, sessionmaker)
             else session_factory
         )
@@ -174,9 +174,9 @@ def create_uow_factory(
     the database is migrated to it, checked in its own first statement.
     """
     if isinstance(database, Database):
-        begin, policy = transactions(database, require_revision), database.policy
+        begin, policy = _transactions(database, require_revision), database.policy
     else:
-        begin, policy = transactions(database), DEFAULT_POLICY
+        begin, policy = _transactions(database), DEFAULT_POLICY
 
     def make_uow() -> UnitOfWork:
         return UnitOfWork(begin, policy)
@@ -184,7 +184,7 @@ def create_uow_factory(
     return make_uow
 
 
-def transactions(
+def _transactions(
     source: Database | sessionmaker[Session], require_revision: str | None = None
 ) -> Callable[[], Transaction]:
     """What makes each Unit of Work's transaction. A Database's, on its pool (with its kept

@@ -16,9 +16,8 @@ from typing import Any, overload
 import typer
 
 from glisk_cli.durations import format_duration, parse_duration
-from glisk_cli.pipeline import MAX_RETRY_DELAY
+from glisk_cli.pipeline import MAX_RETRY_DELAY, TX_HASH
 
-_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
@@ -64,8 +63,8 @@ def lease_id(text: str | None) -> uuid.UUID | None:
 
 
 def tx_hash(text: str | None) -> str | None:
-    if text is not None and not _TX_HASH.fullmatch(text):
-        raise typer.BadParameter(f"{text!r} is not a transaction hash (0x and 64 hex digits)")
+    if text is not None and TX_HASH.problem(text) is not None:
+        raise typer.BadParameter(f"{text!r} is not a transaction hash ({TX_HASH.form})")
     return text
 
 

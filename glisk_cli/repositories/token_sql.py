@@ -36,7 +36,7 @@ def end_lease(due: str = "NULL") -> str:
     return ", ".join(f"{column} = {value}" for column, value in ended.items())
 
 
-def spent(max_attempts: str) -> str:
+def used_up(max_attempts: str) -> str:
     """SQL true for a token that used up its attempts (`max_attempts`: the parameter)."""
     return f"tokens_s0.attempts >= {max_attempts}"
 
@@ -54,7 +54,7 @@ _STAGE_OF_STATUS = (
 
 # Why a token that used up its attempts was failed: one document, whether the claim that found it,
 # the release of its last failed attempt or `reap` failed it.
-EXHAUSTED = (
+MAX_ATTEMPTS_ERROR = (
     "jsonb_build_object('reason', 'max_attempts', 'stage', "
     f"{_STAGE_OF_STATUS}, 'attempts', tokens_s0.attempts, 'last_worker', tokens_s0.claimed_by)"
 )
@@ -129,18 +129,18 @@ def _claim_sql(name: StageName, limit: int) -> str:
     # LIMIT parameter the generic plan, costed for an unknown LIMIT, loses to a new custom plan
     # every time). The picked ids are matched as an array: how many there are is unknown when
     # the plan is made, and a join could then choose to read the whole table.
-    stage, exhausted = STAGES[name], spent("%(max_attempts)s")
+    stage, used = STAGES[name], used_up("%(max_attempts)s")
     return f"""
 WITH {_pick(stage, str(limit))}
 UPDATE tokens_s0 SET
-    status = CAST(CASE WHEN {exhausted} THEN 'failed' ELSE '{stage.in_flight.value}' END
+    status = CAST(CASE WHEN {used} THEN 'failed' ELSE '{stage.in_flight.value}' END
                   AS token_status),
-    claimed_by = CASE WHEN {exhausted} THEN NULL ELSE %(worker)s END,
-    lease_id = CASE WHEN {exhausted} THEN NULL ELSE %(lease_id)s::uuid END,
-    lease_expires_at = CASE WHEN {exhausted} THEN NULL
+    claimed_by = CASE WHEN {used} THEN NULL ELSE %(worker)s END,
+    lease_id = CASE WHEN {used} THEN NULL ELSE %(lease_id)s::uuid END,
+    lease_expires_at = CASE WHEN {used} THEN NULL
                             ELSE statement_timestamp() + %(lease)s END,
-    attempts = CASE WHEN {exhausted} THEN attempts ELSE attempts + 1 END,
-    error_data = CASE WHEN {exhausted} THEN {_NO_ERROR} || {EXHAUSTED} ELSE error_data END,
+    attempts = CASE WHEN {used} THEN attempts ELSE attempts + 1 END,
+    error_data = CASE WHEN {used} THEN {_NO_ERROR} || {MAX_ATTEMPTS_ERROR} ELSE error_data END,
     updated_at = now()
 WHERE id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING {RETURNING}
@@ -202,16 +202,16 @@ LEASE_IDS = "SELECT id, lease_id FROM tokens_s0 WHERE id = ANY (%(ids)s::uuid[])
 # number, and a token that used up its attempts is failed at once rather than left to wait out a
 # delay only to be failed by the next claim. It returns each token released, and whether it was
 # failed.
-_GIVING_UP = f"held.error IS NOT NULL AND {spent('%(max_attempts)s')}"
+_FAILS = f"held.error IS NOT NULL AND {used_up('%(max_attempts)s')}"
 RELEASE = f"""
 UPDATE tokens_s0 SET
-    status = CASE WHEN {_GIVING_UP} THEN CAST('failed' AS token_status) ELSE {WAITING_STATUS} END,
+    status = CASE WHEN {_FAILS} THEN CAST('failed' AS token_status) ELSE {WAITING_STATUS} END,
     error_data = CASE WHEN held.error IS NULL THEN tokens_s0.error_data
-        WHEN {_GIVING_UP} THEN {_NO_ERROR} || held.error
-            || jsonb_build_object('attempt', tokens_s0.attempts) || {EXHAUSTED}
+        WHEN {_FAILS} THEN {_NO_ERROR} || held.error
+            || jsonb_build_object('attempt', tokens_s0.attempts) || {MAX_ATTEMPTS_ERROR}
         ELSE {_NO_ERROR} || held.error || jsonb_build_object('attempt', tokens_s0.attempts) END,
     attempts = CASE WHEN held.uncounted THEN greatest(attempts - 1, 0) ELSE attempts END,
-    {end_lease(f"CASE WHEN {_GIVING_UP} THEN NULL ELSE statement_timestamp() + held.delay END")}
+    {end_lease(f"CASE WHEN {_FAILS} THEN NULL ELSE statement_timestamp() + held.delay END")}
 FROM unnest(%(ids)s::uuid[], %(lease_ids)s::uuid[], %(delays)s::interval[],
             %(errors)s::jsonb[], %(uncounted)s::boolean[])
     AS held(id, lease_id, delay, error, uncounted)
@@ -266,9 +266,9 @@ def reap_sql(columns: str) -> str:
     return f"""
 UPDATE tokens_s0 SET
     status = 'failed',
-    error_data = {_NO_ERROR} || {EXHAUSTED} || jsonb_build_object('reaped', true),
+    error_data = {_NO_ERROR} || {MAX_ATTEMPTS_ERROR} || jsonb_build_object('reaped', true),
     {end_lease()}
-WHERE {status_in(ACTIVE_STATUSES)} AND {spent(":max_attempts")}
+WHERE {status_in(ACTIVE_STATUSES)} AND {used_up(":max_attempts")}
   AND (lease_expires_at IS NULL OR lease_expires_at < statement_timestamp())
 RETURNING {columns}
 """

@@ -67,10 +67,10 @@ class Runner:
 
     @property
     def stop_reason(self) -> str | None:
-        return self._schedule.stop_reason
+        return self._schedule.stopping.reason
 
     def stop(self, reason: str = "stopped") -> None:
-        self._schedule.stop(reason)
+        self._schedule.stopping.request(reason)
         self._waiter.wake()
 
     def run(self) -> dict[str, object]:
@@ -85,15 +85,15 @@ class Runner:
     # -- the loop ------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        books, schedule = self._books, self._schedule
+        books, schedule, stopping = self._books, self._schedule, self._schedule.stopping
         while True:
             self._collect()
             now = self._clock()
-            if schedule.stopping:
+            if stopping.requests:
                 self._executor.hand_back_queued()
-                if schedule.begin_grace(now):
+                if stopping.begin_grace(now):
                     logger.warning("work.stopping", in_flight=len(books.claimed))
-                if schedule.past_grace(now):
+                if stopping.past_grace(now):
                     for job in self._executor.running():
                         job.kill("shutdown")
             turn = schedule.next_turn(books, now)
@@ -102,10 +102,10 @@ class Runner:
                 self._turn(turn)
             if self._on_turn is not None:
                 self._on_turn(self.report)
-            if not books.claimed and (schedule.stopping or self._drained):
+            if not books.claimed and (stopping.requests or self._drained):
                 if not books.unwritten:
                     return
-                if schedule.database_away and schedule.past_grace(now):
+                if schedule.outage.failures and stopping.past_grace(now):
                     # Stopping, and the database is away: what is left unwritten keeps its
                     # leases until they run out, and another runner does the work again.
                     logger.warning(
@@ -134,7 +134,7 @@ class Runner:
                 if turn.backlog or done:
                     backlog = uow.tokens.backlog(self._stage.name.value)
         except DatabaseUnavailable as error:
-            self._schedule.turn_failed(self._clock())
+            self._schedule.outage.failed(self._clock())
             self.report.database_down(error)
             return
         self.report.database_back()
@@ -148,7 +148,7 @@ class Runner:
         if turn.claim:
             self.report.claimed(claimed)
             books.claimed |= {job.id: job for job in jobs}
-            if self._schedule.stopping:  # a signal came while claiming: none of it starts
+            if self._schedule.stopping.requests:  # a signal came while claiming: none starts
                 self._executor.hand_back(jobs)
             else:
                 self._executor.submit(jobs)

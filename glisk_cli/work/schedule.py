@@ -72,6 +72,49 @@ class Turn:
         return bool(self.claim or self.write or self.renew or self.backlog)
 
 
+@dataclass
+class Stopping:
+    """Requests to stop — from a signal handler or another thread — and the grace the first one
+    starts: claim nothing more, let what runs finish within the grace, and stop everything
+    after it, or at a second request."""
+
+    grace: float
+    requests: int = 0
+    reason: str | None = None
+    grace_ends: float | None = None
+
+    def request(self, reason: str) -> None:
+        self.requests += 1
+        self.reason = self.reason or reason
+
+    def begin_grace(self, now: float) -> bool:
+        """Start the grace, once a stop was requested: True the first time."""
+        if not self.requests or self.grace_ends is not None:
+            return False
+        self.grace_ends = now + self.grace
+        return True
+
+    def past_grace(self, now: float) -> bool:
+        """A second request, or the grace ran out: stop waiting for anything."""
+        return self.requests > 1 or (self.grace_ends is not None and now >= self.grace_ends)
+
+
+@dataclass
+class Outage:
+    """Turns that failed in a row because the database was away, and when to try the next."""
+
+    rng: random.Random
+    failures: int = 0
+    retry_at: float = 0.0
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        self.retry_at = now + OUTAGE_BACKOFF.delay(self.failures, self.rng).total_seconds()
+
+    def over(self) -> None:
+        self.failures = 0
+
+
 class Schedule:
     def __init__(
         self, options: WorkOptions, *, watched: bool, rng: random.Random | None = None
@@ -79,19 +122,13 @@ class Schedule:
         """`watched`: a live line shows the runner's progress, and wants the backlog."""
         self._options = options
         self._watched = watched
-        self._rng = rng or random.Random()  # noqa: S311 — spreads retries, guards nothing
+        self.stopping = Stopping(options.grace.total_seconds())
+        self.outage = Outage(rng or random.Random())  # noqa: S311 — spreads retries, guards nothing
         self._job_seconds: float | None = None  # a moving average of runs' durations
         self._renew_at = 0.0
         self._dry = False  # the last claim found less than it asked for
         self._poll_at = 0.0
         self._backlog_at = 0.0
-        self._failures = 0  # turns failed in a row: the database is away
-        self._retry_at = 0.0
-        self._stops = 0
-        self.stop_reason: str | None = None
-        self._grace_ends: float | None = None
-
-    # -- what happened -------------------------------------------------------------------
 
     def job_ended(self, job: Job) -> None:
         average = self._job_seconds
@@ -101,13 +138,8 @@ class Schedule:
         """PostgreSQL said work became claimable: claim at once."""
         self._dry = False
 
-    def turn_failed(self, now: float) -> None:
-        """The database is away: everything waits for the next try."""
-        self._failures += 1
-        self._retry_at = now + OUTAGE_BACKOFF.delay(self._failures, self._rng).total_seconds()
-
     def turn_done(self, turn: Turn, now: float, *, claimed: int, held_before: bool) -> None:
-        self._failures = 0
+        self.outage.over()
         if turn.renew or (claimed and not held_before):  # fresh leases: renew a third away
             self._renew_at = now + self._options.renew_every
         if turn.claim:
@@ -116,35 +148,8 @@ class Schedule:
         if turn.backlog:
             self._backlog_at = now + _BACKLOG_EVERY
 
-    def stop(self, reason: str) -> None:
-        """Asked to stop (from a signal handler or another thread): the first time, finish what
-        runs within the grace; the second, stop it now."""
-        self._stops += 1
-        self.stop_reason = self.stop_reason or reason
-
-    # -- what to do ----------------------------------------------------------------------
-
-    @property
-    def stopping(self) -> bool:
-        return self._stops > 0
-
-    @property
-    def database_away(self) -> bool:
-        return self._failures > 0
-
-    def begin_grace(self, now: float) -> bool:
-        """Start the grace, once stopping: True the first time."""
-        if not self._stops or self._grace_ends is not None:
-            return False
-        self._grace_ends = now + self._options.grace.total_seconds()
-        return True
-
-    def past_grace(self, now: float) -> bool:
-        """A second stop, or the grace ran out: stop waiting for anything."""
-        return self._stops > 1 or (self._grace_ends is not None and now >= self._grace_ends)
-
     def next_turn(self, books: Books, now: float) -> Turn:
-        if now < self._retry_at:
+        if now < self.outage.retry_at:
             return Turn()
         concurrency = self._options.concurrency
         short = self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S
@@ -152,7 +157,8 @@ class Schedule:
         turn = Turn(write=self._writes_due(books, now))
         # A claim of its own when the rounds ahead run low; else with the next turn that writes.
         ready = len(books.claimed) <= concurrency * _CLAIM_LOW or turn.write
-        if not self._stops and wanted > 0 and ready and (not self._dry or now >= self._poll_at):
+        waited = not self._dry or now >= self._poll_at
+        if not self.stopping.requests and wanted > 0 and ready and waited:
             turn.claim = min(wanted * self._options.batch, MAX_BATCH)
         turn.renew = books.holds_any() and now >= self._renew_at
         turn.backlog = self._watched and now >= self._backlog_at
@@ -163,15 +169,16 @@ class Schedule:
         nothing that needs it is due before the retry (its missed deadlines would make this a
         busy loop)."""
         moments = [now + POLL_INTERVAL_S]
-        if now < self._retry_at:
-            moments.append(self._retry_at)
+        if now < self.outage.retry_at:
+            moments.append(self.outage.retry_at)
         else:
             if books.holds_any():
                 moments.append(self._renew_at)
             if books.unwritten:
                 moments.append(books.unwritten[0].ended_at + _WRITE_DELAY)
-        if self._grace_ends is not None and now < self._grace_ends:
-            moments.append(self._grace_ends)
+        grace_ends = self.stopping.grace_ends
+        if grace_ends is not None and now < grace_ends:
+            moments.append(grace_ends)
         if self._watched:
             moments.append(now + _WATCHED_EVERY)
         return max(0.0, min(moments) - now)
