@@ -17,7 +17,6 @@ from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from glisk_cli.db.handle import DEFAULT_POLICY, Database
@@ -187,16 +186,13 @@ def create_uow_factory(
 def _transactions(
     source: Database | sessionmaker[Session], require_revision: str | None = None
 ) -> Callable[[], Transaction]:
-    """What makes each Unit of Work's transaction. A Database's, on its pool (with its kept
+    """What makes each Unit of Work's transaction: a Database's, on its pool (with its kept
     connection, and an opening statement for its pooler settings and `require_revision`); the
-    seed's session factory is adapted here: bound to an engine, it gets the same pooled
-    transactions, its Sessions joining them; bound to anything else, the Session's own."""
+    seed's session factory's, adapted here: the transaction of a Session it makes, committed
+    by that Session (so its configuration and events apply as the caller set them)."""
     if isinstance(source, Database):
         engine, sessions, kept = source.engine, source.sessions, source.kept
         settings = source.transaction_settings
         opening = Opening(settings, require_revision) if settings or require_revision else None
         return lambda: PooledTransaction(engine, sessions, opening, kept)
-    bind = source.kw.get("bind")
-    if isinstance(bind, Engine):
-        return lambda: PooledTransaction(bind, source)
     return lambda: SessionTransaction(source())

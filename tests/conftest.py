@@ -203,11 +203,23 @@ def reused_database(pg_server: PostgresServer, migrated_template: str) -> Iterat
 
 
 @pytest.fixture
-def migrated_url(reused_database: ReusedDatabase) -> Iterator[str]:
+def migrated_url(request: pytest.FixtureRequest, reused_database: ReusedDatabase) -> Iterator[str]:
     """A database at the head revision with no rows, for this test alone while it runs: as if
     cloned from the template for it (tests/reused_database.py)."""
     yield reused_database.take()
-    reused_database.give_back()
+    reused_database.give_back(passed=not request.node.stash.get(_FAILED, False))
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Remember on the test whether its set-up or call failed (fixtures read it at teardown)."""
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, emit
 from glisk_cli.durations import format_duration
 from glisk_cli.pipeline import MAX_BATCH, StageName
-from glisk_cli.work.options import MAX_CONCURRENCY, MIN_LEASE, WorkOptions
+from glisk_cli.work.options import MAX_CONCURRENCY, MAX_TIMEOUT, MIN_LEASE, WorkOptions
 
 if TYPE_CHECKING:
     from glisk_cli.work.report import Report
@@ -39,7 +39,10 @@ def work(
         ),
     ] = format_duration(WorkOptions.lease),
     timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Kill an attempt after this long (≤ 1 day).")
+        str | None,
+        typer.Option(
+            "--timeout", help=f"Kill a job after this long (≤ {format_duration(MAX_TIMEOUT)})."
+        ),
     ] = None,
     grace: Annotated[
         str, typer.Option("--grace", help="On SIGTERM/SIGINT, how long running jobs get.")

@@ -68,7 +68,7 @@ def answer_probes_locally(dialect: Dialect) -> None:
     hooks it calls to ask the server are answered here instead: the version and
     standard_conforming_strings from the start-up parameters psycopg holds, the isolation level as
     PostgreSQL's default, READ COMMITTED (the claim's SKIP LOCKED relies on it anyway), and the
-    default schema left unknown until reflection needs it (`database.reflecting`). The hstore probe
+    default schema left unknown until reflection needs it (`handle.reflecting`). The hstore probe
     is switched off where the engine is made (`use_native_hstore=False`).
     """
     # SQLAlchemy has no public switch for these questions: its dialect's own hooks are answered

@@ -1,4 +1,5 @@
-"""The database handle every layer shares, and the one place driver errors become glisk's.
+"""The database handle every layer shares: where the database is, its engines and session
+factory, the timeouts and the queue policy its Units of Work apply.
 
 `Database.from_settings(settings)` resolves the URL (DATABASE_URL, or the embedded server, started
 on first use), and builds the engine and session factory with the configured timeouts and queue
@@ -12,7 +13,7 @@ transaction behind a transaction pooler (GLISK_POOLER, `connection_setup.py`). T
 session — LISTEN, the migrations' advisory lock — uses DATABASE_DIRECT_URL (`session_engine`).
 A connection that cannot be made (refused, timed out, dropped) surfaces as DatabaseUnavailable
 (exit 3) with the URL's password masked; other driver errors are translated by SQLSTATE
-(`database_errors.py`).
+(`translate.py`).
 """
 
 from __future__ import annotations

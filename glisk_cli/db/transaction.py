@@ -5,10 +5,10 @@ workers' path below the ORM"):
   The workers' path (claim, renew, advance, release) sends its driver SQL straight through the
   psycopg connection: no Connection or Session object, no SQLAlchemy result processing. Operator
   reads and the seed's single-token API get a Session on the same connection, in the same
-  transaction, made only when they need it. This is every Unit of Work of a `Database`, and of
-  the seed's session factory when it is bound to an engine (`uow.py` adapts it).
-- `SessionTransaction`, the transaction of a Session the caller made (a repository built on a
-  Session, as the seed builds them).
+  transaction, made only when they need it. Every Unit of Work of a `Database` runs in one.
+- `SessionTransaction`, the transaction of a Session: one the caller made (a repository built
+  on a Session, as the seed builds them), or one the seed's session factory made for a Unit of
+  Work (`uow.py` adapts the factory). The Session commits it.
 
 Both translate driver errors into glisk's (`translate.py`), and retry a transaction's first
 statement once when it finds its connection dead (the database restarted since it was last used);
@@ -181,6 +181,12 @@ class SessionTransaction:
 
     def close(self) -> None:
         self.session.close()
+
+
+def as_transaction(source: Transaction | Session) -> Transaction:
+    """`source`, or the transaction of the Session a repository was built on (as the seed
+    builds repositories)."""
+    return SessionTransaction(source) if isinstance(source, Session) else source
 
 
 def _retried_once(operation: Callable[[], T], *, first: bool, reconnect: Callable[[], None]) -> T:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import Executable, Result
 from sqlalchemy.orm import Session
 
-from glisk_cli.db.transaction import SessionTransaction, Transaction
+from glisk_cli.db.transaction import Transaction, as_transaction
 
 if TYPE_CHECKING:
     from glisk_cli.models import Base
@@ -29,9 +29,7 @@ class Repository:
     """A repository working in `transaction` (a Unit of Work's, or a Session's own)."""
 
     def __init__(self, transaction: Transaction | Session) -> None:
-        self.transaction = (
-            SessionTransaction(transaction) if isinstance(transaction, Session) else transaction
-        )
+        self.transaction = as_transaction(transaction)
 
     @property
     def session(self) -> Session:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from glisk_cli.db.transaction import SessionTransaction, Transaction
+from glisk_cli.db.transaction import Transaction, as_transaction
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.token_leases import TokenLeases
 from glisk_cli.repositories.token_operations import TokenOperations
@@ -23,8 +23,7 @@ class TokenRepository:
     """The token table's repository: each verb is its part's own method."""
 
     def __init__(self, transaction: Transaction | Session, policy: QueuePolicy | None = None):
-        if isinstance(transaction, Session):
-            transaction = SessionTransaction(transaction)
+        transaction = as_transaction(transaction)  # one for all three parts
         self.policy = policy or QueuePolicy()
         reads = TokenReads(transaction)
         self.add = reads.add

@@ -23,7 +23,10 @@ from glisk_cli.models.literals import LEASE_COLUMNS, status_in
 from glisk_cli.pipeline import ACTIVE_STATUSES, RESULT_FIELDS, STAGES, Stage, StageName
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
-RETURNING = ", ".join(f"tokens_s0.{column}" for column in TOKEN_COLUMNS)
+# The status comes back as text, which the record makes a TokenStatus whatever loaders the
+# connection has registered.
+_RETURNED = {column: f"tokens_s0.{column}" for column in TOKEN_COLUMNS}
+RETURNING = ", ".join((_RETURNED | {"status": "tokens_s0.status::text"}).values())
 RESULT_NAMES = tuple(field.name for field in RESULT_FIELDS)  # each an array parameter of ADVANCE
 
 # -- fragments: one per effect -------------------------------------------------------------------

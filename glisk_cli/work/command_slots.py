@@ -40,7 +40,7 @@ class CommandSlots(Executor):
         # Whose pipe each descriptor is. A closed one is left behind: it is no longer polled,
         # and a new run that gets its number takes the entry over.
         self._by_fd: dict[int, CommandRun] = {}
-        # Queued flights (and close()) wake the thread through this pipe; once the thread has
+        # Queued jobs (and close()) wake the thread through this pipe; once the thread has
         # ended and closed it, its descriptor numbers may be someone else's: never write then.
         self._bell_lock = threading.Lock()
         self._bell_in, self._bell_out = os.pipe()

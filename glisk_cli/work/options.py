@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from glisk_cli.durations import format_duration
 from glisk_cli.errors import InvalidInput
 from glisk_cli.pipeline import MAX_BATCH, MAX_LEASE, StageName
 
@@ -32,9 +33,14 @@ class WorkOptions:
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise InvalidInput(f"--concurrency must be 1 to {MAX_CONCURRENCY}")
         if not MIN_LEASE <= self.lease <= MAX_LEASE:
-            raise InvalidInput("--lease must be at least 1s and at most 1 day")
+            raise InvalidInput(
+                f"--lease must be at least {format_duration(MIN_LEASE)} "
+                f"and at most {format_duration(MAX_LEASE)}"
+            )
         if self.timeout is not None and not timedelta(0) < self.timeout <= MAX_TIMEOUT:
-            raise InvalidInput("--timeout must be longer than zero and at most 1 day")
+            raise InvalidInput(
+                f"--timeout must be longer than zero and at most {format_duration(MAX_TIMEOUT)}"
+            )
         if self.grace < timedelta(0):
             raise InvalidInput("--grace cannot be negative")
         if not 1 <= self.batch <= MAX_BATCH:

@@ -96,9 +96,9 @@ class Runner:
                 if stopping.past_grace(now):
                     for job in self._executor.running():
                         job.kill("shutdown")
-            turn = schedule.next_turn(books, now)
-            if turn:
-                self._waiter.listen()
+            if now >= schedule.outage.retry_at:
+                self._waiter.listen()  # again after an outage; at once if it listens already
+            if turn := schedule.next_turn(books, now):
                 self._turn(turn)
             if self._on_turn is not None:
                 self._on_turn(self.report)
@@ -116,10 +116,11 @@ class Runner:
                 schedule.notified()
 
     def _turn(self, turn: Turn) -> None:
-        """One Unit of Work: write what ended, renew, claim; start the claimed work after the
-        commit. If the database is away, keep everything for the next turn."""
+        """One Unit of Work: write what ended (whether or not that was due: it rides along),
+        renew, claim; start the claimed work after the commit. If the database is away, keep
+        everything for the next turn."""
         books = self._books
-        ended = list(books.unwritten) if turn.write else []
+        ended = list(books.unwritten)
         held_before = books.holds_any()
         jobs: list[Job] = []
         backlog: Backlog | None = None

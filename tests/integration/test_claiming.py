@@ -93,7 +93,9 @@ def test_tokens_that_used_up_their_attempts_are_failed_with_the_reason(
     assert failed[0].claimed_by is None
 
 
-def test_reap_fails_exhausted_tokens_that_no_live_lease_holds(session_factory, uow_factory) -> None:
+def test_reap_fails_tokens_that_used_up_their_attempts_and_no_live_lease_holds(
+    session_factory, uow_factory
+) -> None:
     seed_tokens(session_factory, 2)
     claim(uow_factory, limit=1, worker="w", max_attempts=1)  # token 1: one attempt, leased
     with uow_factory() as uow:

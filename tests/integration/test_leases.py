@@ -1,5 +1,6 @@
 """Fenced leases: renewal, batch moves and releases act only for the lease a claim wrote; retry
-delays keep a released token back; exhausted tokens never cost a claim its batch."""
+delays keep a released token back; tokens that used up their attempts never cost a claim its
+batch."""
 
 import threading
 import time
@@ -287,7 +288,9 @@ def test_a_failed_attempt_that_used_up_the_attempts_fails_the_token_at_once(
     assert stored.error_data["message"] == "fifth failure"
 
 
-def test_exhausted_tokens_do_not_cost_a_claim_its_batch(session_factory, uow_factory) -> None:
+def test_tokens_that_used_up_their_attempts_do_not_cost_a_claim_its_batch(
+    session_factory, uow_factory
+) -> None:
     seed_tokens(session_factory, 6)
     # Tokens 1-3 came back from dead workers with their attempts used up.
     with session_factory() as session, session.begin():
