@@ -126,7 +126,7 @@ class PipelineView:
 
     def _estimate(self, stage: StageName) -> int:
         """PostgreSQL's estimate of a stage's free tokens (planner statistics: no rows read)."""
-        ((plan,),) = self._rows(sql.ESTIMATE.format(where=sql.free_tokens(stage)))
+        ((plan,),) = self._rows(sql.estimate(stage))
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def _rows(self, statement: str) -> list[tuple[Any, ...]]:

@@ -43,8 +43,12 @@ def _queue(stage: StageName) -> str:
 
 QUEUES = "\nUNION ALL\n".join(_queue(stage) for stage in StageName)
 
-# The plan of this, not its result: how many free tokens the planner expects (when over the cap).
-ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT 1 FROM tokens_s0 WHERE {where}"
+
+def estimate(stage: StageName) -> str:
+    """The plan of this, not its result: how many of `stage`'s free tokens the planner expects
+    (when there are more than COUNT_CAP)."""
+    return f"EXPLAIN (FORMAT JSON) SELECT 1 FROM tokens_s0 WHERE {free_tokens(stage)}"
+
 
 LEASES = """
 SELECT status, claimed_by,
@@ -61,25 +65,29 @@ WHERE lease_expires_at IS NOT NULL
 GROUP BY status, claimed_by
 """
 
-# Minutes ago, 0 for the last minute (a time a little ahead of the database clock counts as now).
-# In double precision: `extract` computes in numeric, slower for every row of the last hour.
-_MINUTE = "greatest(0, floor(date_part('epoch', statement_timestamp() - {column}) / 60))::int"
+
+def _minutes_ago(column: str) -> str:
+    """Minutes ago, 0 for the last minute (a time a little ahead of the database clock counts as
+    now); in double precision, as `extract` computes in numeric, slower for every row."""
+    return f"greatest(0, floor(date_part('epoch', statement_timestamp() - {column}) / 60))::int"
+
+
 _SINCE = f"statement_timestamp() - {WINDOW}"
 
 # An upload attempt records the image and then the metadata; the token is done with its metadata.
 DONE = f"""
-SELECT '{StageName.GENERATION.value}', {_MINUTE.format(column="completed_at")}, count(*)
+SELECT '{StageName.GENERATION.value}', {_minutes_ago("completed_at")}, count(*)
 FROM image_generation_jobs
 WHERE status = 'succeeded' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
 GROUP BY 2
 UNION ALL
-SELECT '{StageName.UPLOAD.value}', {_MINUTE.format(column="completed_at")}, count(*)
+SELECT '{StageName.UPLOAD.value}', {_minutes_ago("completed_at")}, count(*)
 FROM ipfs_upload_records
 WHERE status = 'succeeded' AND record_type = 'metadata' AND completed_at IS NOT NULL
   AND completed_at > {_SINCE}
 GROUP BY 2
 UNION ALL
-SELECT '{StageName.REVEAL.value}', {_MINUTE.format(column="confirmed_at")},
+SELECT '{StageName.REVEAL.value}', {_minutes_ago("confirmed_at")},
     sum(cardinality(token_ids))::bigint
 FROM reveal_transactions
 WHERE status = 'confirmed' AND confirmed_at IS NOT NULL AND confirmed_at > {_SINCE}
