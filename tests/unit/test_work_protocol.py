@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from glisk_cli.pipeline import STAGES, StageName, TokenStatus
 from glisk_cli.repositories.token_records import ClaimedToken
 from glisk_cli.work.protocol import Failed, Succeeded, job_input, read_answer
+from tests.unit.records import claimed_token
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 REVEAL = STAGES[StageName.REVEAL]
@@ -18,25 +18,7 @@ TX = "0x" + "12" * 32
 
 
 def _token(token_id: int, status: TokenStatus = TokenStatus.READY) -> ClaimedToken:
-    return ClaimedToken(
-        id=uuid.uuid4(),
-        token_id=token_id,
-        author_id=uuid.uuid4(),
-        minter_address="0x" + "bb" * 20,
-        status=status,
-        mint_timestamp=NOW,
-        image_path=None,
-        image_cid=None,
-        metadata_cid=None,
-        reveal_tx_hash=None,
-        error_data=None,
-        claimed_by="w1",
-        lease_expires_at=NOW,
-        attempts=1,
-        created_at=NOW,
-        updated_at=NOW,
-        lease_id=uuid.uuid4(),
-    )
+    return claimed_token(token_id, status)
 
 
 def test_one_object_answers_for_the_whole_batch() -> None:

@@ -23,6 +23,7 @@ from glisk_cli.work.protocol import Interrupted, Succeeded, TokenOutcome
 from glisk_cli.work.report import Report
 from glisk_cli.work.runner import Runner
 from glisk_cli.work.waiting import Waiter
+from tests.unit.records import claimed_token
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 GENERATION = STAGES[StageName.GENERATION]
@@ -121,23 +122,13 @@ class FakeQueue:
 
     def add(self, count: int) -> None:
         for n in range(1, count + 1):
-            token = ClaimedToken(
-                id=uuid.uuid4(),
-                token_id=n,
-                author_id=uuid.uuid4(),
-                minter_address="0x" + "bb" * 20,
-                status=TokenStatus.DETECTED,
+            token = claimed_token(
+                n,
+                TokenStatus.DETECTED,
                 mint_timestamp=EPOCH + timedelta(seconds=n),
-                image_path=None,
-                image_cid=None,
-                metadata_cid=None,
-                reveal_tx_hash=None,
-                error_data=None,
                 claimed_by=None,
                 lease_expires_at=None,
                 attempts=0,
-                created_at=EPOCH,
-                updated_at=EPOCH,
                 lease_id=None,
             )
             self.tokens[token.id] = token
