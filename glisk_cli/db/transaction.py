@@ -18,7 +18,7 @@ later statements, and COMMIT, are never retried: what they did is unknown.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -167,7 +167,7 @@ class SessionTransaction:
         return result
 
     def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
-        engine = cast(Engine, self.session.get_bind())
+        engine = self.session.get_bind().engine  # bound to an Engine, or to a Connection of one
         return self.run(
             lambda: driver_rows(self.session.connection().connection, engine, sql, params)
         )
