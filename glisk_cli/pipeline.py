@@ -124,6 +124,10 @@ RESULT_FIELDS = tuple(
     {field.name: field for stage in STAGES.values() for field in stage.results}.values()
 )
 STAGE_IN_FLIGHT: dict[TokenStatus, Stage] = {stage.in_flight: stage for stage in STAGES.values()}
+# The stage that claims from each status: the one a token waits for, or is held for.
+STAGE_OF: dict[TokenStatus, Stage] = {
+    status: stage for stage in STAGES.values() for status in stage.claimable
+}
 
 # The state machine's forward moves: each status and the one a token must be in to reach it.
 # A stage moves its in-flight tokens on; a generation claim (or an operator) starts the first.

@@ -14,15 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from glisk_cli.db.transaction import Transaction
-from glisk_cli.pipeline import STAGES, StageName
+from glisk_cli.pipeline import STAGE_OF, StageName, TokenStatus
 from glisk_cli.repositories import pipeline_view_sql as sql
 
 MINUTES = 60  # the history a reading covers, minute by minute
-
-# Which stage a leased token belongs to: the stage that claims from its status.
-_STAGE_OF: dict[str, StageName] = {
-    status.value: stage.name for stage in STAGES.values() for status in stage.claimable
-}
 
 
 @dataclass
@@ -100,10 +95,10 @@ class PipelineView:
         workers: dict[str, WorkerReading] = {}
         for row in self._rows(sql.LEASES):
             status, holder, live, expired, retrying, soonest, latest, updated, oldest = row
-            stage = _STAGE_OF.get(status)
+            stage = STAGE_OF.get(TokenStatus(status))
             if stage is None:  # a finished token never keeps a lease
                 continue
-            reading = stages[stage]
+            reading = stages[stage.name]
             reading.in_flight += live
             reading.expired += expired
             reading.retrying += retrying
@@ -114,7 +109,7 @@ class PipelineView:
             if holder is None:
                 continue
             worker = workers.setdefault(holder, WorkerReading(holder))
-            worker.stages.add(stage)
+            worker.stages.add(stage.name)
             worker.live += live
             worker.expired += expired
             if soonest is not None:

@@ -84,11 +84,12 @@ class TokenLeases:
             sql = claim_sql(claimed_stage, wanted - len(claimed))
             found = ClaimedToken.from_rows(self.transaction.rows(sql, params))
             handed_out = [token for token in found if token.status is not TokenStatus.FAILED]
+            if len(found) == len(handed_out) and not claimed:
+                return found  # the usual claim: one round, in mint order already
             claimed += handed_out
-            # Exhausted tokens took places in the batch; claim again for those places.
+            # Tokens that used up their attempts took places in the batch; claim again for those.
             if len(found) == len(handed_out) or len(claimed) == wanted:
-                claimed.sort(key=MINT_ORDER)  # the rounds' tokens, merged
-                return claimed
+                return sorted(claimed, key=MINT_ORDER)  # the rounds' tokens, merged
 
     def renew(
         self, tokens: Sequence[ClaimedToken], lease: timedelta | None = None

@@ -20,7 +20,15 @@ import functools
 import operator
 
 from glisk_cli.models.literals import LEASE_COLUMNS, status_in
-from glisk_cli.pipeline import ACTIVE_STATUSES, RESULT_FIELDS, STAGES, Stage, StageName
+from glisk_cli.pipeline import (
+    ACTIVE_STATUSES,
+    RESULT_FIELDS,
+    STAGE_IN_FLIGHT,
+    STAGE_OF,
+    STAGES,
+    Stage,
+    StageName,
+)
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
 # The status comes back as text, which the record makes a TokenStatus whatever loaders the
@@ -44,33 +52,28 @@ def used_up(max_attempts: str) -> str:
     return f"tokens_s0.attempts >= {max_attempts}"
 
 
-# The stage a token of each claimable status waits for or is in.
-_STAGE_OF_STATUS = (
-    "CASE tokens_s0.status "
-    + " ".join(
-        f"WHEN '{status.value}' THEN '{stage.name.value}'"
-        for stage in STAGES.values()
-        for status in stage.claimable
-    )
-    + " END"
-)
+def _by_status(values: dict[str, str], otherwise: str) -> str:
+    """SQL choosing by the token's status: `values[status]` (SQL), `otherwise` for the rest."""
+    chosen = " ".join(f"WHEN '{status}' THEN {value}" for status, value in values.items())
+    return f"CASE tokens_s0.status {chosen} ELSE {otherwise} END"
+
 
 # Why a token that used up its attempts was failed: one document, whether the claim that found it,
 # the release of its last failed attempt or `reap` failed it.
+_STAGE = _by_status({s.value: f"'{stage.name.value}'" for s, stage in STAGE_OF.items()}, "NULL")
 MAX_ATTEMPTS_ERROR = (
-    "jsonb_build_object('reason', 'max_attempts', 'stage', "
-    f"{_STAGE_OF_STATUS}, 'attempts', tokens_s0.attempts, 'last_worker', tokens_s0.claimed_by)"
+    f"jsonb_build_object('reason', 'max_attempts', 'stage', {_STAGE}, "
+    "'attempts', tokens_s0.attempts, 'last_worker', tokens_s0.claimed_by)"
 )
 
 # Where a released token waits: back in its stage's queue (a generating token is detected again).
-WAITING_STATUS = (
-    "CASE tokens_s0.status "
-    + " ".join(
-        f"WHEN '{stage.in_flight.value}' THEN CAST('{stage.queued.value}' AS token_status)"
-        for stage in STAGES.values()
-        if stage.in_flight is not stage.queued
-    )
-    + " ELSE tokens_s0.status END"
+WAITING_STATUS = _by_status(
+    {
+        s.value: f"CAST('{stage.queued.value}' AS token_status)"
+        for s, stage in STAGE_IN_FLIGHT.items()
+        if s is not stage.queued
+    },
+    "tokens_s0.status",
 )
 
 _NO_ERROR = "coalesce(tokens_s0.error_data, jsonb_build_object())"
