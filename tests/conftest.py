@@ -48,6 +48,10 @@ _SHARED = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Run as a shell's background job, the tests inherit an ignored SIGINT, and so would every
+    # process they start, which the tests that interrupt one rely on getting it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if (where := shared.begin()) is not None:  # the run's controller
         config.stash[_SHARED] = where
 
@@ -277,12 +281,6 @@ def glisk_at_once(
         subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         for process, (stdout, stderr) in zip(processes, outputs, strict=True)
     ]
-
-
-def interruptible() -> None:
-    """For a child process that a test interrupts (`preexec_fn`): SIGINT as a terminal delivers
-    it, even when the tests themselves run where it is ignored (a shell's background job)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

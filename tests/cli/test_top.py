@@ -22,7 +22,7 @@ from glisk_cli.cli.top_frame import render
 from glisk_cli.cli.top_state import Frame, Monitor, document
 from glisk_cli.db import Database
 from glisk_cli.uow import create_uow_factory
-from tests.conftest import GLISK, PostgresServer, interruptible
+from tests.conftest import GLISK, PostgresServer
 from tests.top_pipeline import SECRET_URL, seed_busy_pipeline, stall_worker
 
 LEASE = timedelta(minutes=15)
@@ -226,7 +226,7 @@ def test_the_live_view_quits_on_a_key_and_restores_the_terminal(
         stdout=secondary,
         stderr=secondary,
         start_new_session=True,  # its own session, with the terminal as its controlling one,
-        preexec_fn=_controlling_terminal,  # so Ctrl-C reaches it
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # so Ctrl-C reaches it
     )
     try:
         screen = _read(main, until=lambda seen: seen.count(b"Stages") >= 3)
@@ -254,11 +254,6 @@ def test_the_live_view_quits_on_a_key_and_restores_the_terminal(
     assert after == before  # line editing and echo back as they were
     assert b"Traceback" not in rest
     assert b"error" not in rest
-
-
-def _controlling_terminal() -> None:
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    interruptible()
 
 
 def _database_name(url: str) -> str:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import GLISK, interruptible, seed_tokens
+from tests.conftest import GLISK, seed_tokens
 
 
 def conninfo(url: str) -> str:
@@ -48,7 +48,6 @@ def test_ctrl_c_during_a_large_seed_exits_130_leaving_only_whole_batches(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=interruptible,
     )
     with psycopg.connect(conninfo(migrated_url), autocommit=True) as watcher:
         deadline = time.monotonic() + 120
