@@ -2,9 +2,9 @@
 
 Cloning the migrated template is far more work for PostgreSQL than emptying the tables a test
 wrote to (bench/README.md, "The test suite"). Each test process therefore keeps one database
-and hands it to its tests in turn: after each, the other sessions on it are ended and the tables
-it wrote to truncated; after a test that failed, it is dropped. As the next test takes it,
-unless everything else is exactly as a fresh clone has it — the catalog (tables, columns,
+and hands it to its tests in turn; after a test that failed, it is dropped. As the next test
+takes it, the other sessions on it are ended and the tables the last test wrote to truncated,
+and unless everything else is then exactly as a fresh clone has it — the catalog (tables, columns,
 types, constraints, indexes, triggers, functions, enum labels, grants, default privileges), the
 database's settings and privileges, the migration revision, prepared transactions, and no
 planner statistics — it is dropped, and the test gets a fresh clone. A test may therefore change
@@ -101,9 +101,10 @@ class ReusedDatabase:
         self._pristine: str | None = None  # a fresh clone's fingerprint
 
     def take(self) -> str:
-        """The database's URL, for one test: checked as the test gets it, so that nothing that
-        happened after the last test ended (an autovacuum's ANALYZE) reaches this one."""
-        if self._name is not None and not self._as_cloned():
+        """The database's URL, for one test: emptied of what the last test wrote and checked as
+        this test gets it, so that nothing that happened since the last test ended (an
+        autovacuum's ANALYZE) reaches this one."""
+        if self._name is not None and not self._reset():
             self.drop()
         if self._name is None:
             self._name = self._server.create_database(template=self._template)
@@ -112,14 +113,15 @@ class ReusedDatabase:
         return self._server.url_for(self._name)
 
     def give_back(self, *, passed: bool) -> None:
-        """Empty the database for the next test; drop it instead after a test that failed,
-        which may have left a process behind that would reconnect to it (a runner rides out
-        a database that went away)."""
-        if self._name is None:
-            return
+        """The test is over. After one that failed, drop the database: it may have left a
+        process behind that would reconnect to it (a runner rides out a database that went
+        away)."""
         if not passed:
             self.drop()
-            return
+
+    def _reset(self) -> bool:
+        """End the other sessions, truncate the tables the last test wrote to; whether the
+        database is then as a fresh clone has it."""
         try:
             with self._connection() as conn:
                 # Waits (up to 5 s each) until they are gone: the next test sees none of them.
@@ -131,17 +133,9 @@ class ReusedDatabase:
                 written = conn.execute(_WRITTEN).fetchone()  # type: ignore[arg-type]
                 if written and written[0]:
                     conn.execute(f"TRUNCATE {written[0]} CASCADE")  # type: ignore[arg-type]
-            return
-        except psycopg.Error:
-            pass  # renamed or missing tables, a lock never released: start afresh
-        self.drop()
-
-    def _as_cloned(self) -> bool:
-        try:
-            with self._connection() as conn:
                 return _fingerprint(conn) == self._pristine
         except psycopg.Error:
-            return False
+            return False  # renamed or missing tables, a lock never released: start afresh
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
