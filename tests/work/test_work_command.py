@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -149,23 +150,22 @@ def test_a_command_past_its_timeout_is_killed_with_what_it_started(
 ) -> None:
     seed_tokens(session_factory, 1)
     journal = tmp_path / "j"
-    result = cli(
-        "work",
-        "generation",
-        "--timeout",
-        "1s",
-        "--drain",
-        "--",
-        *command("hang", journal),
-        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )
-    assert result.exit_code == 0, result.stderr
-    [token] = query("SELECT status, error_data FROM tokens_s0")
+    [token] = _once(cli, work_env, query, "--timeout", "1s", "--", *command("hang", journal))
     assert token.status == "failed"
     assert token.error_data["message"].startswith("timed out")
     children = [e["pid"] for e in journal_entries(journal) if e["event"] == "child"]
     assert children
     assert not _running(children[0])
+
+
+def _once(cli, work_env: dict[str, str], query, *args: str) -> list[Any]:
+    """Drain generation giving each token one attempt (`args`: options, `--` and the command);
+    the tokens' id, status and error, by id."""
+    result = cli(
+        "work", "generation", "--drain", *args, env={**work_env, "GLISK_MAX_ATTEMPTS": "1"}
+    )
+    assert result.exit_code == 0, result.stderr
+    return query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
 
 
 def _running(pid: int) -> bool:
@@ -205,16 +205,7 @@ def test_a_command_flooding_its_output_fails_its_attempt_without_stalling_the_ru
     cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
-    result = cli(
-        "work",
-        "generation",
-        "--drain",
-        "--",
-        *command("flood", tmp_path / "j"),
-        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )
-    assert result.exit_code == 0, result.stderr
-    [token] = query("SELECT status, error_data FROM tokens_s0")
+    [token] = _once(cli, work_env, query, "--", *command("flood", tmp_path / "j"))
     assert token.status == "failed"
     assert token.error_data["message"] == "the answer is over 1048576 bytes"
     assert len(token.error_data["stderr"]) <= 2048
@@ -224,18 +215,8 @@ def test_an_answer_without_the_stage_fields_is_a_failed_attempt(
     cli, work_env, session_factory, query, tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 1)
-    result = cli(
-        "work",
-        "generation",
-        "--drain",
-        "--",
-        "sh",
-        "-c",
-        "cat >/dev/null; echo '{\"x\": 1}'",
-        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )
-    assert result.exit_code == 0, result.stderr
-    [token] = query("SELECT status, error_data FROM tokens_s0")
+    script = "cat >/dev/null; echo '{\"x\": 1}'"
+    [token] = _once(cli, work_env, query, "--", "sh", "-c", script)
     assert token.status == "failed"
     assert "no image_path" in token.error_data["message"]
 
@@ -326,18 +307,7 @@ def test_a_nul_character_in_what_a_job_says_fails_its_attempt_not_the_runner(
         'cat >/dev/null; if [ "$GLISK_TOKEN_ID" = 1 ]; then printf "bad\\0byte" >&2; exit 1; fi; '
         'printf \'{"image_path": "a\\\\u0000b"}\''
     )
-    result = cli(
-        "work",
-        "generation",
-        "--drain",
-        "--",
-        "sh",
-        "-c",
-        script,
-        env={**work_env, "GLISK_MAX_ATTEMPTS": "1"},
-    )
-    assert result.exit_code == 0, result.stderr
-    rows = query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
+    rows = _once(cli, work_env, query, "--", "sh", "-c", script)
     assert [(r.token_id, r.status) for r in rows] == [(1, "failed"), (2, "failed")]
     assert rows[0].error_data["stderr"] == "badbyte"
     assert rows[1].error_data["message"] == "the job's image_path holds a NUL character"
