@@ -4,9 +4,9 @@ workers' path below the ORM").
 A worker runs Unit of Work after Unit of Work, each a short transaction, and SQLAlchemy's
 checkout and check-in would be the largest part of its client work beyond the driver's own. So
 the connection a transaction ended cleanly on is kept here, and the next transaction (of any
-thread) takes it without a checkout. At most one is kept; the pool still
-hands out every other connection and remains the only place they are made. When another user of
-the engine fills the pool, the kept connection goes back at once, so it never makes anyone wait.
+thread) takes it without a checkout. At most one is kept; the pool still hands out every other
+connection and remains the only place they are made. When another user of the engine fills the
+pool, the kept connection goes back at once, so it never makes anyone wait.
 
 What the pool would do on check-in, the Unit of Work did already: its transaction ended with
 COMMIT or ROLLBACK, and a connection that broke or is mid-transaction goes back to the pool

@@ -17,7 +17,6 @@ process, so that they are tested with a fake clock (docs/architecture.md, "The w
 
 from __future__ import annotations
 
-import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -103,27 +102,24 @@ class Stopping:
 class Outage:
     """Turns that failed in a row because the database was away, and when to try the next."""
 
-    rng: random.Random
     failures: int = 0
     retry_at: float = 0.0
 
     def failed(self, now: float) -> None:
         self.failures += 1
-        self.retry_at = now + OUTAGE_BACKOFF.delay(self.failures, self.rng).total_seconds()
+        self.retry_at = now + OUTAGE_BACKOFF.delay(self.failures).total_seconds()
 
     def over(self) -> None:
         self.failures = 0
 
 
 class Schedule:
-    def __init__(
-        self, options: WorkOptions, *, watched: bool, rng: random.Random | None = None
-    ) -> None:
+    def __init__(self, options: WorkOptions, *, watched: bool) -> None:
         """`watched`: a live line shows the runner's progress, and wants the backlog."""
         self._options = options
         self._watched = watched
         self.stopping = Stopping(options.grace.total_seconds())
-        self.outage = Outage(rng or random.Random())  # noqa: S311 — spreads retries, guards nothing
+        self.outage = Outage()
         self._job_seconds: float | None = None  # a moving average of runs' durations
         self._renew_at = 0.0
         self._dry = False  # the last claim found less than it asked for

@@ -20,7 +20,6 @@ from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.programs import Handler
 from glisk_cli.work.protocol import Interrupted, Succeeded, TokenOutcome
-from glisk_cli.work.report import Report
 from glisk_cli.work.runner import Runner
 from glisk_cli.work.waiting import Waiter
 from tests.unit.records import claimed_token
@@ -273,22 +272,7 @@ class _FakeUnitOfWork:
         return None
 
 
-def runner(
-    world: World,
-    slots: FakeSlots,
-    waiter: FakeWaiter,
-    options: WorkOptions,
-    *,
-    watched: bool = False,
-) -> Runner:
-    clock = world.clock
-    on_turn: Callable[[Report], None] | None = (lambda report: None) if watched else None
+def runner(world: World, slots: FakeSlots, waiter: FakeWaiter, options: WorkOptions) -> Runner:
     return Runner(
-        world.uow_factory(),
-        Handler(lambda token: {}),
-        slots,
-        waiter,
-        options,
-        on_turn=on_turn,
-        clock=clock,
+        world.uow_factory(), Handler(lambda token: {}), slots, waiter, options, clock=world.clock
     )
