@@ -4,6 +4,7 @@ database clock (leases from the statement's time, not the transaction's start)."
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -133,16 +134,22 @@ def _backend_pid(uow) -> int:
     return uow.transaction.rows("SELECT pg_backend_pid()", {})[0][0]
 
 
-def _connections(session_factory, url: str) -> int:
-    """How many connections the database of `url` has, other than the asker's."""
-    with session_factory() as admin:
-        return admin.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = :name "
-                "AND pid <> pg_backend_pid()"
-            ),
-            {"name": url.rsplit("/", 1)[-1].split("?")[0]},
-        ).scalar_one()
+def _connections(session_factory, url: str, expected: int) -> int:
+    """How many connections the database of `url` has, other than the asker's, once it has
+    `expected` or 5 s have passed: a backend leaves a moment after its client closed it."""
+    deadline = time.monotonic() + 5
+    while True:
+        with session_factory() as admin:
+            count = admin.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :name "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"name": url.rsplit("/", 1)[-1].split("?")[0]},
+            ).scalar_one()
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.01)
 
 
 def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
@@ -165,9 +172,9 @@ def test_units_of_work_in_a_row_share_one_kept_connection_which_dispose_closes(
     with uow_factory() as uow:
         assert uow.tokens.claim("generation", 1, "w", LONG)
     session_factory.kw["bind"].dispose()  # the admin's own connections are not counted
-    assert _connections(session_factory, migrated_url) == 1
+    assert _connections(session_factory, migrated_url, 1) == 1
     database.dispose()
-    assert _connections(session_factory, migrated_url) == 0
+    assert _connections(session_factory, migrated_url, 0) == 0
 
 
 def test_the_kept_connection_gives_way_when_other_users_fill_the_pool(database: Database) -> None:
@@ -194,7 +201,7 @@ def test_a_unit_of_work_that_ends_after_dispose_keeps_nothing_of_the_old_pool(
     with uow_factory() as uow:  # a connection of the new pool
         _backend_pid(uow)
     database.dispose()
-    assert _connections(session_factory, migrated_url) == 0
+    assert _connections(session_factory, migrated_url, 0) == 0
 
 
 def test_a_forked_child_leaves_its_parents_kept_connection_alone(database: Database) -> None:
@@ -224,6 +231,7 @@ def test_a_program_that_imports_the_library_hears_nothing_from_it_unless_it_asks
     seed_tokens(session_factory, 2)
     program = f"""
 import sys
+import time
 from datetime import timedelta
 from loguru import logger
 from glisk_cli.db import setup_db_session
