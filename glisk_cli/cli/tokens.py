@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 
 
+MAX_WAIT_S = 86400.0  # a day: a worker waiting longer should claim again
+
 TokenIdArgument = Annotated[int, typer.Argument(help="On-chain token id.", min=0)]
 WorkerOption = Annotated[
     str | None,
@@ -64,7 +66,10 @@ def claim(
     wait: Annotated[
         float,
         typer.Option(
-            "--wait", min=0, help="If nothing is claimable, wait up to this many seconds."
+            "--wait",
+            min=0,
+            max=MAX_WAIT_S,  # refuses inf too: a wait that never ends is a mistake
+            help=f"If nothing is claimable, wait up to this many seconds (≤ {MAX_WAIT_S:.0f}).",
         ),
     ] = 0,
     as_json: JsonOption = False,

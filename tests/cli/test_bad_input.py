@@ -45,6 +45,7 @@ USAGE_CASES = [
     ("limit-too-big", ["tokens", "claim", "--limit", "1001"], 2, "--limit"),
     ("unknown-stage", ["tokens", "claim", "--stage", "minting"], 2, "--stage"),
     ("malformed-lease", ["tokens", "claim", "--lease", "soon"], 2, "duration"),
+    ("endless-wait", ["tokens", "claim", "--wait", "inf"], 2, "--wait"),
     ("unknown-status", ["tokens", "list", "--status", "lost"], 2, "--status"),
     ("non-numeric-token-id", ["tokens", "show", "abc"], 2, "token_id"),
     ("malformed-wallet", ["authors", "add", "--wallet", "0x123", "--prompt", "p"], 2, "wallet"),
