@@ -4,7 +4,9 @@ their commands need (README, "Roles"), and applying them as the owner.
 - owner: runs migrations and owns the schema (the role that ran `glisk db upgrade`);
 - worker: claims, renewals, moves, releases, `mints record`, `state set`/`delete`, `glisk work`:
   SELECT, INSERT and UPDATE on the pipeline tables (DELETE on system_state), SELECT on the
-  migration version; LISTEN needs no grant, and no table uses a sequence;
+  migration version; on stage_controls SELECT, and UPDATE of the columns a claim and a job's
+  cooldown write (the rate's bucket, the cooldown) — it claims under the limits and may not
+  change them or pause a stage; LISTEN needs no grant, and no table uses a sequence;
 - reader: `tokens stats/list/show`, `state get/list`, `db status`, `top`, `serve`: SELECT only.
 
 Default privileges (granted by the owner, for the owner's future tables) cover the tables later
@@ -21,6 +23,9 @@ from glisk_cli.models import Base
 
 SCHEMA = "public"
 _WORKER_WRITES = "SELECT, INSERT, UPDATE"
+_CONTROLS = "stage_controls"
+# What claims (the bucket) and jobs asking for a cooldown write; the limits and pause are not.
+_WORKER_CONTROLS = "bucket, bucket_at, cooldown_until, cooldown_reason, updated_at"
 
 
 def quote(identifier: str) -> str:
@@ -33,7 +38,7 @@ def quote(identifier: str) -> str:
 def grant_statements(database: str, worker: str | None, reader: str | None) -> list[str]:
     """The statements, commented, in the order to run them."""
     tables = [table.name for table in Base.metadata.sorted_tables]
-    on_tables = ", ".join(tables)
+    on_tables = ", ".join(table for table in tables if table != _CONTROLS)
     statements: list[str] = []
     if worker is not None:
         role = quote(worker)
@@ -43,6 +48,8 @@ def grant_statements(database: str, worker: str | None, reader: str | None) -> l
             f"GRANT USAGE ON SCHEMA {SCHEMA} TO {role};",
             f"GRANT {_WORKER_WRITES} ON {on_tables} TO {role};",
             f"GRANT DELETE ON system_state TO {role};",
+            f"REVOKE ALL ON {_CONTROLS} FROM {role};",
+            f"GRANT SELECT, INSERT (stage), UPDATE ({_WORKER_CONTROLS}) ON {_CONTROLS} TO {role};",
             f"GRANT SELECT ON alembic_version TO {role};",
             f"ALTER DEFAULT PRIVILEGES IN SCHEMA {SCHEMA} "
             f"GRANT {_WORKER_WRITES} ON TABLES TO {role};",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         TokenRepository,
     )
     from glisk_cli.repositories.pipeline_view import PipelineView
+    from glisk_cli.repositories.stage_controls import StageControls
 
 
 class UnitOfWork:
@@ -80,6 +81,12 @@ class UnitOfWork:
         from glisk_cli.repositories.token import TokenRepository
 
         return TokenRepository(self.transaction, self.policy)
+
+    @cached_property
+    def stages(self) -> StageControls:
+        from glisk_cli.repositories.stage_controls import StageControls
+
+        return StageControls(self.transaction)
 
     @cached_property
     def mint_events(self) -> MintEventRepository:

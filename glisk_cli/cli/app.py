@@ -24,7 +24,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from glisk_cli import __version__
-from glisk_cli.cli import authors, context, db, dev, mints, serve, state, tokens, top, work
+from glisk_cli.cli import authors, context, db, dev, mints, serve, stage, state, tokens, top, work
 from glisk_cli.errors import GliskError, InvalidInput
 from glisk_cli.redact import redact
 
@@ -47,6 +47,7 @@ _COMMANDS: dict[str, Callable[[typer.Typer], object]] = {
     "db": lambda root: root.add_typer(db.app, name="db"),
     "tokens": lambda root: root.add_typer(tokens.app, name="tokens"),
     "state": lambda root: root.add_typer(state.app, name="state"),
+    "stage": lambda root: root.add_typer(stage.app, name="stage"),
     "authors": lambda root: root.add_typer(authors.app, name="authors"),
     "mints": lambda root: root.add_typer(mints.app, name="mints"),
     "dev": lambda root: root.add_typer(dev.app, name="dev"),

@@ -74,8 +74,9 @@ def claim(
     ] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Claim up to --limit tokens of --stage under a lease: expired leases first, then the
-    oldest mints nobody holds. Printed oldest mint first."""
+    """Claim up to --limit tokens of --stage as one job under one lease: expired leases first,
+    then the oldest mints nobody holds; nothing while the stage's controls admit no job
+    (`glisk stage list`). Printed oldest mint first."""
     from glisk_cli.db.listen import Listener
     from glisk_cli.policy import default_worker
     from glisk_cli.work.waiting import claim_or_wait

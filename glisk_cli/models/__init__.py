@@ -1,11 +1,12 @@
-"""The seven tables of the GLISK pipeline, as SQLAlchemy 2.0 declarative models.
+"""The tables of the GLISK pipeline, the seed's seven and the stages' flow control, as SQLAlchemy
+2.0 declarative models.
 
 `Base.metadata` is what Alembic compares against; `SCHEMA_REVISION` is the migration these
 models correspond to (the head of alembic/versions, checked by a test), which lets commands check
 the schema without loading Alembic.
 
-The models load on first use: reading any name below but `SCHEMA_REVISION` imports all seven
-table modules at once, so `Base.metadata` always holds every table and the ORM always finds every
+The models load on first use: reading any name below but `SCHEMA_REVISION` imports every
+table module at once, so `Base.metadata` always holds every table and the ORM always finds every
 class. Commands that send driver SQL only (`glisk state get`, `glisk tokens claim`) never pay for
 the declarative classes (docs/architecture.md, "A one-shot command loads what it uses").
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     )
     from glisk_cli.models.mint_event import MintEvent
     from glisk_cli.models.reveal_tx import REVEAL_TX_STATUSES, RevealTransaction
+    from glisk_cli.models.stage_control import StageControl
     from glisk_cli.models.system_state import SystemState
     from glisk_cli.models.token import (
         TERMINAL_STATUSES,
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
         token_status_enum,
     )
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 # Where each name lives; the table modules, in an order that declares referenced tables first.
 _HOMES = {
@@ -57,6 +59,7 @@ _HOMES = {
     "mint_event": ("MintEvent",),
     "reveal_tx": ("REVEAL_TX_STATUSES", "RevealTransaction"),
     "system_state": ("SystemState",),
+    "stage_control": ("StageControl",),
     "base": ("Base", "NaiveDatetimeError"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -90,6 +93,7 @@ __all__ = [
     "MintEvent",
     "NaiveDatetimeError",
     "RevealTransaction",
+    "StageControl",
     "SystemState",
     "Token",
     "TokenStatus",

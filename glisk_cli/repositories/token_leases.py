@@ -41,6 +41,7 @@ from glisk_cli.repositories.token_sql import (
     RENEW_LEASE_ID,
     RESULT_NAMES,
     backlog_sql,
+    claim_jobs,
     claim_sql,
 )
 
@@ -59,30 +60,41 @@ class TokenLeases:
         worker: str,
         lease: timedelta | None = None,
         max_attempts: int | None = None,
+        *,
+        job_size: int | None = None,
     ) -> list[ClaimedToken]:
-        """Hand `worker` up to `limit` tokens of `stage` under a new lease, oldest mint first.
+        """Hand `worker` up to `limit` tokens of `stage` under new leases, oldest mint first.
 
+        A job is what one worker works on at once, and it holds one lease id: by default the
+        whole claim is one job (a batch); with `job_size` (1: every token a job of its own, as
+        `glisk work` runs them) the claim is cut into jobs of that many tokens. The stage's
+        controls
+        decide how many jobs start: none while the stage is paused or cooling down, no more
+        than its concurrency limit leaves room for and its rate limit's bucket holds.
         Tokens whose lease ran out (a dead worker's, or a retry delay's: a lease nobody holds)
-        are taken over first, then the oldest mints nobody holds. One statement picks, locks,
-        leases and returns them.
+        are taken over first, then the oldest mints nobody holds. One statement admits, picks,
+        locks, leases and returns them.
         A picked token that already used `max_attempts` claims is failed (reason max_attempts)
-        instead of handed out, and the claim goes on for the rest, so it returns fewer than
-        `limit` only when no more are claimable. `lease` and `max_attempts` default to the Unit
-        of Work's policy (the settings).
+        instead of handed out, and the claim goes on for the rest (in jobs of their own), so it
+        returns fewer than `limit` only when no more are claimable or admitted. `lease` and
+        `max_attempts` default to the Unit of Work's policy (the settings).
         """
         lease = self.policy.lease if lease is None else check_lease(lease)
         wanted = check_batch_size(limit)
+        size = wanted if job_size is None else min(check_batch_size(job_size), wanted)
         claimed_stage = stage_named(stage)
         params: dict[str, Any] = {
             "worker": worker,
             "lease": lease,
-            "lease_id": uuid.uuid4(),  # one per claim statement, shared by its batch
             "max_attempts": self.policy.max_attempts if max_attempts is None else max_attempts,
         }
         claimed: list[ClaimedToken] = []
         while True:
-            sql = claim_sql(claimed_stage, wanted - len(claimed))
-            found = ClaimedToken.from_rows(self.transaction.rows(sql, params))
+            left = wanted - len(claimed)
+            params["lease_ids"] = array_literal(uuid.uuid4() for _ in range(claim_jobs(left, size)))
+            found = ClaimedToken.from_rows(
+                self.transaction.rows(claim_sql(claimed_stage, left, size), params)
+            )
             handed_out = [token for token in found if token.status is not TokenStatus.FAILED]
             if len(found) == len(handed_out) and not claimed:
                 return found  # the usual claim: one round, in mint order already

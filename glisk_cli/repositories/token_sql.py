@@ -122,34 +122,59 @@ def _pick(stage: Stage, limit: str) -> str:
 # -- the workers' statements ---------------------------------------------------------------------
 
 
-def claim_sql(stage: Stage, limit: int) -> str:
-    """Lease up to `limit` tokens of `stage` to %(worker)s under the new %(lease_id)s, counting an
-    attempt, except those that already used %(max_attempts)s claims, which are failed instead."""
-    return _claim_sql(stage.name, operator.index(limit))  # an int, nothing else
+def claim_sql(stage: Stage, limit: int, size: int = 1) -> str:
+    """Lease up to `limit` tokens of `stage` to %(worker)s as jobs of `size` tokens, each job
+    under its own lease id from %(lease_ids)s (one per job, in order), counting an attempt —
+    as many jobs as the stage's controls admit — except tokens that already used
+    %(max_attempts)s claims, which are failed instead."""
+    return _claim_sql(stage.name, operator.index(limit), operator.index(size))  # ints only
+
+
+def claim_jobs(limit: int, size: int) -> int:
+    """How many jobs a claim of `limit` tokens in jobs of `size` starts at most."""
+    return -(-limit // size)
 
 
 @functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
-def _claim_sql(name: StageName, limit: int) -> str:
+def _claim_sql(name: StageName, limit: int, size: int) -> str:
     # The LIMIT is written in as a number, never a parameter: then no parameter shapes the plan,
     # and once psycopg prepares the statement PostgreSQL keeps one generic plan for it (with a
     # LIMIT parameter the generic plan, costed for an unknown LIMIT, loses to a new custom plan
-    # every time). The picked ids are matched as an array: how many there are is unknown when
-    # the plan is made, and a join could then choose to read the whole table.
+    # every time). The admitted jobs cut the picked tokens short above the picking, which reads
+    # (and locks) only as many as that lets through: none when no job is admitted.
+    # glisk_admit comes first, glisk_spend last (migration 0007, docs/architecture.md, "Flow
+    # control in the claim"): the spend reads every claimed row, so it runs after the update.
     stage, used = STAGES[name], used_up("%(max_attempts)s")
     return f"""
-WITH {_pick(stage, str(limit))}
-UPDATE tokens_s0 SET
-    status = CAST(CASE WHEN {used} THEN 'failed' ELSE '{stage.in_flight.value}' END
-                  AS token_status),
-    claimed_by = CASE WHEN {used} THEN NULL ELSE %(worker)s END,
-    lease_id = CASE WHEN {used} THEN NULL ELSE %(lease_id)s::uuid END,
-    lease_expires_at = CASE WHEN {used} THEN NULL
-                            ELSE statement_timestamp() + %(lease)s END,
-    attempts = CASE WHEN {used} THEN attempts ELSE attempts + 1 END,
-    error_data = CASE WHEN {used} THEN {_NO_ERROR} || {MAX_ATTEMPTS_ERROR} ELSE error_data END,
-    updated_at = now()
-WHERE id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING {RETURNING}
+WITH admitted AS MATERIALIZED (
+    SELECT glisk_admit('{name.value}', {claim_jobs(limit, size)}, '{stage.in_flight.value}')
+        AS jobs
+),
+{_pick(stage, str(limit))},
+started AS (
+    SELECT id, (%(lease_ids)s::uuid[])[(row_number() OVER () - 1) / {size} + 1] AS lease_id
+    FROM (SELECT id FROM picked LIMIT (SELECT jobs FROM admitted) * {size}) AS admitted_ids
+),
+claimed AS (
+    UPDATE tokens_s0 SET
+        status = CAST(CASE WHEN {used} THEN 'failed' ELSE '{stage.in_flight.value}' END
+                      AS token_status),
+        claimed_by = CASE WHEN {used} THEN NULL ELSE %(worker)s END,
+        lease_id = CASE WHEN {used} THEN NULL ELSE started.lease_id END,
+        lease_expires_at = CASE WHEN {used} THEN NULL
+                                ELSE statement_timestamp() + %(lease)s END,
+        attempts = CASE WHEN {used} THEN attempts ELSE attempts + 1 END,
+        error_data = CASE WHEN {used} THEN {_NO_ERROR} || {MAX_ATTEMPTS_ERROR}
+                          ELSE error_data END,
+        updated_at = now()
+    FROM started
+    WHERE tokens_s0.id = started.id
+    RETURNING {RETURNING}
+),
+spent AS (
+    SELECT glisk_spend('{name.value}', count(DISTINCT lease_id)::integer) FROM claimed
+)
+SELECT claimed.* FROM claimed, spent
 """
 
 

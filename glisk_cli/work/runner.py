@@ -15,6 +15,7 @@ committed, and nothing is advanced or released except under its lease.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 from glisk_cli.errors import DatabaseUnavailable
@@ -159,13 +160,20 @@ class Runner:
                 self._drained = True
 
     def _claim(self, uow: UnitOfWork, limit: int) -> list[Job]:
-        """Claim up to `limit` tokens as jobs of `--batch` tokens each, and record their start
-        in the stage's history in the same transaction."""
+        """Claim up to `limit` tokens as jobs of `--batch` tokens each (a job is a lease: its
+        tokens share one lease id), and record their start in the stage's history in the same
+        transaction."""
         options = self.options
-        tokens = uow.tokens.claim(self._stage.name.value, limit, options.worker, options.lease)
-        if tokens:
-            history_of(self._stage).started(uow, tokens, self._program.name)
-        return [Job(tokens[at : at + options.batch]) for at in range(0, len(tokens), options.batch)]
+        tokens = uow.tokens.claim(
+            self._stage.name.value, limit, options.worker, options.lease, job_size=options.batch
+        )
+        if not tokens:
+            return []
+        history_of(self._stage).started(uow, tokens, self._program.name)
+        jobs: dict[uuid.UUID | None, list[ClaimedToken]] = {}
+        for token in tokens:
+            jobs.setdefault(token.lease_id, []).append(token)
+        return [Job(batch) for batch in jobs.values()]
 
     def _renewed(self, held: list[ClaimedToken]) -> None:
         """Keep the new expiries; kill the jobs of every token another claim took over."""

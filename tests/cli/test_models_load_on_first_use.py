@@ -23,6 +23,7 @@ TABLES = [
     "ipfs_upload_records",
     "mint_events",
     "reveal_transactions",
+    "stage_controls",
     "system_state",
     "tokens_s0",
 ]

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from glisk_cli.errors import Conflict, InvalidInput
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.token import TokenRepository
 from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import create_uow_factory
@@ -320,7 +321,12 @@ def test_a_claim_reads_only_the_tokens_it_takes(
 
 def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
     """PostgreSQL's plan for the claim the library sends (EXPLAIN ANALYZE runs it, rolled back)."""
-    parameters = {"worker": "explain", "lease": LEASE, "max_attempts": 5, "lease_id": uuid.uuid4()}
+    parameters = {
+        "worker": "explain",
+        "lease": LEASE,
+        "max_attempts": 5,
+        "lease_ids": array_literal(uuid.uuid4() for _ in range(10)),
+    }
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
     sql = f"EXPLAIN ({options}) {claim_sql(stage_named(stage), 10)}"
     explain = session.connection().exec_driver_sql(sql, parameters)

@@ -4,6 +4,7 @@ batch."""
 
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
@@ -27,17 +28,31 @@ def _claimed_and_lapsed(session_factory, uow_factory, tokens: int, worker: str):
     return claimed
 
 
-def test_one_claim_writes_one_new_lease_id_for_its_whole_batch(
+def test_a_batch_claim_writes_one_new_lease_id_for_its_whole_batch(
     session_factory, uow_factory
 ) -> None:
     seed_tokens(session_factory, 4)
     with uow_factory() as uow:
-        first = uow.tokens.claim("generation", 2, "w", LONG)
+        first = uow.tokens.claim("generation", 2, "w", LONG, job_size=2)
     with uow_factory() as uow:
-        second = uow.tokens.claim("generation", 2, "w", LONG)
+        second = uow.tokens.claim("generation", 2, "w", LONG, job_size=2)
     assert len({token.lease_id for token in first}) == 1
     assert len({token.lease_id for token in second}) == 1
     assert first[0].lease_id != second[0].lease_id
+
+
+def test_a_claim_of_single_jobs_gives_each_token_its_own_lease_id(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 5)
+    with uow_factory() as uow:
+        pairs = uow.tokens.claim("generation", 5, "w", LONG, job_size=2)
+    with uow_factory() as uow:
+        uow.tokens.release(pairs)
+    with uow_factory() as uow:
+        singles = uow.tokens.claim("generation", 5, "w", LONG, job_size=1)
+    assert sorted(Counter(token.lease_id for token in pairs).values()) == [1, 2, 2]
+    assert len({token.lease_id for token in singles}) == 5
 
 
 def test_a_move_that_waited_for_a_takeover_to_commit_reports_the_lease_lost(

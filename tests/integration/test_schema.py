@@ -84,6 +84,21 @@ EXPECTED_COLUMNS = {
         "state_value": ("jsonb", True, None),
         "updated_at": ("timestamp with time zone", True, "now()"),
     },
+    "stage_controls": {
+        "stage": ("character varying(16)", True, None),
+        "paused_at": ("timestamp with time zone", False, None),
+        "pause_reason": ("text", False, None),
+        "paused_until": ("timestamp with time zone", False, None),
+        "concurrency": ("integer", False, None),
+        "rate_jobs": ("integer", False, None),
+        "rate_seconds": ("integer", False, None),
+        "burst": ("integer", True, "1"),
+        "bucket": ("double precision", True, "0"),
+        "bucket_at": ("timestamp with time zone", False, "now()"),
+        "cooldown_until": ("timestamp with time zone", False, None),
+        "cooldown_reason": ("text", False, None),
+        "updated_at": ("timestamp with time zone", True, "now()"),
+    },
 }
 
 EXPECTED_INDEXES = {
@@ -163,7 +178,7 @@ def connection(migrated_url: str) -> Iterator[Connection]:
         yield conn
 
 
-def test_all_seven_tables_have_exactly_the_specified_columns(connection: Connection) -> None:
+def test_every_table_has_exactly_the_specified_columns(connection: Connection) -> None:
     rows = connection.execute(
         text(
             """
@@ -257,14 +272,14 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
         ).scalar_one()
     again = migrations.upgrade(engine)
 
-    revisions = ["0001", "0002", "0003", "0004", "0005", "0006"]
+    revisions = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     assert [step.revision for step in first.steps] == revisions
-    assert [step.direction for step in down.steps] == ["downgrade"] * 6
+    assert [step.direction for step in down.steps] == ["downgrade"] * 7
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
     assert functions_left == 0
-    assert again.after == ("0006",)
+    assert again.after == ("0007",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:

@@ -143,9 +143,16 @@ class FakeQueue:
     # -- the face the runner uses ----------------------------------------------------------
 
     def claim(
-        self, stage: str, limit: int, worker: str, lease: timedelta | None = None
+        self,
+        stage: str,
+        limit: int,
+        worker: str,
+        lease: timedelta | None = None,
+        *,
+        job_size: int | None = None,
     ) -> list[ClaimedToken]:
-        now, lease_id = self.clock.at(), uuid.uuid4()
+        now, size = self.clock.at(), job_size or limit
+        lease_ids = [uuid.uuid4() for _ in range(-(-limit // size))]
         free = [
             t
             for t in sorted(self.tokens.values(), key=lambda t: t.token_id)
@@ -153,12 +160,12 @@ class FakeQueue:
             and (t.lease_expires_at is None or t.lease_expires_at < now)
         ]
         claimed = []
-        for token in free[:limit]:
+        for place, token in enumerate(free[:limit]):
             held = replace(
                 token,
                 status=STAGES[StageName(stage)].in_flight,
                 claimed_by=worker,
-                lease_id=lease_id,
+                lease_id=lease_ids[place // size],
                 lease_expires_at=now + (lease or timedelta(seconds=60)),
                 attempts=token.attempts + 1,
             )
