@@ -2,6 +2,9 @@
 when a slot frees up, feeds and drains all their pipes from one `poll`, ends each run
 (`process.py`) and hands the ended job to the loop.
 
+Every command runs under the watchdog (`watchdog.py`), which kills it at its job's lease
+deadline if the runner cannot, and at once if the runner dies.
+
 One thread for all commands, not one each: every system call a command's driving makes gives
 up the interpreter lock, and threads that each take it back after every call spend more CPU on
 that than on the calls (docs/architecture.md, "The worker runner").
@@ -24,6 +27,7 @@ from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.process import CommandRun
 from glisk_cli.work.programs import Command
 from glisk_cli.work.protocol import failed_all
+from glisk_cli.work.watchdog import Watchdog
 
 _IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
 
@@ -47,6 +51,7 @@ class CommandSlots(Executor):
         os.set_blocking(self._bell_in, False)
         os.set_blocking(self._bell_out, False)
         self._poller.register(self._bell_in, select.POLLIN)
+        self._watchdog = Watchdog()
         threading.Thread(target=self._serve, daemon=True, name="glisk-work-commands").start()
 
     def _notify(self) -> None:
@@ -77,6 +82,13 @@ class CommandSlots(Executor):
                 os.close(self._bell_in)
                 os.close(self._bell_out)
                 self._bell_out = -1
+            self._watchdog.close()
+
+    def extend(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            run = job.run
+            if isinstance(run, CommandRun) and job.deadline < float("inf"):
+                self._watchdog.watch(run.pid, job.deadline)
 
     def _start_free_slots(self) -> bool:
         """Start claimed jobs while slots are free; True once close() was called."""
@@ -102,7 +114,12 @@ class CommandSlots(Executor):
         self._started(job)
         try:
             run = self._command.spawn(
-                self._stage, job.tokens, self._options.worker, self._timeout, self._poller
+                self._stage,
+                job.tokens,
+                self._options.worker,
+                self._timeout,
+                self._poller,
+                self._watchdog,
             )
         except OSError as error:
             reason = error.strerror or str(error)
@@ -111,6 +128,8 @@ class CommandSlots(Executor):
         except Exception as error:
             self._broken(job, error)
             return False
+        if job.deadline < float("inf"):
+            self._watchdog.watch(run.pid, job.deadline)
         self._runs[run] = job
         self._by_fd.update(dict.fromkeys(run.fds, run))
         job.attach(run)

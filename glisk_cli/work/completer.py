@@ -1,6 +1,7 @@
 """Writing what jobs came to: every ended job of a loop turn in one Unit of Work — one batch move
-for the successes, one release for the rest, and the stage's history rows — fenced by the
-leases, so an outcome whose lease was lost meanwhile changes nothing but the history.
+for the successes, one release for the rest, the stage's cooldown a job asked for, and the
+stage's history rows — fenced by the leases, so an outcome whose lease was lost meanwhile
+changes nothing but the history and the cooldown.
 
 Retry-safe: if the commit's fate is unknown (the connection broke during COMMIT) the runner
 writes the same outcomes again, and neither the fenced moves nor the history add anything twice.
@@ -13,19 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from glisk_cli.durations import format_duration
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
 from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.history import history_of
 from glisk_cli.work.jobs import Job
-from glisk_cli.work.protocol import Failed, Interrupted, Succeeded, TokenOutcome
+from glisk_cli.work.protocol import CoolDown, Failed, Interrupted, Succeeded, TokenOutcome
 
 
 @dataclass
 class Recorded:
     """What writing the outcomes did to each token (by token id): moved on; an attempt failed,
     to be retried after its backoff, with its error; failed for good (its attempts used up),
-    with its error; handed back unfinished; or dropped, its lease lost."""
+    with its error; handed back unfinished (also when its job asked the stage to cool down); or
+    dropped, its lease lost."""
 
     succeeded: list[int] = field(default_factory=list)
     retried: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -47,14 +50,22 @@ def write_outcomes(uow: UnitOfWork, stage: Stage, jobs: Sequence[Job]) -> Record
     releases = [
         (tokens[id], o.error if isinstance(o, Failed) else None)
         for id, o in outcomes.items()
-        if isinstance(o, Failed | Interrupted)  # Interrupted: released at once, no error
+        if not isinstance(o, Succeeded)  # Interrupted, CoolDown: released at once, no error
     ]
-    # A shutdown's attempt gives its claim back: a token on its last attempt must not be
-    # failed for a deploy.
-    stopped = {
-        id for id, o in outcomes.items() if isinstance(o, Interrupted) and o.reason == "shutdown"
+    # A shutdown's attempt gives its claim back: a token on its last attempt must not be failed
+    # for a deploy; nor for a service that asked to be left alone a while.
+    uncounted = {
+        id
+        for id, o in outcomes.items()
+        if isinstance(o, CoolDown) or (isinstance(o, Interrupted) and o.reason == "shutdown")
     }
-    released = uow.tokens.release_each(releases, uncounted=stopped)
+    delays = [o.delay for o in outcomes.values() if isinstance(o, CoolDown)]
+    if delays:
+        asked = max(delays)
+        holder = next(iter(tokens.values())).claimed_by
+        reason = f"a job of {holder} was asked to retry after {format_duration(asked)}"
+        uow.stages.cool_down(stage.name.value, asked, reason=reason, extend=True)
+    released = uow.tokens.release_each(releases, uncounted=uncounted)
 
     recorded = Recorded(succeeded=moved.moved)
     gave_up = set(released.failed)
@@ -72,6 +83,14 @@ def write_outcomes(uow: UnitOfWork, stage: Stage, jobs: Sequence[Job]) -> Record
         elif isinstance(outcome, Interrupted):
             recorded.released.append(token_id)
             final[id] = Failed({"message": f"stopped ({outcome.reason})", "reason": outcome.reason})
+        elif isinstance(outcome, CoolDown):
+            recorded.released.append(token_id)
+            final[id] = Failed(
+                {
+                    "message": f"asked to retry after {format_duration(outcome.delay)}",
+                    "reason": "retry_after",
+                }
+            )
         else:
             final[id] = outcome
     history_of(stage).ended(uow, jobs, final)

@@ -71,6 +71,9 @@ class Executor:
             except Empty:
                 return found
 
+    def extend(self, jobs: list[Job]) -> None:
+        """The leases of `jobs` were renewed: their deadlines moved (`Job.deadline`)."""
+
     def running(self) -> list[Job]:
         with self._lock:
             return list(self._running.values())

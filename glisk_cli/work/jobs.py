@@ -14,6 +14,10 @@ from glisk_cli.repositories.token_records import ClaimedToken
 from glisk_cli.work.programs import Run
 from glisk_cli.work.protocol import TokenOutcome
 
+# Why the runner stopped a job when no renewal of its lease landed in time: before the lease
+# could run out, so that no claim can take its tokens over while it runs.
+LEASE_EXPIRING = "lease_expiring"
+
 
 @dataclass(eq=False)
 class Job:
@@ -25,6 +29,9 @@ class Job:
     outcomes: dict[uuid.UUID, TokenOutcome] | None = None  # each token's, once the run is over
     seconds: float = 0.0  # how long the run took
     ended_at: float = 0.0  # when the runner learnt that it was over (the runner's clock)
+    # Past this moment (the runner's clock) the lease could run out: the job is killed before,
+    # whoever is left to do it (the runner, or its watchdog). Pushed back by every renewal.
+    deadline: float = float("inf")
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def history_id(self, kind: str, key: object) -> uuid.UUID:

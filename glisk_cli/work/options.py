@@ -49,6 +49,14 @@ class WorkOptions:
             raise InvalidInput("--worker cannot be empty")
 
     @property
+    def lease_deadline(self) -> float:
+        """Seconds from sending a claim or renewal to the moment its jobs are killed if no
+        renewal has landed since: a fifth of the lease before it could run out, for the kill to
+        take effect and for the clocks (docs/architecture.md, "Jobs never outlive their
+        lease")."""
+        return self.lease.total_seconds() * 0.8
+
+    @property
     def renew_every(self) -> float:
         """Seconds between renewals: a third of the lease, so two may fail before it lapses."""
         return self.lease.total_seconds() / 3

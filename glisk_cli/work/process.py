@@ -23,6 +23,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from glisk_cli.work.watchdog import Watchdog
 
 MAX_ANSWER = 1 << 20  # a job's answer is a small JSON document; more is a mistake, not data
 STDERR_TAIL = 2048  # what error_data keeps of a failed attempt's stderr
@@ -68,8 +72,11 @@ class CommandRun:
         env: Mapping[str, str],
         timeout: float | None,
         poller: select.poll,
+        watchdog: Watchdog | None = None,
     ) -> None:
+        """`watchdog`: told to forget the run's process group before it is reaped."""
         self._poller = poller
+        self._watchdog = watchdog
         self._stdin = memoryview(stdin)
         self._answer = bytearray()
         self._overflow = False
@@ -201,6 +208,8 @@ class CommandRun:
             # Killed while the leader is a zombie, so the group id is still ours.
             self._kill_group()
             self._reaped = True
+        if self._watchdog is not None:  # before the reap frees the group id for reuse
+            self._watchdog.forget(self.pid)
         if self._status is None:
             try:
                 self._status = os.waitpid(self.pid, 0)[1]  # a zombie already: returns at once

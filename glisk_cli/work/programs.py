@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from glisk_cli.errors import InvalidInput
 from glisk_cli.pipeline import Stage
@@ -29,6 +29,9 @@ from glisk_cli.work.protocol import (
     job_input,
     read_answer,
 )
+
+if TYPE_CHECKING:
+    from glisk_cli.work.watchdog import Watchdog
 
 
 class Run(Protocol):
@@ -67,6 +70,7 @@ class Command:
         worker: str,
         timeout: float | None,
         poller: select.poll,
+        watchdog: Watchdog | None = None,
     ) -> CommandRun:
         """Start the command for `tokens` (OSError: it could not start)."""
         env = {
@@ -77,7 +81,7 @@ class Command:
             "GLISK_WORKER": worker,
         }
         stdin = job_input(tokens, batched=self.batched)
-        return CommandRun(self._program, self.argv, stdin, env, timeout, poller)
+        return CommandRun(self._program, self.argv, stdin, env, timeout, poller, watchdog)
 
     def outcomes(
         self, stage: Stage, tokens: Sequence[ClaimedToken], exited: CommandExit

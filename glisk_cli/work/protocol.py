@@ -3,21 +3,27 @@ answer means for each token (README, "glisk work").
 
 A job answers with one JSON object holding its stage's result fields, which applies to every
 token it was given, or, for a batch, with an array of per-token objects carrying `token_id`
-(and either the result fields or an `error`). Anything else is a failed attempt whose error
-says what was wrong. A few optional keys go to the history tables; other keys are ignored.
+(and either the result fields or an `error`). An object with `retry_after` (`"30s"`, or a number
+of seconds) says the service it talks to asked to be left alone that long (HTTP 429): the stage
+cools down. Anything else is a failed attempt whose error says what was wrong. A few optional
+keys go to the history tables; other keys are ignored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from glisk_cli.documents import to_json, token_document
+from glisk_cli.durations import parse_duration
+from glisk_cli.flow import MAX_COOLDOWN
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
 
@@ -46,7 +52,15 @@ class Interrupted:
     reason: str
 
 
-TokenOutcome = Succeeded | Failed | Interrupted
+@dataclass(frozen=True)
+class CoolDown:
+    """The job's service said "not now, try again in `delay`": no job of the stage starts
+    anywhere until then, and the token goes back with no attempt counted."""
+
+    delay: timedelta
+
+
+TokenOutcome = Succeeded | Failed | Interrupted | CoolDown
 
 
 def job_input(tokens: Sequence[ClaimedToken], *, batched: bool) -> bytes:
@@ -60,7 +74,8 @@ def read_answer(
 ) -> dict[uuid.UUID, TokenOutcome]:
     """Each token's outcome from a job's parsed answer."""
     if isinstance(answer, Mapping):
-        outcome = _outcome(stage, answer)
+        outcome = _cool_down(answer["retry_after"]) if "retry_after" in answer else None
+        outcome = outcome or _outcome(stage, answer)
         return {token.id: outcome for token in tokens}
     if batched and isinstance(answer, list):
         return _per_token(stage, tokens, answer)
@@ -91,6 +106,21 @@ def _per_token(
             outcomes[token.id] = _outcome(stage, answer)
     missing = Failed({"message": "the job's answer has no entry for this token"})
     return {token.id: outcomes.get(token.id, missing) for token in tokens}
+
+
+def _cool_down(value: Any) -> TokenOutcome:
+    """The outcome of an answer's `retry_after`."""
+    delay: timedelta | None = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            delay = parse_duration(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        delay = timedelta(seconds=max(value, 0))
+    if delay is None or not timedelta(0) < delay <= MAX_COOLDOWN:
+        return Failed(
+            {"message": f"the job's retry_after is not a duration up to a day: {_text(value)}"}
+        )
+    return CoolDown(delay)
 
 
 def _outcome(stage: Stage, answer: Mapping[str, Any]) -> TokenOutcome:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 
 from glisk_cli.errors import DatabaseUnavailable
+from glisk_cli.flow import StageState
 from glisk_cli.logging import logger
 from glisk_cli.pipeline import LEASE_LOST, STAGES, StageName
 from glisk_cli.repositories.token_records import Backlog, ClaimedToken
@@ -26,7 +27,7 @@ from glisk_cli.uow import UnitOfWork
 from glisk_cli.work.completer import write_outcomes
 from glisk_cli.work.executor import Executor
 from glisk_cli.work.history import history_of
-from glisk_cli.work.jobs import Job
+from glisk_cli.work.jobs import LEASE_EXPIRING, Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.programs import Program
 from glisk_cli.work.report import Report
@@ -90,6 +91,7 @@ class Runner:
         while True:
             self._collect()
             now = self._clock()
+            self._kill_overdue(now)
             if stopping.requests:
                 self._executor.hand_back_queued()
                 if stopping.begin_grace(now):
@@ -123,14 +125,19 @@ class Runner:
         books = self._books
         ended = list(books.unwritten)
         held_before = books.holds_any()
+        # Every lease this turn writes runs out no sooner than its length after this moment.
+        deadline = self._clock() + self.options.lease_deadline
         jobs: list[Job] = []
         backlog: Backlog | None = None
+        state: StageState | None = None
         try:
             with self._uow() as uow:
                 recorded = write_outcomes(uow, self._stage, ended) if ended else None
                 held = uow.tokens.renew(books.tokens(), self.options.lease) if turn.renew else None
                 if turn.claim:
                     jobs = self._claim(uow, turn.claim)
+                    if sum(len(job.tokens) for job in jobs) < turn.claim:
+                        state = uow.stages.state(self._stage.name.value)
                 # Draining, with nothing claimed or running: is the stage's work all done?
                 done = self.options.drain and turn.claim and not jobs and not books.claimed
                 if turn.backlog or done:
@@ -141,12 +148,20 @@ class Runner:
             return
         self.report.database_back()
         claimed = sum(len(job.tokens) for job in jobs)
-        self._schedule.turn_done(turn, self._clock(), claimed=claimed, held_before=held_before)
+        now = self._clock()
+        self._schedule.turn_done(turn, now, claimed=claimed, held_before=held_before)
+        if state is not None:
+            blocked = state.blocked()
+            until = None if blocked is None else blocked.until
+            blocked_for = None if until is None else (until - state.now).total_seconds()
+            self._schedule.controlled(now, limited=state.limited, blocked_for=blocked_for)
         if recorded is not None:
             del books.unwritten[: len(ended)]
             self.report.recorded(ended, recorded)
         if held is not None:
-            self._renewed(held)
+            self._renewed(held, deadline)
+        for job in jobs:
+            job.deadline = deadline
         if turn.claim:
             self.report.claimed(claimed)
             books.claimed |= {job.id: job for job in jobs}
@@ -175,17 +190,31 @@ class Runner:
             jobs.setdefault(token.lease_id, []).append(token)
         return [Job(batch) for batch in jobs.values()]
 
-    def _renewed(self, held: list[ClaimedToken]) -> None:
-        """Keep the new expiries; kill the jobs of every token another claim took over."""
+    def _renewed(self, held: list[ClaimedToken], deadline: float) -> None:
+        """Keep the new expiries and push the jobs' deadlines back; kill the jobs of every token
+        another claim took over."""
         by_id = {token.id: token for token in held}
         lost: list[int] = []
+        renewed: list[Job] = []
         for job in self._books.jobs():
             gone = [token.token_id for token in job.tokens if token.id not in by_id]
             job.tokens = [by_id.get(token.id, token) for token in job.tokens]
             if gone:
                 lost += gone
                 job.kill(LEASE_LOST)
+            else:
+                job.deadline = deadline
+                renewed.append(job)
+        self._executor.extend(renewed)
         self.report.renewed(len(held), lost)
+
+    def _kill_overdue(self, now: float) -> None:
+        """Kill every job whose lease could run out before a renewal lands: another claim may
+        take its tokens over then, and the two must never overlap."""
+        for job in self._books.claimed.values():
+            if job.deadline <= now and job.killed is None:
+                logger.warning("work.lease_expiring", tokens=[t.token_id for t in job.tokens])
+                job.kill(LEASE_EXPIRING)
 
     def _collect(self) -> None:
         """Take in the jobs that ended since the last look."""

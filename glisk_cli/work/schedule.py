@@ -8,6 +8,10 @@ process, so that they are tested with a fake clock (docs/architecture.md, "The w
   turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed only for
   free slots, so a runner never sits on tokens another could work on. After a claim that found
   less than it asked for, the next waits for a notification or the poll interval.
+- Flow control: a claim that found less than it asked for reads the stage's controls. Under a
+  concurrency or rate limit nothing is claimed ahead (a claimed job holds a slot and spends
+  the bucket, started or not); a stage that says until when it starts nothing (a cooldown, a
+  timed pause, the rate's next start) is not claimed from before then.
 - Writes: outcomes are written _WRITE_ROUNDS rounds of attempts at a time, or once the first
   waited _WRITE_DELAY, or when nothing else is held: one commit for many tokens.
 - Renewals: every third of the lease, while anything is held.
@@ -124,6 +128,8 @@ class Schedule:
         self._renew_at = 0.0
         self._dry = False  # the last claim found less than it asked for
         self._poll_at = 0.0
+        self._limited = False  # the stage has a concurrency or rate limit
+        self._not_before = 0.0  # the stage starts nothing before then
         self._backlog_at = 0.0
 
     def job_ended(self, job: Job) -> None:
@@ -133,6 +139,12 @@ class Schedule:
     def notified(self) -> None:
         """PostgreSQL said work became claimable: claim at once."""
         self._dry = False
+
+    def controlled(self, now: float, *, limited: bool, blocked_for: float | None) -> None:
+        """What the stage's controls said after a claim found less than it asked for: whether
+        it is limited, and for how long (seconds) it starts nothing, if that is known."""
+        self._limited = limited
+        self._not_before = now + blocked_for if blocked_for else 0.0
 
     def turn_done(self, turn: Turn, now: float, *, claimed: int, held_before: bool) -> None:
         self.outage.over()
@@ -148,12 +160,14 @@ class Schedule:
         if now < self.outage.retry_at:
             return Turn()
         concurrency = self._options.concurrency
-        short = self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S
+        short = (
+            self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S and not self._limited
+        )
         wanted = concurrency * (1 + _ROUNDS_AHEAD if short else 1) - len(books.claimed)
         turn = Turn(write=self._writes_due(books, now))
         # A claim of its own when the rounds ahead run low; else with the next turn that writes.
         ready = len(books.claimed) <= concurrency * _CLAIM_LOW or turn.write
-        waited = not self._dry or now >= self._poll_at
+        waited = (not self._dry or now >= self._poll_at) and now >= self._not_before
         if not self.stopping.requests and wanted > 0 and ready and waited:
             turn.claim = min(wanted * self._options.batch, MAX_BATCH)
         turn.renew = books.holds_any() and now >= self._renew_at
@@ -165,6 +179,8 @@ class Schedule:
         nothing that needs it is due before the retry (its missed deadlines would make this a
         busy loop)."""
         moments = [now + POLL_INTERVAL_S]
+        if now < self._not_before:
+            moments.append(self._not_before)
         if now < self.outage.retry_at:
             moments.append(self.outage.retry_at)
         else:
@@ -172,6 +188,8 @@ class Schedule:
                 moments.append(self._renew_at)
             if books.unwritten:
                 moments.append(books.unwritten[0].ended_at + _WRITE_DELAY)
+        # A job's lease deadline is due whether or not the database answers.
+        moments += [job.deadline for job in books.claimed.values() if job.killed is None]
         grace_ends = self.stopping.grace_ends
         if grace_ends is not None and now < grace_ends:
             moments.append(grace_ends)

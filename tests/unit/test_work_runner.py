@@ -10,12 +10,14 @@ from itertools import pairwise
 
 from glisk_cli.pipeline import StageName, TokenStatus
 from glisk_cli.policy import Backoff
-from glisk_cli.work.jobs import Job
+from glisk_cli.work.jobs import LEASE_EXPIRING, Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.runner import Runner
 from glisk_cli.work.schedule import OUTAGE_BACKOFF, Books, Schedule
 from tests.unit.work_fakes import (
+    EPOCH,
     Clock,
+    FakeControls,
     FakeQueue,
     FakeSlots,
     FakeWaiter,
@@ -37,7 +39,7 @@ def stop_once(runner: Runner) -> None:
 
 def world(tokens: int) -> World:
     clock = Clock()
-    queue = FakeQueue(clock)
+    queue = FakeQueue(clock, FakeControls(clock))
     queue.add(tokens)
     return World(clock, queue)
 
@@ -142,6 +144,54 @@ def test_past_the_grace_a_job_is_killed_and_its_token_handed_back_its_attempt_un
     assert 2 <= w.clock() - started < 5
     [token] = w.queue.tokens.values()
     assert (token.status, token.attempts, token.lease_id) == (TokenStatus.DETECTED, 0, None)
+
+
+def test_a_job_is_killed_before_its_lease_can_run_out_when_no_renewal_lands() -> None:
+    # The database goes away while a long job runs: nothing renews the lease, so the job is
+    # stopped a fifth of the lease before it could run out — before anyone could take over.
+    w = world(1)
+    opts = options(lease=timedelta(seconds=30))
+    slots = FakeSlots(w.clock, opts, seconds=100, answer=succeed)
+    started = w.clock()
+
+    def world_moves() -> None:
+        w.down = 1 <= w.clock() - started < 60
+        if w.clock() - started > 70:
+            stop_once(the_runner)
+
+    the_runner = runner(w, slots, FakeWaiter(w.clock, world_moves), opts)
+    summary = the_runner.run()
+
+    assert slots.started[0].killed == LEASE_EXPIRING
+    assert round(slots.kills[0] - started, 3) == 24  # 0.8 of the lease after the claim
+    assert w.history.finished[0] == "failed"  # stopped, written once the database came back
+
+
+def test_under_a_fleet_limit_a_runner_claims_only_what_the_limit_admits() -> None:
+    w = world(20)
+    w.queue.controls.concurrency = 2
+    opts = options(concurrency=4, drain=True)
+    slots = FakeSlots(w.clock, opts, seconds=0.01, answer=succeed)
+    most: list[int] = []
+    waiter = FakeWaiter(w.clock, lambda: most.append(len(slots.running())))
+
+    summary = runner(w, slots, waiter, opts).run()
+
+    assert summary["succeeded"] == 20
+    assert max(most) == 2
+
+
+def test_a_cooling_stage_is_not_claimed_from_before_its_cooldown_ends() -> None:
+    w = world(1)
+    w.queue.controls.cooldown_until = EPOCH + timedelta(seconds=w.clock() + 30)
+    opts = options(drain=True)
+    slots = FakeSlots(w.clock, opts, seconds=1, answer=succeed)
+    started = w.clock()
+
+    runner(w, slots, FakeWaiter(w.clock), opts).run()
+
+    assert 30 <= w.clock() - started <= 32
+    assert len(w.units) < 10  # no claim while it cooled: a read at the start, a claim at its end
 
 
 def _ended(books: Books, count: int, at: float) -> None:

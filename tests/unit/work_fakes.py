@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from glisk_cli.errors import DatabaseUnavailable
+from glisk_cli.flow import StageState
 from glisk_cli.pipeline import STAGE_IN_FLIGHT, STAGES, StageName, TokenStatus
 from glisk_cli.repositories.token_records import AdvanceResult, Backlog, ClaimedToken
 from glisk_cli.uow import UnitOfWork
@@ -77,6 +78,7 @@ class FakeSlots(Executor):
         self._clock, self._seconds, self._answer = clock, seconds, answer
         self._due: dict[uuid.UUID, float] = {}
         self.started: list[Job] = []
+        self.kills: list[float] = []  # when each running job was killed
 
     def submit(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -94,6 +96,7 @@ class FakeSlots(Executor):
 
     def killed(self, job: Job, reason: str) -> None:
         if self._due.pop(job.id, None) is not None:
+            self.kills.append(self._clock())
             self._ended(job.end({token.id: Interrupted(reason) for token in job.tokens}, 0))
 
 
@@ -111,10 +114,46 @@ def succeed(job: Job) -> dict[uuid.UUID, TokenOutcome]:
 
 
 @dataclass
-class FakeQueue:
-    """`uow.tokens` over tokens kept in memory, fenced by lease id as the real one is."""
+class FakeControls:
+    """`uow.stages` for one stage: a concurrency limit (jobs held by anyone) and a cooldown."""
 
     clock: Clock
+    concurrency: int | None = None
+    cooldown_until: datetime | None = None
+    running: int = 0  # set by the queue, as the real one counts live leases
+
+    def admitted(self, jobs: int) -> int:
+        if self.cooldown_until is not None and self.cooldown_until > self.clock.at():
+            return 0
+        if self.concurrency is None:
+            return jobs
+        return max(0, min(jobs, self.concurrency - self.running))
+
+    def state(self, stage: str) -> StageState:
+        return StageState(
+            stage=stage,
+            now=self.clock.at(),
+            paused_at=None,
+            pause_reason=None,
+            paused_until=None,
+            concurrency=self.concurrency,
+            running=self.running,
+            holders=(),
+            rate=None,
+            burst=1,
+            bucket=None,
+            cooldown_until=self.cooldown_until,
+            cooldown_reason=None,
+        )
+
+
+@dataclass
+class FakeQueue:
+    """`uow.tokens` over tokens kept in memory, fenced by lease id as the real one is, with the
+    stage's controls admitting its jobs."""
+
+    clock: Clock
+    controls: FakeControls
     tokens: dict[uuid.UUID, ClaimedToken] = field(default_factory=dict)
     max_attempts: int = 5
     renewals: list[float] = field(default_factory=list)  # when each renewal ran
@@ -152,7 +191,16 @@ class FakeQueue:
         job_size: int | None = None,
     ) -> list[ClaimedToken]:
         now, size = self.clock.at(), job_size or limit
-        lease_ids = [uuid.uuid4() for _ in range(-(-limit // size))]
+        self.controls.running = len(
+            {
+                t.lease_id
+                for t in self.tokens.values()
+                if t.lease_id and (t.lease_expires_at or now) > now
+            }
+        )
+        jobs = self.controls.admitted(-(-limit // size))
+        limit = min(limit, jobs * size)
+        lease_ids = [uuid.uuid4() for _ in range(jobs)]
         free = [
             t
             for t in sorted(self.tokens.values(), key=lambda t: t.token_id)
@@ -266,6 +314,7 @@ class _FakeUnitOfWork:
     def __init__(self, world: World) -> None:
         self._world = world
         self.tokens = world.queue
+        self.stages = world.queue.controls
         self.image_jobs = world.history
 
     def __enter__(self) -> _FakeUnitOfWork:
