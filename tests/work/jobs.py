@@ -7,6 +7,8 @@ protocol, which write what they saw to a journal so the tests can count every ru
     python -m tests.work.jobs reveal JOURNAL               one tx_hash for the whole batch
     python -m tests.work.jobs flood JOURNAL                10 MB on stdout and stderr
     python -m tests.work.jobs hang JOURNAL                 start a grandchild, then sleep
+    python -m tests.work.jobs slot JOURNAL DIR N SLEEP_S   hold one of N slots, then answer
+    python -m tests.work.jobs busy JOURNAL DELAY           answer {"retry_after": DELAY} once
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ def main(kind: str, journal_path: str, *args: str) -> None:
             sys.stdout.write(block)
             sys.stderr.write(block)
         answer = {"image_path": "never-read"}
+    elif kind == "slot":  # a stage's concurrency limit, seen from the jobs
+        slots, limit, sleep = Path(args[0]), int(args[1]), float(args[2])
+        held = _hold_a_slot(slots, limit)
+        _note(journal, event="slot", slot=held, pid=os.getpid(), at=time.monotonic())
+        time.sleep(sleep)
+        _note(journal, event="slot_done", pid=os.getpid(), at=time.monotonic())
+        answer = {"image_path": f"images/{tokens[0]['token_id']}.png", "tx_hash": "0x" + "cd" * 32}
+    elif kind == "busy":  # a service answering 429 to the first job that asks
+        if len([e for e in journal_entries(journal) if e["event"] == "start"]) == 1:
+            answer = {"retry_after": args[0]}
+        else:
+            answer = {"image_path": f"images/{tokens[0]['token_id']}.png"}
     elif kind == "hang":
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         _note(journal, event="child", pid=child.pid)
@@ -88,6 +102,27 @@ def main(kind: str, journal_path: str, *args: str) -> None:
     for token in tokens:
         _note(journal, event="done", token_id=token["token_id"], pid=os.getpid())
     json.dump(answer, sys.stdout)
+
+
+def _hold_a_slot(slots: Path, limit: int) -> int | None:
+    """Lock one of `limit` slot files, held until this process ends (the kernel lets go of a
+    dead process's locks): the slot's number, or None when all of them stay held — more jobs
+    than the limit alive at once. A slot freed while this one looked past it is found on a
+    second look; a real excess lasts as long as the jobs do."""
+    files = [open(slots / f"slot-{n}", "a") for n in range(limit)]  # noqa: SIM115 — held to the end
+    for _ in range(5):
+        for n, file in enumerate(files):
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            _HELD.append(file)
+            return n
+        time.sleep(0.01)
+    return None
+
+
+_HELD: list[Any] = []
 
 
 if __name__ == "__main__":
