@@ -1,6 +1,7 @@
 """The migrated schema, read back from PostgreSQL's catalog: every table, column, type, index and
 constraint the data model calls for, and migrations that go down and up cleanly."""
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -286,3 +287,25 @@ def test_schema_revision_constant_matches_the_migration_head() -> None:
     from glisk_cli.models import SCHEMA_REVISION
 
     assert migrations.head_revision() == SCHEMA_REVISION
+
+
+def test_the_flow_control_migration_never_waits_for_running_workers(database_url: str) -> None:
+    # A worker mid-transaction holds locks on tokens_s0 (a claim's row locks, a move's
+    # updates); migration 0007 adds a table and functions and must not queue behind them.
+    engine = create_engine(database_url, poolclass=NullPool)
+    migrations.upgrade(engine, "0006")
+    upgraded = threading.Event()
+
+    def upgrade() -> None:
+        migrations.upgrade(engine)
+        upgraded.set()
+
+    with engine.connect() as worker:
+        worker.execute(text("LOCK TABLE tokens_s0 IN ROW EXCLUSIVE MODE"))
+        thread = threading.Thread(target=upgrade, daemon=True)
+        thread.start()
+        done_while_held = upgraded.wait(20)
+        worker.rollback()
+    thread.join(20)
+    engine.dispose()
+    assert done_while_held
