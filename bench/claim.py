@@ -75,6 +75,7 @@ from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.models import TokenStatus
 from glisk_cli.pipeline import stage_named
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import UnitOfWork, create_uow_factory
@@ -96,7 +97,13 @@ RAW_CLAIM = cast(  # assembled from constants
     + ", ".join(f"tokens_s0.{column}" for column in TOKEN_COLUMNS),
 )
 TOKEN_ID = TOKEN_COLUMNS.index("token_id")
-LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE), GOAL_BATCH))  # from constants
+# The library's claim is one job (one lease id) unless told otherwise.
+LIBRARY_CLAIM = cast(LiteralString, claim_sql(stage_named(STAGE), GOAL_BATCH, GOAL_BATCH))
+
+
+def one_lease() -> str:
+    """The lease ids parameter of a claim that is one job."""
+    return array_literal([uuid.uuid4()])
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,8 @@ def drain_raw(
     claimed: list[int] = []
     claims = 0
     while True:
-        params["lease_id"] = uuid.uuid4()
+        params["lease_id"] = uuid.uuid4()  # the minimal claim's
+        params["lease_ids"] = one_lease()  # the library's
         rows = conn.execute(sql, params).fetchall()
         conn.commit()
         claims += 1
@@ -188,7 +196,7 @@ def worker_main(index: int, url: str, jobs: mp.Queue, results: mp.Queue, barrier
                 if job.path == "library":
                     ids, claims = drain_library(uow_factory, worker, job.batch, job.cycle)
                 elif job.path == "raw-lib":
-                    sql = cast(LiteralString, claim_sql(stage_named(STAGE), job.batch))
+                    sql = cast(LiteralString, claim_sql(stage_named(STAGE), job.batch, job.batch))
                     ids, claims = drain_raw(conn, worker, job.batch, sql)
                 else:
                     ids, claims = drain_raw(conn, worker, job.batch)

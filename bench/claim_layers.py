@@ -31,6 +31,7 @@ from scratch import conninfo, migrate_with_author, scratch_database
 from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.pipeline import stage_named
+from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import create_uow_factory
 
@@ -48,7 +49,7 @@ def main() -> None:
 
     with scratch_database(args.database_url) as url:
         migrate_with_author(url, "bench")
-        sql = cast(LiteralString, claim_sql(stage_named(STAGE), BATCH))
+        sql = cast(LiteralString, claim_sql(stage_named(STAGE), BATCH, BATCH))
         database = Database(url, pool_size=1)
         uow_factory = create_uow_factory(database)
         raw = psycopg.connect(conninfo(url))
@@ -59,7 +60,7 @@ def main() -> None:
                 "worker": "w",
                 "lease": LEASE,
                 "max_attempts": 5,
-                "lease_id": uuid.uuid4(),
+                "lease_ids": array_literal([uuid.uuid4()]),
             }
 
         def drain_raw() -> int:

@@ -30,7 +30,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any, LiteralString, cast
 
 import psycopg
-from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, seed
+from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, one_lease, seed
 from scratch import conninfo, migrate_with_author, scratch_database
 
 BATCH = 10
@@ -77,6 +77,7 @@ def drain(url: str, sql: str, options: str, barrier: Barrier, results: mp.Queue)
     started = time.monotonic()
     while True:
         params["lease_id"] = uuid.uuid4()
+        params["lease_ids"] = one_lease()
         rows = conn.execute(statement, params).fetchall()
         conn.commit()
         if not rows:

@@ -20,7 +20,7 @@ import uuid
 from typing import Any, LiteralString, cast
 
 import psycopg
-from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, STAGE, seed
+from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, STAGE, one_lease, seed
 from scratch import conninfo, migrate_with_author, scratch_database
 
 from glisk_cli.db import Database
@@ -64,7 +64,9 @@ def _raw_plans(url: str, sql: LiteralString) -> Plans:
     params: dict[str, Any] = {"limit": 10, "worker": "w", "lease": LEASE, "max_attempts": 5}
     with psycopg.connect(conninfo(url)) as conn:
         for _ in range(RUNS):
-            conn.execute(sql, {**params, "lease_id": uuid.uuid4()}).fetchall()
+            conn.execute(
+                sql, {**params, "lease_id": uuid.uuid4(), "lease_ids": one_lease()}
+            ).fetchall()
             conn.commit()
         return conn.execute(QUERY).fetchall()
 
