@@ -135,6 +135,8 @@ class Schedule:
     def job_ended(self, job: Job) -> None:
         average = self._job_seconds
         self._job_seconds = job.seconds if average is None else 0.8 * average + 0.2 * job.seconds
+        if self._limited:  # its slot under the stage's limit is free: claim without waiting
+            self._dry = False
 
     def notified(self) -> None:
         """PostgreSQL said work became claimable: claim at once."""

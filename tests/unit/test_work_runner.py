@@ -160,7 +160,7 @@ def test_a_job_is_killed_before_its_lease_can_run_out_when_no_renewal_lands() ->
             stop_once(the_runner)
 
     the_runner = runner(w, slots, FakeWaiter(w.clock, world_moves), opts)
-    summary = the_runner.run()
+    the_runner.run()
 
     assert slots.started[0].killed == LEASE_EXPIRING
     assert round(slots.kills[0] - started, 3) == 24  # 0.8 of the lease after the claim
@@ -179,6 +179,21 @@ def test_under_a_fleet_limit_a_runner_claims_only_what_the_limit_admits() -> Non
 
     assert summary["succeeded"] == 20
     assert max(most) == 2
+
+
+def test_under_a_limit_a_slot_freed_by_the_runners_own_job_is_claimed_at_once() -> None:
+    # Nothing notifies a runner when its own job ends (a reveal moves its tokens to revealed,
+    # which no one waits for): it claims again in the turn that writes the outcome.
+    w = world(4)
+    w.queue.controls.concurrency = 1
+    opts = options(concurrency=2, drain=True)
+    slots = FakeSlots(w.clock, opts, seconds=0.3, answer=succeed)
+    started = w.clock()
+
+    summary = runner(w, slots, FakeWaiter(w.clock, slots=slots), opts).run()
+
+    assert summary["succeeded"] == 4
+    assert w.clock() - started < 1.5  # four jobs of 0.3 s one after another, no poll between
 
 
 def test_a_cooling_stage_is_not_claimed_from_before_its_cooldown_ends() -> None:

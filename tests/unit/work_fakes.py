@@ -44,11 +44,17 @@ class Clock:
 
 
 class FakeWaiter(Waiter):
-    """Sleeping moves the clock, and lets `on_sleep` change the world meanwhile."""
+    """Sleeping moves the clock, and lets `on_sleep` change the world meanwhile. With `slots`,
+    a job's end wakes it, as the real executor wakes the loop."""
 
-    def __init__(self, clock: Clock, on_sleep: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_sleep: Callable[[], None] = lambda: None,
+        slots: FakeSlots | None = None,
+    ) -> None:
         super().__init__(None)
-        self._clock, self._on_sleep = clock, on_sleep
+        self._clock, self._on_sleep, self._slots = clock, on_sleep, slots
         self.sleeps: list[float] = []
 
     def listen(self) -> None:
@@ -56,6 +62,9 @@ class FakeWaiter(Waiter):
 
     def wait(self, timeout: float) -> bool:
         self.sleeps.append(timeout)
+        ends = None if self._slots is None else self._slots.next_end()
+        if ends is not None:
+            timeout = min(timeout, max(ends - self._clock.now, 0))
         self._clock.now += max(timeout, 0.001)
         if self._clock.now > 100_000:
             raise AssertionError("the runner never stopped")
@@ -93,6 +102,10 @@ class FakeSlots(Executor):
                 del self._due[job.id]
                 self._ended(job.end(self._answer(job), self._seconds))
         return super().ended()
+
+    def next_end(self) -> float | None:
+        """When the next running job ends, if one runs."""
+        return min(self._due.values(), default=None)
 
     def killed(self, job: Job, reason: str) -> None:
         if self._due.pop(job.id, None) is not None:
