@@ -1,9 +1,10 @@
-"""Human durations such as `90s`, `15m`, `1h30m` (leases, timeouts, waits)."""
+"""Human durations such as `90s`, `15m`, `1h30m` (leases, timeouts, waits), and durations and
+times as a sentence says them (`3m 05s`, `2026-12-06T18:00:00Z`)."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -39,3 +40,23 @@ def format_duration(value: timedelta) -> str:
         if count:
             out += f"{count}{unit}"
     return out
+
+
+def in_words(value: timedelta | float) -> str:
+    """`42s`, `3m 05s`, `14h 47m`, `2d 03h`: the two largest units, the second padded."""
+    seconds = abs(int(value.total_seconds() if isinstance(value, timedelta) else value))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def moment(value: datetime) -> str:
+    """A time in a sentence: to the second, in UTC (`2026-12-06T18:00:00Z`)."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

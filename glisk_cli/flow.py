@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from glisk_cli.durations import moment
 from glisk_cli.errors import InvalidInput
 
 RATE_PERIODS = {"s": 1, "m": 60}  # a rate's unit, and its seconds
@@ -102,7 +103,7 @@ class StageState:
         """Why no job of the stage may start now; None when one may."""
         if self.paused:
             said = f": {self.pause_reason}" if self.pause_reason else ""
-            until = f" until {self.paused_until.isoformat()}" if self.paused_until else ""
+            until = f" until {moment(self.paused_until)}" if self.paused_until else ""
             return Blocked(
                 "paused", f"stage {self.stage} is paused{until}{said}", self.paused_until
             )
@@ -111,7 +112,7 @@ class StageState:
             said = f" ({self.cooldown_reason})" if self.cooldown_reason else ""
             return Blocked(
                 "cooling_down",
-                f"stage {self.stage} is cooling down until {self.cooldown_until.isoformat()}{said}",
+                f"stage {self.stage} is cooling down until {moment(self.cooldown_until)}{said}",
                 self.cooldown_until,
             )
         if self.concurrency is not None and self.running >= self.concurrency:
@@ -125,7 +126,7 @@ class StageState:
             return Blocked(
                 "rate_limited",
                 f"stage {self.stage} is rate-limited to {self.rate} "
-                f"(next start at {next_start.isoformat()})",
+                f"(next start at {moment(next_start)})",
                 next_start,
             )
         return None

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from glisk_cli.repositories.pipeline_view import PipelineView
     from glisk_cli.repositories.stage_controls import StageControls
+    from glisk_cli.repositories.token_why import TokenWhy
 
 
 class UnitOfWork:
@@ -87,6 +88,13 @@ class UnitOfWork:
         from glisk_cli.repositories.stage_controls import StageControls
 
         return StageControls(self.transaction)
+
+    @cached_property
+    def why(self) -> TokenWhy:
+        """Why a token is not moving (`glisk tokens why`)."""
+        from glisk_cli.repositories.token_why import TokenWhy
+
+        return TokenWhy(self.transaction, self.policy)
 
     @cached_property
     def mint_events(self) -> MintEventRepository:

@@ -12,23 +12,12 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from glisk_cli.durations import in_words
+
 ELLIPSIS = "…"
 
 
-def duration(value: timedelta | float) -> str:
-    """`42s`, `3m 05s`, `14h 47m`, `2d 03h`: the two largest units, the second padded."""
-    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
+duration = in_words  # `42s`, `3m 05s`, `14h 47m`, `2d 03h`
 
 
 def relative(when: datetime, now: datetime) -> str:

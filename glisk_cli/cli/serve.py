@@ -58,19 +58,32 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
 
 
 def read_token_metrics(database: Database) -> TokenMetrics:
-    """One reading of the tokens for /metrics, from the same query as `glisk tokens stats`.
+    """One reading of the tokens for /metrics, from the same query as `glisk tokens stats`, and
+    of each stage's controls, as `glisk stage list` reads them, in the same transaction.
 
     Runs in the health server's check thread, at most a few times a second however often
     /metrics is scraped; an unmigrated database raises, and the token metrics are left out.
     """
     from glisk_cli.pipeline import TokenStatus
-    from glisk_cli.serve.metrics import TokenMetrics
+    from glisk_cli.serve.metrics import StageMetrics, TokenMetrics
     from glisk_cli.uow import create_uow_factory
 
     with create_uow_factory(database)() as uow:
         stats = uow.tokens.stats()
+        states = uow.stages.states()
     return TokenMetrics(
         by_status={status.value: figures.count for status, figures in stats.statuses.items()},
         expired_leases=stats.expired_leases,
         oldest_detected_age_seconds=stats.statuses[TokenStatus.DETECTED].oldest_age_seconds,
+        stages=[
+            StageMetrics(
+                stage=state.stage,
+                paused=state.paused,
+                cooling_down=state.cooling_down,
+                jobs_running=state.running,
+                concurrency_limit=state.concurrency,
+                rate_limit_per_second=None if state.rate is None else state.rate.per_second,
+            )
+            for state in states
+        ],
     )

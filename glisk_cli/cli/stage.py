@@ -168,8 +168,30 @@ def stage_document(state: StageState, backlog: Backlog | None = None) -> dict[st
     return document
 
 
-def _row(state: StageState, backlog: Backlog) -> dict[str, Any]:
+def held_back(state: StageState) -> str:
+    """What keeps the stage from starting a job now, for people (`stage list`, `glisk top`):
+    times relative to the database's clock, to the second; "" when a job may start."""
+    from glisk_cli.cli.humanize import relative
+
+    if state.paused:
+        until = state.paused_until
+        words = "paused" if until is None else f"paused, resumes {relative(until, state.now)}"
+        return f"{words}: {state.pause_reason}" if state.pause_reason else words
+    if state.cooling_down and state.cooldown_until is not None:
+        words = f"cooling down, ends {relative(state.cooldown_until, state.now)}"
+        return f"{words}: {state.cooldown_reason}" if state.cooldown_reason else words
     blocked = state.blocked()
+    if blocked is None:
+        return ""
+    if blocked.reason == "at_limit":
+        by = f", held by {', '.join(state.holders)}" if state.holders else ""
+        return f"at its concurrency limit{by}"
+    if blocked.until is not None:
+        return f"rate-limited, next start {relative(blocked.until, state.now)}"
+    return blocked.reason
+
+
+def _row(state: StageState, backlog: Backlog) -> dict[str, Any]:
     jobs = f"{state.running}" + ("" if state.concurrency is None else f"/{state.concurrency}")
     rate = "-" if state.rate is None else f"{state.rate} (burst {state.burst})"
     return {
@@ -179,8 +201,8 @@ def _row(state: StageState, backlog: Backlog) -> dict[str, Any]:
         "rate": rate,
         "waiting": backlog.waiting + backlog.delayed,
         "in flight": backlog.in_flight,
-        "why": "" if blocked is None else blocked.message.removeprefix(f"stage {state.stage} "),
-        "_style": None if blocked is None else "yellow",
+        "why": held_back(state),
+        "_style": None if state.blocked() is None else "yellow",
     }
 
 
@@ -233,4 +255,7 @@ def _time_or_duration(text: str | None) -> datetime | None:
         raise typer.BadParameter("--until must be in the future")
     from glisk_cli.cli.humanize import now
 
-    return now() + delay
+    try:
+        return now() + delay
+    except OverflowError:  # past the year 9999: a mistake, not a pause
+        raise typer.BadParameter(f"--until {text} is too far in the future") from None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from glisk_cli.cli import context, token_views, values
-from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say
+from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say, say_data
 from glisk_cli.documents import token_document
 from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
 
@@ -133,6 +133,20 @@ def show(token_id: TokenIdArgument, as_json: JsonOption = False) -> None:
         emit(token_document(token), as_json=True)
     else:
         token_views.print_token(token, attempts)
+
+
+@app.command()
+def why(token_id: TokenIdArgument, as_json: JsonOption = False) -> None:
+    """Why the token is not moving, in one sentence: done; failed (why); held by a worker
+    until a time; its lease ran out; waiting out a retry delay; its stage paused, cooling down,
+    at its concurrency limit or rate-limited; or next in line behind older tokens (exit 5 if
+    there is no such token)."""
+    with context.unit_of_work() as uow:
+        answer = uow.why.explain(token_id)
+    if as_json:
+        emit(answer.document(), as_json=True)
+    else:
+        say_data(answer.message)
 
 
 @app.command()

@@ -15,13 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from glisk_cli.cli import humanize
+from glisk_cli.cli.stage import held_back
 from glisk_cli.cli.top_state import Frame, StageFigures, message
+from glisk_cli.flow import StageState
 from glisk_cli.repositories.pipeline_view import PipelineReading, WorkerReading
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_MINUTES = 15  # the throughput column: one character per minute, oldest on the left
 MAX_WORKERS = 12
 MAX_MESSAGES = 3
+_WORDS = ("state", "rate", "why")  # columns of words, left-aligned as the names are
 
 
 def render(frame: Frame) -> RenderableType:
@@ -48,7 +51,7 @@ def render(frame: Frame) -> RenderableType:
     if reading is None:
         parts.append(Text("no reading yet", style="dim"))
         return Group(*parts)
-    parts += [Text(""), _stages(frame.stages, reading), Text("")]
+    parts += [Text(""), _stages(frame.stages, reading), Text(""), _controls(reading), Text("")]
     parts += [_workers(reading), Text(""), *_failures(reading)]
     return Group(*parts)
 
@@ -72,7 +75,7 @@ def _table(*columns: str, title: str) -> Table:
         title_style="bold",
     )
     for column in columns:
-        numeric = column not in ("stage", "worker", "stages", f"last {SPARK_MINUTES}m")
+        numeric = column not in ("stage", "worker", "stages", f"last {SPARK_MINUTES}m", *_WORDS)
         table.add_column(
             column, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis"
         )
@@ -111,6 +114,31 @@ def _stages(stages: list[StageFigures], reading: PipelineReading) -> Table:
             style="red" if stage.expired else None,
         )
     return table
+
+
+def _controls(reading: PipelineReading) -> RenderableType:
+    """Each stage's flow control (`glisk stage list`): paused or cooling down, and until when;
+    the jobs running against its concurrency limit; its rate limit. One line when none is set."""
+    states = list(reading.controls.values())
+    if not any(_controlled(state) for state in states):
+        return Text("Controls: none set (every stage running, no limits)", style="dim")
+    table = _table("stage", "state", "jobs", "rate", "why", title="Controls")
+    for state in states:
+        blocked = state.blocked()
+        limit = "" if state.concurrency is None else f"/{state.concurrency}"
+        table.add_row(
+            state.stage,
+            "paused" if state.paused else "cooling" if state.cooling_down else "running",
+            f"{_count(state.running)}{limit}",
+            "-" if state.rate is None else f"{state.rate} (burst {state.burst})",
+            held_back(state),
+            style="yellow" if blocked is not None else None,
+        )
+    return table
+
+
+def _controlled(state: StageState) -> bool:
+    return state.paused or state.cooling_down or state.limited
 
 
 def _workers(reading: PipelineReading) -> RenderableType:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from glisk_cli.cli.humanize import now as wall_clock
+from glisk_cli.cli.stage import stage_document
 from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.pipeline import StageName
 from glisk_cli.redact import redact
@@ -184,6 +185,7 @@ def document(frame: Frame) -> dict[str, Any]:
 def _stage(figures: StageFigures, reading: PipelineReading) -> dict[str, Any]:
     stage, eta = figures.reading, figures.eta
     oldest = stage.oldest_waiting_mint
+    controls = reading.controls.get(stage.stage)
     return {
         "waiting": stage.waiting,
         "waiting_exact": stage.free_exact,
@@ -199,6 +201,8 @@ def _stage(figures: StageFigures, reading: PipelineReading) -> dict[str, Any]:
         "oldest_waiting_mint_timestamp": oldest,
         "oldest_waiting_age_seconds": (reading.at - oldest).total_seconds() if oldest else None,
         "eta_seconds": eta.total_seconds() if eta is not None else None,
+        # The object `glisk stage list --json` prints for the stage (without its counts).
+        "controls": stage_document(controls) if controls is not None else None,
     }
 
 

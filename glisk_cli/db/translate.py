@@ -190,6 +190,7 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 # "permission denied for table tokens_s0", "… for schema public", "must be owner of table x"
 _DENIED_ON = re.compile(r"(?:permission denied for|must be owner of) (\w+) (.+)$")
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|TRUNCATE)\b", re.IGNORECASE)
+_CONTROLS = "stage_controls"  # each stage's flow control: grants.py gives the worker only part
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b", re.IGNORECASE)
 
 
@@ -211,7 +212,10 @@ def permission_denied(
     text = statement or ""
     if "must be owner" in primary or _DDL.search(text) or kind in ("schema", "function"):
         action, need = f"change {kind} {name}", "run migrations as the owner role"
-    elif written := _WRITE.search(text):
+    elif (written := _WRITE.search(text)) and name == _CONTROLS:
+        # The worker grants cover what claims and cooldowns write there, not a pause or a limit.
+        action, need = f"{written[1].upper()} {name}", "change a stage's controls as the owner"
+    elif written:
         action, need = f"{written[1].upper()} {name}", "use a role with the worker grants"
     else:
         action, need = f"SELECT from {name}", "use a role with the reader grants"

@@ -2,9 +2,11 @@
 
 Per stage: the tokens waiting (nobody holds them, a lease ran out, or a retry delay), the tokens
 in flight (a live lease), what the stage finished in each of the last 60 minutes, and the oldest
-waiting mint. Per worker: its live and expired leases. Failures in the last hour by reason and
-the newest few. Five statements, each served by an index (`pipeline_view_sql.py`), so a refresh
-costs the same on a million tokens as on a thousand, whatever history has piled up.
+waiting mint, and its flow control (`uow.stages`: paused, cooling down, its limits and the jobs
+running). Per worker: its live and expired leases. Failures in the last hour by reason and the
+newest few. Six statements, each served by an index (`pipeline_view_sql.py`, and the stages'
+controls with their live leases, from the lease index), so a refresh costs the same on a
+million tokens as on a thousand, whatever history has piled up.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from glisk_cli.db.transaction import Transaction
+from glisk_cli.flow import StageState
 from glisk_cli.pipeline import STAGE_OF, StageName, TokenStatus
 from glisk_cli.repositories import pipeline_view_sql as sql
+from glisk_cli.repositories.stage_controls import StageControls
+from glisk_cli.why import last_renewal
 
 MINUTES = 60  # the history a reading covers, minute by minute
 
@@ -61,6 +66,7 @@ class PipelineReading:
     workers: list[WorkerReading]
     failures_by_reason: dict[str, int]
     recent_failures: list[FailureReading]
+    controls: dict[StageName, StageState] = field(default_factory=dict)  # flow control
 
 
 class PipelineView:
@@ -71,7 +77,7 @@ class PipelineView:
 
     def read(self, lease: timedelta) -> PipelineReading:
         """The pipeline now. `lease` is the configured lease (GLISK_LEASE), from which a
-        worker's last renewal is worked out (see `_last_renewal`)."""
+        worker's last renewal is worked out (`why.last_renewal`)."""
         stages = {stage: StageReading(stage) for stage in StageName}
         now: datetime | None = None
         for name, free, oldest, read_at in self._rows(sql.QUEUES):
@@ -87,7 +93,9 @@ class PipelineView:
                 stages[StageName(name)].done_per_minute[minute] += int(count)
         by_reason = {str(reason): int(count) for reason, count in self._rows(sql.FAILURES)}
         recent = [FailureReading(*row) for row in self._rows(sql.RECENT)]
-        return PipelineReading(now, stages, workers, by_reason, recent)
+        states = StageControls(self.transaction).states()
+        controls = {StageName(state.stage): state for state in states}
+        return PipelineReading(now, stages, workers, by_reason, recent, controls)
 
     def _leases(
         self, stages: dict[StageName, StageReading], lease: timedelta, now: datetime
@@ -114,7 +122,7 @@ class PipelineView:
             worker.expired += expired
             if soonest is not None:
                 worker.soonest_expiry = min(filter(None, (worker.soonest_expiry, soonest)))
-            renewal = _last_renewal(latest, updated, lease, now)
+            renewal = last_renewal(latest, updated, lease, now)
             if renewal is not None:
                 worker.last_renewal = max(filter(None, (worker.last_renewal, renewal)))
         return sorted(workers.values(), key=lambda worker: worker.name)
@@ -126,22 +134,3 @@ class PipelineView:
 
     def _rows(self, statement: str) -> list[tuple[Any, ...]]:
         return list(self.transaction.rows(statement, {}))
-
-
-def _last_renewal(
-    latest_expiry: datetime | None, updated_at: datetime | None, lease: timedelta, now: datetime
-) -> datetime | None:
-    """When a worker last claimed or renewed, from its leases' columns.
-
-    A renewal writes only `lease_expires_at` (= then + the lease asked for), and a claim also
-    stamps `updated_at`. So the newest expiry minus the configured lease is the last renewal when
-    the worker asks for GLISK_LEASE; a worker asking for a shorter lease would look older than it
-    is, so the claim's `updated_at` bounds it from below (a renewal never precedes its claim), and
-    one asking for a longer lease is capped at now.
-    """
-    if latest_expiry is None:
-        return updated_at
-    renewed = latest_expiry - lease
-    if updated_at is not None:
-        renewed = max(renewed, updated_at)
-    return min(renewed, now)

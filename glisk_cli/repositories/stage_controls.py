@@ -11,6 +11,7 @@ cooldown) wakes the runners waiting on LISTEN; the notification goes out at comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,8 +35,9 @@ def _state_sql(stage: Stage) -> str:
     # A job is a lease: its tokens share one lease id (a retry delay holds none). The lease
     # index holds every leased token by status and expiry, so this reads the live ones only.
     return f"""
-SELECT c.paused_at, c.pause_reason, c.paused_until, c.concurrency, c.rate_jobs, c.rate_seconds,
-       coalesce(c.burst, 1), CASE WHEN c.rate_jobs IS NOT NULL THEN glisk_bucket(c) END,
+SELECT '{stage.name.value}', c.paused_at, c.pause_reason, c.paused_until, c.concurrency,
+       c.rate_jobs, c.rate_seconds, coalesce(c.burst, 1),
+       CASE WHEN c.rate_jobs IS NOT NULL THEN glisk_bucket(c) END,
        c.cooldown_until, c.cooldown_reason, statement_timestamp(), r.running, r.holders
 FROM (
     SELECT count(DISTINCT lease_id) AS running,
@@ -48,6 +50,7 @@ LEFT JOIN stage_controls c ON c.stage = '{stage.name.value}'
 
 
 _STATE_SQL = {stage.name: _state_sql(stage) for stage in STAGES.values()}
+_STATES_SQL = "\nUNION ALL\n".join(_STATE_SQL.values())  # every stage, in pipeline order
 
 _PAUSE = """
 UPDATE stage_controls SET
@@ -98,6 +101,26 @@ RETURNING stage
 """
 
 
+def _state(row: Sequence[Any]) -> StageState:
+    (stage, paused_at, reason, until, concurrency, rate_jobs, rate_seconds, burst) = row[:8]
+    bucket, cooldown_until, cooldown_reason, now, running, holders = row[8:]
+    return StageState(
+        stage=stage,
+        now=now,
+        paused_at=paused_at,
+        pause_reason=reason,
+        paused_until=until,
+        concurrency=concurrency,
+        running=running,
+        holders=tuple(holders),
+        rate=None if rate_jobs is None else Rate(rate_jobs, rate_seconds),
+        burst=burst,
+        bucket=bucket,
+        cooldown_until=cooldown_until,
+        cooldown_reason=cooldown_reason,
+    )
+
+
 @dataclass(frozen=True)
 class Unchanged:
     """A limit `limit()` leaves as it is (the default of each of its arguments)."""
@@ -109,29 +132,12 @@ UNCHANGED = Unchanged()
 class StageControls(Repository):
     def state(self, stage: str) -> StageState:
         """`stage`'s controls, and the jobs running and the bucket, now."""
-        name = stage_named(stage).name
-        [row] = self.transaction.rows(_STATE_SQL[name], {})
-        (paused_at, reason, until, concurrency, rate_jobs, rate_seconds, burst, bucket) = row[:8]
-        cooldown_until, cooldown_reason, now, running, holders = row[8:]
-        rate = None if rate_jobs is None else Rate(rate_jobs, rate_seconds)
-        return StageState(
-            name.value,
-            now,
-            paused_at,
-            reason,
-            until,
-            concurrency,
-            running,
-            tuple(holders),
-            rate,
-            burst,
-            bucket,
-            cooldown_until,
-            cooldown_reason,
-        )
+        [row] = self.transaction.rows(_STATE_SQL[stage_named(stage).name], {})
+        return _state(row)
 
     def states(self) -> list[StageState]:
-        return [self.state(name) for name in STAGES]
+        """Every stage's, in one statement."""
+        return [_state(row) for row in self.transaction.rows(_STATES_SQL, {})]
 
     def pause(
         self, stage: str, *, reason: str | None = None, until: datetime | None = None

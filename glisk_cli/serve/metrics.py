@@ -1,5 +1,6 @@
 """The Prometheus metrics behind /metrics: the database check's gauge and histogram, and the
-pipeline's token counts, read by whoever knows the tables (`glisk serve` passes its reader in).
+pipeline's token counts and each stage's flow control, read by whoever knows the tables
+(`glisk serve` passes its reader in).
 
 This module only keeps and renders the metrics; the application in `glisk_cli.serve.app` feeds
 them from the checks' outcomes and decides when to render them again.
@@ -7,7 +8,7 @@ them from the checks' outcomes and decides when to render them again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,12 +32,25 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format `Metrics.render` writ
 
 
 @dataclass(frozen=True)
+class StageMetrics:
+    """One stage's flow control (`glisk stage list`), exported on /metrics."""
+
+    stage: str
+    paused: bool
+    cooling_down: bool
+    jobs_running: int  # live leases of the stage, fleet-wide
+    concurrency_limit: int | None  # None: no limit
+    rate_limit_per_second: float | None  # None: no limit
+
+
+@dataclass(frozen=True)
 class TokenMetrics:
-    """One reading of the pipeline's tokens, exported on /metrics."""
+    """One reading of the pipeline's tokens and its stages' controls, exported on /metrics."""
 
     by_status: Mapping[str, int]
     expired_leases: int
     oldest_detected_age_seconds: float | None  # None: no token is waiting in `detected`
+    stages: Sequence[StageMetrics] = ()
 
 
 TokenMetricsSource = Callable[[], "TokenMetrics | None"]
@@ -72,7 +86,45 @@ class _TokenCollector:
             "Age of the oldest token still in detected (0 when there is none).",
             reading.oldest_detected_age_seconds or 0.0,
         )
-        return [tokens, expired, oldest]
+        return [tokens, expired, oldest, *_stage_families(reading.stages)]
+
+
+def _stage_families(stages: Sequence[StageMetrics]) -> list[Metric]:
+    """Each stage's controls; a limit that is not set has no sample (no limit is not zero)."""
+    paused = GaugeMetricFamily(
+        "glisk_stage_paused",
+        "1 while the stage is paused (no job starts), else 0.",
+        labels=["stage"],
+    )
+    cooling = GaugeMetricFamily(
+        "glisk_stage_cooling_down",
+        "1 while the stage cools down (no job starts), else 0.",
+        labels=["stage"],
+    )
+    running = GaugeMetricFamily(
+        "glisk_stage_jobs_running",
+        "Jobs of the stage running now across the fleet (live leases).",
+        labels=["stage"],
+    )
+    concurrency = GaugeMetricFamily(
+        "glisk_stage_concurrency_limit",
+        "The most jobs of the stage that may run at once (only stages with a limit).",
+        labels=["stage"],
+    )
+    rate = GaugeMetricFamily(
+        "glisk_stage_rate_limit_per_second",
+        "The most job starts per second the stage allows (only stages with a rate limit).",
+        labels=["stage"],
+    )
+    for stage in stages:
+        paused.add_metric([stage.stage], 1 if stage.paused else 0)
+        cooling.add_metric([stage.stage], 1 if stage.cooling_down else 0)
+        running.add_metric([stage.stage], stage.jobs_running)
+        if stage.concurrency_limit is not None:
+            concurrency.add_metric([stage.stage], stage.concurrency_limit)
+        if stage.rate_limit_per_second is not None:
+            rate.add_metric([stage.stage], stage.rate_limit_per_second)
+    return [paused, cooling, running, concurrency, rate]
 
 
 # -- the registry -------------------------------------------------------------------------------

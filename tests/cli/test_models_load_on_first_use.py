@@ -81,7 +81,7 @@ def test_db_upgrade_then_verify_in_fresh_processes_see_every_table(
     assert [row[0] for row in rows] == sorted([*TABLES, "alembic_version"])
 
 
-def test_state_get_and_tokens_claim_declare_no_model(
+def test_state_get_tokens_claim_and_tokens_why_declare_no_model(
     migrated_url: str, session_factory, glisk_env: dict[str, str], tmp_path: Path
 ) -> None:
     seed_tokens(session_factory, 3)
@@ -91,6 +91,7 @@ def test_state_get_and_tokens_claim_declare_no_model(
         "assert run(['state', 'set', 'cursor', '1']) == 0\n"
         "assert run(['state', 'get', 'cursor']) == 0\n"
         "assert run(['tokens', 'claim', '--limit', '2', '--json']) == 0\n"
+        "assert run(['tokens', 'why', '3', '--json']) == 0\n"
         "print(sorted(name for name in sys.modules if name.startswith('glisk_cli.models.')))\n"
     )
     output = _python(code, {**glisk_env, "DATABASE_URL": migrated_url}, tmp_path)

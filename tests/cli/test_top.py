@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -21,6 +22,7 @@ from sqlalchemy import text as sa_text
 from glisk_cli.cli.top_frame import render
 from glisk_cli.cli.top_state import Frame, Monitor, document
 from glisk_cli.db import Database
+from glisk_cli.flow import Rate
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import GLISK, PostgresServer
 from tests.top_pipeline import SECRET_URL, seed_busy_pipeline, stall_worker
@@ -86,6 +88,51 @@ def test_a_busy_pipeline_shows_stages_workers_and_redacted_failures(
     assert "token 2: cannot reach postgresql://svc:***@db.internal:5432/glisk" in text
     assert "hunter2" not in text
     assert "second line" not in text
+
+
+def test_each_stage_s_controls_show_what_holds_it_back(session_factory, migrated_url) -> None:
+    seed_busy_pipeline(session_factory)
+    factory = create_uow_factory(session_factory)
+    with factory() as uow:
+        uow.stages.pause("generation", reason="GPU maintenance")
+        uow.stages.limit("upload", concurrency=2, rate=Rate(10, 1), burst=3)
+        uow.stages.cool_down("reveal", timedelta(minutes=5), reason="429")
+    monitor, database = _monitor(migrated_url)
+    try:
+        frame = monitor.refresh()
+    finally:
+        database.dispose()
+    lines = _text(frame, width=140).splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("Controls")))
+    rows = {line.split()[0]: line.rstrip() for line in lines[start + 1 :] if line.strip()}
+    assert rows["generation"].split()[1:3] == ["paused", "4"]  # w-gen's four jobs run on
+    assert rows["generation"].endswith("paused: GPU maintenance")
+    assert rows["upload"].split()[1:5] == ["running", "2/2", "10/s", "(burst"]
+    assert "at its concurrency limit, held by w-up" in rows["upload"]
+    assert rows["reveal"].split()[1] == "cooling"
+    assert re.search(r"cooling down, ends in 4m \d\ds", rows["reveal"])
+    assert rows["reveal"].endswith(": 429")
+
+    stages = document(frame)["stages"]
+    generation = stages["generation"]["controls"]
+    assert (generation["state"], generation["paused"]["reason"]) == ("paused", "GPU maintenance")
+    assert generation["concurrency"]["running"] == 4
+    upload = stages["upload"]["controls"]
+    assert upload["concurrency"] == {"limit": 2, "running": 2, "holders": ["w-up"]}
+    assert (upload["rate"]["limit"], upload["rate"]["burst"]) == ("10/s", 3)
+    assert upload["blocked"]["reason"] == "at_limit"
+    assert stages["reveal"]["controls"]["cooldown"]["reason"] == "429"
+
+
+def test_no_controls_set_is_one_line(migrated_url: str) -> None:
+    monitor, database = _monitor(migrated_url)
+    try:
+        frame = monitor.refresh()
+    finally:
+        database.dispose()
+    assert "Controls: none set (every stage running, no limits)" in _text(frame)
+    controls = document(frame)["stages"]["upload"]["controls"]
+    assert (controls["state"], controls["blocked"]) == ("running", None)
 
 
 def test_a_stalled_worker_is_flagged_and_its_tokens_count_as_waiting(
@@ -181,6 +228,8 @@ def test_once_and_json_print_one_frame_for_scripts(cli, session_factory, migrate
         4,
         60,
     )
+    assert generation["controls"]["state"] == "running"
+    assert generation["controls"]["concurrency"]["running"] == 4
     assert [worker["name"] for worker in report["workers"]] == ["w-gen", "w-up"]
     assert report["failures"]["last_hour_by_reason"]["max_attempts"] == 3
     assert "hunter2" not in result.stdout

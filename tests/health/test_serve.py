@@ -166,6 +166,53 @@ def test_metrics_are_prometheus_text_matching_the_table(server: ServeProcess) ->
     assert families["glisk_oldest_detected_age_seconds"].samples[0].value > 0
 
 
+def stage_samples(server: ServeProcess) -> dict[str, dict[str, float]]:
+    """The glisk_stage_* metrics now, by name, then by stage."""
+    text = server.request("GET", "/metrics").body.decode()
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("glisk_stage_"):
+                found.setdefault(sample.name, {})[sample.labels["stage"]] = sample.value
+    return found
+
+
+def test_metrics_export_each_stage_s_controls(server: ServeProcess, database_url: str, cli) -> None:
+    before = stage_samples(server)
+    assert before["glisk_stage_paused"] == {"generation": 0, "upload": 0, "reveal": 0}
+    assert before["glisk_stage_jobs_running"] == {"generation": 0, "upload": 0, "reveal": 0}
+    assert "glisk_stage_concurrency_limit" not in before  # no stage has a limit
+    env = {"DATABASE_URL": database_url}
+    changes = [
+        ("stage", "pause", "generation"),
+        ("stage", "limit", "reveal", "--concurrency", "1", "--rate", "30/m"),
+        ("stage", "cooldown", "upload", "1m"),
+        ("tokens", "claim", "--stage", "reveal", "--limit", "2"),  # one job: a batch
+    ]
+    undo = [
+        ("stage", "resume", "generation"),
+        ("stage", "limit", "reveal", "--concurrency", "none", "--rate", "none"),
+        ("stage", "cooldown", "upload", "0s"),
+        ("tokens", "release", "10", "11"),
+    ]
+    try:
+        for args in changes:
+            assert cli(*args, env=env).exit_code == 0, args
+        deadline = time.monotonic() + 10
+        # A reading is one snapshot: once it shows the claim, the last change, it shows them all.
+        while (now := stage_samples(server))["glisk_stage_jobs_running"]["reveal"] == 0:
+            assert time.monotonic() < deadline, now
+            time.sleep(0.1)
+    finally:
+        for args in undo:
+            assert cli(*args, env=env).exit_code == 0, args
+    assert now["glisk_stage_paused"] == {"generation": 1, "upload": 0, "reveal": 0}
+    assert now["glisk_stage_cooling_down"] == {"generation": 0, "upload": 1, "reveal": 0}
+    assert now["glisk_stage_jobs_running"] == {"generation": 0, "upload": 0, "reveal": 1}
+    assert now["glisk_stage_concurrency_limit"] == {"reveal": 1}
+    assert now["glisk_stage_rate_limit_per_second"] == {"reveal": 0.5}
+
+
 def test_allowed_origin_gets_cors_headers_and_others_do_not(server: ServeProcess) -> None:
     allowed = server.request("GET", "/health", {"Origin": ALLOWED_ORIGIN})
     assert allowed.headers["access-control-allow-origin"] == ALLOWED_ORIGIN

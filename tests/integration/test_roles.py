@@ -155,6 +155,66 @@ def test_the_reader_may_not_write_and_is_told_which_role_it_needs(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("stage", "pause", "generation", "--reason", "mine"),
+        ("stage", "limit", "generation", "--concurrency", "1"),
+        ("stage", "limit", "generation", "--rate", "none"),
+        ("stage", "resume", "generation"),
+    ],
+    ids=["pause", "limit", "lift", "resume"],
+)
+def test_the_worker_may_not_change_a_stage_s_limits_or_pause_it(
+    cli, roles: Roles, args: tuple[str, ...]
+) -> None:
+    result = as_role(cli, roles, "worker", *args, "--json")
+    assert result.exit_code == 4, result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "permission_denied"
+    assert error["message"] == f'role "{roles.worker}" may not UPDATE stage_controls'
+    assert error["hint"] == "change a stage's controls as the owner: see glisk db grants"
+    assert "psycopg" not in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = cli("stage", "list", "--json", env={"DATABASE_URL": roles.owner_url})
+    [generation, *_] = json.loads(listed.stdout)
+    assert (generation["state"], generation["concurrency"]["limit"]) == ("running", None)
+
+
+def test_the_worker_claims_under_the_limits_the_owner_set(
+    cli, roles: Roles, session_factory
+) -> None:
+    seed_tokens(session_factory, 5)
+    owner = {"DATABASE_URL": roles.owner_url}
+    limited = cli("stage", "limit", "generation", "--concurrency", "1", "--rate", "10/s", env=owner)
+    assert limited.exit_code == 0, limited.stderr
+    first = as_role(cli, roles, "worker", "tokens", "claim", "--limit", "2", "--json")
+    assert first.exit_code == 0, first.stderr
+    assert [token["token_id"] for token in json.loads(first.stdout)] == [1, 2]  # one job
+    second = as_role(cli, roles, "worker", "tokens", "claim", "--limit", "2", "--json")
+    assert (second.exit_code, json.loads(second.stdout)) == (0, [])  # at the limit
+    # A job that hits a service's limit cools the stage down: that much a worker may write.
+    cooled = as_role(cli, roles, "worker", "stage", "cooldown", "generation", "30s")
+    assert cooled.exit_code == 0, cooled.stderr
+
+
+def test_the_reader_sees_the_stages_and_why_a_token_waits(
+    cli, roles: Roles, session_factory
+) -> None:
+    seed_tokens(session_factory, 2)
+    owner = {"DATABASE_URL": roles.owner_url}
+    assert cli("stage", "pause", "generation", env=owner).exit_code == 0
+    listed = as_role(cli, roles, "reader", "stage", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["state"] == "paused"
+    why = as_role(cli, roles, "reader", "tokens", "why", "1", "--json")
+    assert why.exit_code == 0, why.stderr
+    assert json.loads(why.stdout)["reason"] == "paused"
+    denied = as_role(cli, roles, "reader", "stage", "resume", "generation")
+    assert denied.exit_code == 4, denied.stderr
+    assert f'role "{roles.reader}" may not INSERT stage_controls' in denied.stderr
+
+
 def test_a_role_without_grants_is_told_so_even_by_db_status(cli, roles: Roles) -> None:
     result = as_role(cli, roles, "nobody", "db", "status")
     assert result.exit_code == 4, result.stderr
@@ -185,5 +245,6 @@ def test_serve_as_the_reader_answers_health_and_metrics(
         assert server.wait_for_status("/health", 200).status == 200
         metrics = server.wait_for_status("/metrics", 200).body.decode()
         assert "glisk_tokens{" in metrics
+        assert 'glisk_stage_paused{stage="generation"} 0.0' in metrics
     finally:
         server.stop()
