@@ -68,9 +68,8 @@ class TokenLeases:
         A job is what one worker works on at once, and it holds one lease id: by default the
         whole claim is one job (a batch); with `job_size` (1: every token a job of its own, as
         `glisk work` runs them) the claim is cut into jobs of that many tokens. The stage's
-        controls
-        decide how many jobs start: none while the stage is paused or cooling down, no more
-        than its concurrency limit leaves room for and its rate limit's bucket holds.
+        controls decide how many jobs start: none while the stage is paused or cooling down, no
+        more than its concurrency limit leaves room for and its rate limit's bucket holds.
         Tokens whose lease ran out (a dead worker's, or a retry delay's: a lease nobody holds)
         are taken over first, then the oldest mints nobody holds. One statement admits, picks,
         locks, leases and returns them.

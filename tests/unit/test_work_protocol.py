@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+import pytest
 
 from glisk_cli.pipeline import STAGES, StageName, TokenStatus
 from glisk_cli.repositories.token_records import ClaimedToken
-from glisk_cli.work.protocol import Failed, Succeeded, job_input, read_answer
+from glisk_cli.work.protocol import CoolDown, Failed, Succeeded, job_input, read_answer
 from tests.unit.records import claimed_token
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,3 +74,21 @@ def test_the_job_input_is_one_document_or_an_array_for_a_batch() -> None:
     assert single["token_id"] == 1
     assert single["lease_id"] == str(tokens[0].lease_id)
     assert [d["token_id"] for d in json.loads(job_input(tokens, batched=True))] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("said", "delay"), [("30s", 30), ("2m", 120), (12, 12), (0.5, 0.5), ("1d", 86400)]
+)
+def test_retry_after_asks_the_stage_to_cool_down_for_every_token(
+    said: object, delay: float
+) -> None:
+    tokens = [_token(1), _token(2)]
+    outcomes = read_answer(REVEAL, tokens, {"retry_after": said}, batched=True)
+    assert list(outcomes.values()) == [CoolDown(timedelta(seconds=delay))] * 2
+
+
+@pytest.mark.parametrize("said", ["soon", 0, -5, "0s", "2d", True, None, float("inf")])
+def test_a_retry_after_that_is_no_duration_up_to_a_day_fails_the_attempt(said: object) -> None:
+    [outcome] = read_answer(GENERATION, [_token(1)], {"retry_after": said}, batched=False).values()
+    assert isinstance(outcome, Failed)
+    assert "retry_after" in outcome.error["message"]
