@@ -1,7 +1,7 @@
 """A job: the tokens leased to a runner under one lease id to work on together — one token, or a
 batch (`--batch`) — run once by the program, from the claim to the write of its outcomes. Each
-of its tokens counts the job as one attempt, and a stage's concurrency limit counts it once. The runner keeps its jobs, the executor runs them, the
-completer writes what they came to."""
+of its tokens counts the job as one attempt, and a stage's concurrency limit counts it once.
+The runner keeps its jobs, the executor runs them, the completer writes what they came to."""
 
 from __future__ import annotations
 

@@ -211,10 +211,11 @@ class Runner:
     def _kill_overdue(self, now: float) -> None:
         """Kill every job whose lease could run out before a renewal lands: another claim may
         take its tokens over then, and the two must never overlap."""
-        for job in self._books.claimed.values():
-            if job.deadline <= now and job.killed is None:
-                logger.warning("work.lease_expiring", tokens=[t.token_id for t in job.tokens])
-                job.kill(LEASE_EXPIRING)
+        for job in self._books.by_deadline():  # killing one leaves the claimed jobs as they are
+            if job.deadline > now:
+                break  # the rest are due later still
+            logger.warning("work.lease_expiring", tokens=[t.token_id for t in job.tokens])
+            job.kill(LEASE_EXPIRING)
 
     def _collect(self) -> None:
         """Take in the jobs that ended since the last look."""

@@ -22,6 +22,7 @@ process, so that they are tested with a fake clock (docs/architecture.md, "The w
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -59,6 +60,14 @@ class Books:
 
     def holds_any(self) -> bool:
         return bool(self.claimed or self.unwritten)
+
+    def by_deadline(self) -> Iterator[Job]:
+        """The claimed jobs still alive, earliest deadline first, as long as the caller reads.
+
+        Claimed jobs are in claim order, and so are their deadlines: a turn gives the jobs it
+        claims, and every job it renews, the same deadline, later than any before it. So the
+        first live job's deadline is the earliest, and a reader stops at the first not due."""
+        return (job for job in self.claimed.values() if job.killed is None)
 
 
 @dataclass
@@ -191,7 +200,8 @@ class Schedule:
             if books.unwritten:
                 moments.append(books.unwritten[0].ended_at + _WRITE_DELAY)
         # A job's lease deadline is due whether or not the database answers.
-        moments += [job.deadline for job in books.claimed.values() if job.killed is None]
+        if (first := next(books.by_deadline(), None)) is not None:
+            moments.append(first.deadline)
         grace_ends = self.stopping.grace_ends
         if grace_ends is not None and now < grace_ends:
             moments.append(grace_ends)
