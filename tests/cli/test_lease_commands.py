@@ -12,41 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CliResult, expire_leases, seed_tokens
-
-
-@pytest.fixture
-def glisk(cli, migrated_url: str):
-    """Run glisk in-process against this test's migrated database; check the exit code."""
-
-    def run(*args: str, expect: int = 0) -> CliResult:
-        result = cli(*args, env={"DATABASE_URL": migrated_url})
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
-
-    return run
-
-
-def as_json(result: CliResult) -> Any:
-    return json.loads(result.stdout)
-
-
-def moment(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)
+from tests.cli.outputs import as_json, assert_one_error_line, moment
+from tests.conftest import expire_leases, seed_tokens
 
 
 def claim(glisk, *args: str) -> list[dict[str, Any]]:
     return as_json(glisk("tokens", "claim", "--json", *args))
-
-
-def assert_one_error_line(result: CliResult, *needles: str) -> None:
-    """A failed command: nothing on stdout, one `error: …` line on stderr, no traceback."""
-    lines = result.stderr.splitlines()
-    assert result.stdout == "", result.stdout
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], result.stderr
 
 
 def test_claim_prints_one_lease_id_for_its_batch_and_renew_extends_that_lease(

@@ -1,7 +1,6 @@
 """`glisk tokens|state|authors|mints|dev` end to end (in-process, real PostgreSQL)."""
 
 import io
-import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from glisk_cli.models import TokenStatus
+from tests.cli.outputs import as_json
 
 WALLET = "0xAbCdEf0123456789abcdef0123456789ABCDEF01"
 MINTER = "0x2222222222222222222222222222222222222222"
@@ -32,22 +32,6 @@ TOKEN_KEYS = [
     "updated_at",
     "lease_id",
 ]
-
-
-@pytest.fixture
-def glisk(cli, migrated_url: str):
-    """Run glisk in-process against this test's migrated database; fail on unexpected errors."""
-
-    def run(*args: str, expect: int = 0, env: dict[str, str | None] | None = None):
-        result = cli(*args, env={"DATABASE_URL": migrated_url, **(env or {})})
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
-
-    return run
-
-
-def as_json(result) -> Any:
-    return json.loads(result.stdout)
 
 
 def record_mint(glisk, token_id: int, *, when: str = "") -> Any:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CliResult, seed_tokens
+from tests.cli.outputs import assert_one_error_line, moment
+from tests.conftest import seed_tokens
 
 STAGES = ["generation", "upload", "reveal"]
 KEYS = [
@@ -28,18 +29,6 @@ KEYS = [
 
 
 @pytest.fixture
-def glisk(cli, migrated_url: str):
-    """Run glisk in-process against this test's migrated database; check the exit code."""
-
-    def run(*args: str, expect: int = 0) -> CliResult:
-        result = cli(*args, env={"DATABASE_URL": migrated_url})
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
-
-    return run
-
-
-@pytest.fixture
 def stages(glisk):
     """`glisk stage list --json`, by stage name."""
 
@@ -49,21 +38,6 @@ def stages(glisk):
         return {stage["stage"]: stage for stage in listed}
 
     return run
-
-
-def moment(stamp: str) -> datetime:
-    assert stamp.endswith("Z")
-    return datetime.fromisoformat(stamp)
-
-
-def assert_one_error_line(result: CliResult, *needles: str) -> None:
-    """A refused command: nothing on stdout, one `error: …` line on stderr, no traceback."""
-    lines = result.stderr.splitlines()
-    assert result.stdout == "", result.stdout
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], result.stderr
 
 
 def test_list_json_has_every_stage_with_its_controls_and_counts(

@@ -14,22 +14,11 @@ import pytest
 from glisk_cli.flow import Rate
 from glisk_cli.pipeline import STAGES, StageName
 from glisk_cli.repositories.token_why import ahead_sql
-from tests.conftest import CliResult, expire_leases, seed_tokens
+from tests.cli.outputs import moment
+from tests.conftest import expire_leases, seed_tokens
 
 LEASE = timedelta(minutes=5)
 KEYS = ["token_id", "status", "reason", "message", "until"]
-
-
-@pytest.fixture
-def glisk(cli, migrated_url: str):
-    """Run glisk in-process against this test's migrated database; check the exit code."""
-
-    def run(*args: str, expect: int = 0) -> CliResult:
-        result = cli(*args, env={"DATABASE_URL": migrated_url})
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
-
-    return run
 
 
 @pytest.fixture
@@ -43,12 +32,6 @@ def why(glisk):
         return answer
 
     return run
-
-
-def moment(stamp: str | None) -> datetime:
-    assert stamp is not None
-    assert stamp.endswith("Z")  # ISO 8601, UTC
-    return datetime.fromisoformat(stamp)
 
 
 def claim(uow_factory, limit: int = 1, worker: str = "w1", stage: str = "generation", **options):
