@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -116,12 +117,15 @@ def closed_port() -> int:
 
 @dataclass
 class PostgresProxy:
-    """Forwards 127.0.0.1:<port> to a PostgreSQL server. `down()` closes the port and cuts every
-    open connection, as a server restart or crash would; `up()` opens the same port again."""
+    """Forwards 127.0.0.1:<port> to a PostgreSQL server. `down()` cuts every open connection and
+    every new one at once, as a server restart or crash would; `up()` forwards again. The port
+    stays bound meanwhile: closed, another process's connection could take its number, and the
+    proxy could not come back on it."""
 
     upstream_url: str
     port: int = 0
     _listener: socket.socket | None = None
+    _down: bool = False
     _open: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,6 +136,9 @@ class PostgresProxy:
         return url.render_as_string(hide_password=False)
 
     def up(self) -> None:
+        self._down = False
+        if self._listener is not None:
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -141,15 +148,20 @@ class PostgresProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def down(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+        self._down = True
         with self._lock:
             for sock in self._open:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._open.clear()
+
+    def close(self) -> None:
+        """Down for good: the port is let go."""
+        self.down()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
 
     def _upstream(self) -> socket.socket:
         url = make_url(self.upstream_url)
@@ -170,6 +182,10 @@ class PostgresProxy:
                 continue
             except OSError:
                 return
+            if self._down:  # reset at once, as a port nothing listens on would refuse it
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()
+                continue
             client.settimeout(None)
             server = self._upstream()
             with self._lock:

@@ -41,7 +41,7 @@ def proxy(pg_server: PostgresServer) -> Iterator[PostgresProxy]:
     proxy = PostgresProxy(pg_server.admin_url)
     proxy.up()
     yield proxy
-    proxy.down()
+    proxy.close()
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,13 @@ def test_rollback_leaves_no_partial_write_of_several_operations(uow_factory) -> 
 def test_commit_and_rollback_are_logged_at_info(uow_factory) -> None:
     messages: list[str] = []
     logger.enable("glisk_cli")  # a library is silent until its application asks (logging.py)
-    sink = logger.add(lambda message: messages.append(message.record["message"]), level="INFO")
+    # Only glisk's own records: an earlier test in this process may have left SQLAlchemy's
+    # statement log on (a command run with LOG_LEVEL=DEBUG), whose records come through too.
+    sink = logger.add(
+        lambda message: messages.append(message.record["message"]),
+        level="INFO",
+        filter="glisk_cli",
+    )
     try:
         with uow_factory() as uow:
             uow.system_state.set_state("k", 1)
