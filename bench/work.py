@@ -73,6 +73,7 @@ DOCUMENT = json.dumps(
         "created_at": "2026-01-01T00:00:01Z",
         "updated_at": "2026-01-01T00:00:01Z",
         "lease_id": "0d7b2c7e-8b5b-4a4c-a3b4-7c2f5d8e9a01",
+        "checkpoint": None,
     }
 ).encode()
 
@@ -138,6 +139,7 @@ def spawner_run(tokens: int, concurrency: int) -> float:
                     created_at=now,
                     updated_at=now,
                     lease_id=uuid.uuid4(),
+                    checkpoint=None,
                 )
             ]
         )

@@ -70,6 +70,12 @@ class Conflict(GliskError):
     code = "conflict"
 
 
+class LeaseLost(Conflict):
+    """A fenced step found the token no longer held under the lease presented."""
+
+    code = "lease_lost"
+
+
 class SchemaNotAtHead(GliskError):
     """The database is not migrated, or has migrations pending."""
 

@@ -137,6 +137,7 @@ REQUIRED_BEFORE: dict[TokenStatus, TokenStatus] = {
 }
 
 MAX_BATCH = 1000  # the most tokens one claim, lock or move handles
+MAX_CHECKPOINT = 64 * 1024  # bytes of JSON: a checkpoint is a few ids and a signed transaction
 
 # Why a token was not moved or released (`AdvanceResult.refused`).
 LEASE_LOST = "lease_lost"  # another claim took the token: its lease id is no longer the one held

@@ -195,6 +195,48 @@ def mark(
         token_views.print_token(token)
 
 
+# A JSON value may be a negative number, and token ids come first: take them all as arguments.
+@app.command(context_settings={"ignore_unknown_options": True})
+def checkpoint(
+    lease_id: Annotated[str, typer.Option("--lease-id", help="The lease the job holds.")],
+    arguments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TOKEN_ID... JSON",
+            help="The tokens (all held under --lease-id), then the checkpoint: a JSON object "
+            "of at most 64 kB, or - to read it from stdin.",
+        ),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Record a checkpoint for the tokens before a side effect: exit 0 once it is durable, 6
+    when the lease is gone (nothing is recorded, and the job must not go on), 2 when it is not
+    a JSON object. The next attempt reads it on stdin (`checkpoint`) and resumes."""
+    import sys
+
+    if len(arguments) < 2:
+        raise typer.BadParameter("give TOKEN_ID... then the checkpoint's JSON")
+    *token_texts, text = arguments
+    token_ids = [_token_id(token) for token in token_texts]
+    document = values.json_object(sys.stdin.read() if text == "-" else text)
+    assert document is not None
+    with context.unit_of_work() as uow:
+        uow.tokens.checkpoint_lease(values.lease_id(lease_id), document, token_ids)
+    if as_json:
+        emit({"token_ids": token_ids, "checkpoint": document}, as_json=True)
+    else:
+        say(
+            f"checkpoint recorded for token{'s' if len(token_ids) > 1 else ''} "
+            f"{', '.join(map(str, token_ids))}"
+        )
+
+
+def _token_id(text: str) -> int:
+    if not text.isdigit():
+        raise typer.BadParameter(f"{text!r} is not a token id (a whole number)")
+    return int(text)
+
+
 @app.command()
 def renew(
     lease_id: Annotated[str, typer.Option("--lease-id", help="The lease id the claim printed.")],

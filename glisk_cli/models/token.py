@@ -114,6 +114,9 @@ class Token(Base):
     attempts: Mapped[int] = mapped_column(server_default=text("0"), default=0)
     created_at: Mapped[DefaultNow]
     updated_at: Mapped[DefaultNow]
+    # What a job recorded under its lease before a side effect (migration 0008): the next
+    # attempt resumes from it; a move to the next stage clears it.
+    checkpoint: Mapped[dict[str, Any] | None]
 
     def __init__(self, **fields: Any) -> None:
         # A new token starts its life detected, with no claims behind it, before any flush.
@@ -134,6 +137,7 @@ class Token(Base):
         self._move(TokenStatus.UPLOADING)
         self.image_path = image_path
         self.attempts = 0
+        self.checkpoint = None
 
     def mark_ready(self, metadata_cid: str, image_cid: str | None = None) -> None:
         self._move(TokenStatus.READY)
@@ -141,10 +145,12 @@ class Token(Base):
         if image_cid is not None:
             self.image_cid = image_cid
         self.attempts = 0
+        self.checkpoint = None
 
     def mark_revealed(self, tx_hash: str) -> None:
         self._move(TokenStatus.REVEALED)
         self.reveal_tx_hash = tx_hash
+        self.checkpoint = None
 
     def mark_failed(self, error_dict: dict[str, Any]) -> None:
         self._refuse_if_terminal("failed")

@@ -28,10 +28,10 @@ class JobEnd(NamedTuple):
 # is derived from its token and the lease it runs under (`job_id`), so the attempt's end finds
 # it, and writing either twice adds nothing.
 _START = """
-INSERT INTO image_generation_jobs (id, token_id, service, status, retry_count)
-SELECT id, token_id, left(%(service)s, 50), 'running', retry_count
-FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(retries)s::int[])
-    AS j(id, token_id, retry_count)
+INSERT INTO image_generation_jobs (id, token_id, service, status, retry_count, external_job_id)
+SELECT id, token_id, left(%(service)s, 50), 'running', retry_count, left(external_job_id, 255)
+FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(retries)s::int[], %(external_ids)s::text[])
+    AS j(id, token_id, retry_count, external_job_id)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -40,7 +40,8 @@ RETURNING id
 _END = """
 UPDATE image_generation_jobs SET
     status = e.status, service = coalesce(left(e.service, 50), image_generation_jobs.service),
-    external_job_id = left(e.external_job_id, 255), error_data = e.error_data,
+    external_job_id = coalesce(left(e.external_job_id, 255), image_generation_jobs.external_job_id),
+    error_data = e.error_data,
     completed_at = statement_timestamp()
 FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(services)s::text[],
             %(external_ids)s::text[], %(errors)s::jsonb[])
@@ -48,6 +49,20 @@ FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(services)s::text[],
 WHERE image_generation_jobs.id = e.id AND image_generation_jobs.status = 'running'
 RETURNING image_generation_jobs.id
 """
+
+
+# A checkpoint's external job id (the image service's prediction, say), on the running row.
+_EXTERNAL_ID = """
+UPDATE image_generation_jobs SET external_job_id = left(%(external_job_id)s, 255)
+WHERE id = ANY (%(ids)s::uuid[]) AND status = 'running'
+RETURNING id
+"""
+
+
+def external_job_id(token: ClaimedToken) -> str | None:
+    """The service's job id the token's checkpoint names, if it names one."""
+    named = (token.checkpoint or {}).get("external_job_id")
+    return named if isinstance(named, str) and named else None
 
 
 def job_id(token: ClaimedToken) -> uuid.UUID:
@@ -79,7 +94,8 @@ class ImageGenerationJobRepository(TableRepository[ImageGenerationJob]):
 
     def start_running(self, tokens: Sequence[ClaimedToken], service: str) -> None:
         """Record the generation attempts of `tokens`, just claimed, as running (`glisk work`),
-        one row each, its id `job_id(token)`."""
+        one row each, its id `job_id(token)`; an attempt that resumes from a checkpoint carries
+        the service's job id it names."""
         if tokens:
             self.transaction.rows(
                 _START,
@@ -87,9 +103,15 @@ class ImageGenerationJobRepository(TableRepository[ImageGenerationJob]):
                     "ids": array_literal(job_id(token) for token in tokens),
                     "token_ids": array_literal(token.id for token in tokens),
                     "retries": array_literal(token.attempts - 1 for token in tokens),
+                    "external_ids": array_literal(external_job_id(token) for token in tokens),
                     "service": service,
                 },
             )
+
+    def note_external_id(self, tokens: Sequence[ClaimedToken], external_job_id: str) -> None:
+        """The service's id of the running attempts of `tokens` (a job's checkpoint)."""
+        ids = array_literal(job_id(token) for token in tokens)
+        self.transaction.rows(_EXTERNAL_ID, {"ids": ids, "external_job_id": external_job_id})
 
     def finish(self, ends: Sequence[JobEnd]) -> None:
         """Record how running attempts ended; a job that is not running is left as it is."""

@@ -28,7 +28,8 @@ class RevealRecord(NamedTuple):
 
 
 # A transaction hash already recorded (the same transaction reported by a later attempt, say
-# after a lost lease) gains the new tokens instead of failing on the unique hash.
+# after a lost lease, or checkpointed as pending before its broadcast) gains the new tokens and
+# moves on (pending → sent → confirmed, never back) instead of failing on the unique hash.
 _RECORD = """
 INSERT INTO reveal_transactions
     (id, token_ids, tx_hash, block_number, gas_price_gwei, status, created_at, confirmed_at)
@@ -36,8 +37,14 @@ SELECT %(id)s::uuid, %(token_ids)s::uuid[], %(tx_hash)s::text, %(block_number)s:
        %(gas_price_gwei)s::numeric, %(status)s::text, %(started)s::timestamptz,
        CASE WHEN %(status)s::text = 'confirmed' THEN statement_timestamp() END
 WHERE NOT EXISTS (SELECT 1 FROM reveal_transactions WHERE id = %(id)s::uuid)
-ON CONFLICT (tx_hash) DO UPDATE SET token_ids = ARRAY(
-    SELECT DISTINCT unnest(reveal_transactions.token_ids || excluded.token_ids))
+ON CONFLICT (tx_hash) DO UPDATE SET
+    token_ids = ARRAY(SELECT DISTINCT unnest(reveal_transactions.token_ids || excluded.token_ids)),
+    status = CASE WHEN reveal_transactions.status = 'confirmed' THEN 'confirmed'
+                  WHEN excluded.status IN ('sent', 'confirmed') THEN excluded.status
+                  ELSE reveal_transactions.status END,
+    block_number = coalesce(excluded.block_number, reveal_transactions.block_number),
+    gas_price_gwei = coalesce(excluded.gas_price_gwei, reveal_transactions.gas_price_gwei),
+    confirmed_at = coalesce(reveal_transactions.confirmed_at, excluded.confirmed_at)
 RETURNING id
 """
 

@@ -43,6 +43,8 @@ class TokenRepository:
         self.release = leases.release
         self.release_each = leases.release_each
         self.backlog = leases.backlog
+        self.checkpoint = leases.checkpoint
+        self.checkpoint_lease = leases.checkpoint_lease
         operations = TokenOperations(transaction, self.policy)
         self.get_pending_for_generation = operations.get_pending_for_generation
         self.get_pending_for_upload = operations.get_pending_for_upload

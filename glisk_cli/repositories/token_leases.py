@@ -6,15 +6,20 @@ ORM"). It loads no ORM model (docs/architecture.md, "A one-shot command loads wh
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from glisk_cli.db.transaction import Transaction
+from glisk_cli.errors import InvalidInput, LeaseLost
 from glisk_cli.pipeline import (
     ILLEGAL_TRANSITION,
     LEASE_LOST,
+    MAX_CHECKPOINT,
     MISSING_FIELD,
     STAGE_IN_FLIGHT,
     TERMINAL_STATUSES,
@@ -35,6 +40,8 @@ from glisk_cli.repositories.token_records import (
 )
 from glisk_cli.repositories.token_sql import (
     ADVANCE,
+    CHECKPOINT,
+    CHECKPOINT_LEASE_ID,
     LEASE_IDS,
     RELEASE,
     RENEW,
@@ -211,10 +218,75 @@ class TokenLeases:
         failed = sorted(token_id for token_id, failed in released.items() if failed)
         return AdvanceResult(sorted(released), refused, failed)
 
+    def checkpoint(
+        self, tokens: Sequence[ClaimedToken], checkpoint: Mapping[str, Any]
+    ) -> list[ClaimedToken]:
+        """Record `checkpoint` (a JSON object of at most 64 kB) for `tokens`, all of them held
+        under the leases they were claimed under and not run out; otherwise LeaseLost (a
+        Conflict, exit 6) names the others, and the Unit of Work, rolled back, writes nothing.
+        A job records one before a side effect; the next attempt reads it and resumes."""
+        params = {**_fences(tokens), "checkpoint": check_checkpoint(checkpoint)}
+        written = ClaimedToken.from_rows(self.transaction.rows(CHECKPOINT, params))
+        _all_held([token.token_id for token in tokens], written)
+        return written
+
+    def checkpoint_lease(
+        self,
+        lease_id: uuid.UUID,
+        checkpoint: Mapping[str, Any],
+        token_ids: Sequence[int] | None = None,
+    ) -> list[ClaimedToken]:
+        """`checkpoint`, for the tokens held under `lease_id`: those of `token_ids`, or every
+        one (`glisk tokens checkpoint`, and a job of `glisk work`). LeaseLost when a token named
+        is not held under it, or, with none named, when no token is."""
+        params = {
+            "lease_id": lease_id,
+            "token_ids": None if token_ids is None else array_literal(token_ids),
+            "checkpoint": check_checkpoint(checkpoint),
+        }
+        written = ClaimedToken.from_rows(self.transaction.rows(CHECKPOINT_LEASE_ID, params))
+        if token_ids is not None:
+            _all_held(token_ids, written)
+        elif not written:
+            raise LeaseLost(
+                f"no token is held under lease {lease_id}: nothing was recorded, and the side "
+                "effect must not happen",
+                hint="stop this job; another attempt will resume from the last checkpoint",
+            )
+        return written
+
     def backlog(self, stage: str) -> Backlog:
         """What is left of `stage`'s work, anywhere (`glisk work --drain` and its live line)."""
         [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {})
         return Backlog(*row)
+
+
+def check_checkpoint(checkpoint: object) -> Jsonb:
+    """`checkpoint` as the jsonb parameter it is written as, when it is a JSON object of at
+    most MAX_CHECKPOINT bytes; else InvalidInput (exit 2)."""
+    if not isinstance(checkpoint, Mapping):
+        raise InvalidInput('a checkpoint is a JSON object, like {"prediction_id": "…"}')
+    try:
+        text = json.dumps(checkpoint, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"a checkpoint must be JSON: {error}") from None
+    if len(text.encode()) > MAX_CHECKPOINT:
+        raise InvalidInput(f"a checkpoint is at most {MAX_CHECKPOINT // 1024} kB of JSON")
+    if "\\u0000" in text:  # jsonb cannot hold a NUL character
+        raise InvalidInput("a checkpoint cannot hold a NUL character")
+    return Jsonb(checkpoint)
+
+
+def _all_held(token_ids: Sequence[int], written: Sequence[ClaimedToken]) -> None:
+    """Refuse (and so roll back) a checkpoint that did not land on every token it was for."""
+    lost = sorted(set(token_ids) - {token.token_id for token in written})
+    if lost:
+        raise LeaseLost(
+            f"token{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))} "
+            "not held under the lease (taken over, moved, released or run out): "
+            "nothing was recorded, and the side effect must not happen",
+            hint="stop this job; another attempt will resume from the last checkpoint",
+        )
 
 
 def _fences(tokens: Sequence[ClaimedToken]) -> dict[str, str]:

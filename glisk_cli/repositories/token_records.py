@@ -42,6 +42,7 @@ class ClaimedToken:
     created_at: datetime
     updated_at: datetime
     lease_id: uuid.UUID | None
+    checkpoint: dict[str, Any] | None  # the latest a job recorded under a lease, to resume from
 
     @staticmethod
     def from_rows(rows: Sequence[Sequence[Any]]) -> list[ClaimedToken]:

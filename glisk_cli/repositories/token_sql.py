@@ -210,6 +210,7 @@ UPDATE tokens_s0 SET
     status = moves.to_status,
     {_RESULTS_SET},
     attempts = CASE WHEN moves.reset THEN 0 ELSE tokens_s0.attempts END,
+    checkpoint = NULL,
     {end_lease()}
 FROM unnest(
     %(ids)s::uuid[], %(lease_ids)s::uuid[], %(from_status)s::token_status[],
@@ -219,6 +220,23 @@ FROM unnest(
 WHERE tokens_s0.id = moves.id AND tokens_s0.lease_id = moves.lease_id
   AND tokens_s0.status = moves.from_status
 RETURNING tokens_s0.id
+"""
+
+# A checkpoint lands only on tokens held under a lease that has not run out: once it has, another
+# claim may take the token over at any moment, and the job must not go on to its side effect.
+_LIVE = "tokens_s0.lease_expires_at > statement_timestamp()"
+CHECKPOINT = f"""
+UPDATE tokens_s0 SET checkpoint = %(checkpoint)s
+{_HELD} AND {_LIVE}
+RETURNING {RETURNING}
+"""
+# By lease id (`glisk tokens checkpoint`, and a job of `glisk work`): the tokens named, or with
+# none named, every token held under the lease (from the lease index).
+CHECKPOINT_LEASE_ID = f"""
+UPDATE tokens_s0 SET checkpoint = %(checkpoint)s
+WHERE lease_id = %(lease_id)s::uuid AND lease_expires_at IS NOT NULL AND {_LIVE}
+  AND (%(token_ids)s::int[] IS NULL OR token_id = ANY (%(token_ids)s::int[]))
+RETURNING {RETURNING}
 """
 
 # The lease each of the given tokens carries now, for the tokens a move left where they were: one

@@ -87,6 +87,7 @@ def run_until_stopped(
     the summary, and the stop's reason (None: drained)."""
     from glisk_cli.db.listen import Listener
     from glisk_cli.pipeline import STAGES
+    from glisk_cli.work.checkpoints import CheckpointServer
     from glisk_cli.work.command_slots import CommandSlots
     from glisk_cli.work.executor import Executor, HandlerSlots
     from glisk_cli.work.programs import Command
@@ -97,12 +98,21 @@ def run_until_stopped(
     listener = Listener(database.session_engine("LISTEN")) if database.can_listen else None
     waiter = Waiter(listener)
     stage = STAGES[options.stage]
-    executor: Executor = (
-        CommandSlots(program, stage, options, waiter.wake)
-        if isinstance(program, Command)
-        else HandlerSlots(program, stage, options, waiter.wake)
-    )
-    runner = Runner(uow_factory, program, executor, waiter, options, report=report, on_turn=on_turn)
-    with stopped_by_signals(runner):
-        summary = runner.run()
+    # A command's jobs record checkpoints through the runner; a handler calls the library.
+    checkpoints = CheckpointServer(uow_factory, stage) if isinstance(program, Command) else None
+    try:
+        executor: Executor
+        if isinstance(program, Command):
+            path = None if checkpoints is None else checkpoints.path
+            executor = CommandSlots(program, stage, options, waiter.wake, path)
+        else:
+            executor = HandlerSlots(program, stage, options, waiter.wake)
+        runner = Runner(
+            uow_factory, program, executor, waiter, options, report=report, on_turn=on_turn
+        )
+        with stopped_by_signals(runner):
+            summary = runner.run()
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
     return summary, runner.stop_reason

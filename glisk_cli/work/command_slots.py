@@ -34,10 +34,16 @@ _IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
 
 class CommandSlots(Executor):
     def __init__(
-        self, command: Command, stage: Stage, options: WorkOptions, wake: Callable[[], None]
+        self,
+        command: Command,
+        stage: Stage,
+        options: WorkOptions,
+        wake: Callable[[], None],
+        checkpoints: str | None = None,
     ) -> None:
+        """`checkpoints`: the runner's checkpoint socket, told to every job."""
         super().__init__(stage, options, wake)
-        self._command = command
+        self._command, self._checkpoints = command, checkpoints
         self._timeout = None if options.timeout is None else options.timeout.total_seconds()
         self._poller = select.poll()
         self._runs: dict[CommandRun, Job] = {}
@@ -120,6 +126,7 @@ class CommandSlots(Executor):
                 self._timeout,
                 self._poller,
                 self._watchdog,
+                self._checkpoints,
             )
         except OSError as error:
             reason = error.strerror or str(error)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
-from glisk_cli.pipeline import Stage, StageName
-from glisk_cli.repositories.image_job import JobEnd, job_id
+from glisk_cli.pipeline import TX_HASH, Stage, StageName
+from glisk_cli.repositories.image_job import JobEnd, external_job_id, job_id
 from glisk_cli.repositories.ipfs_record import UploadRecord
 from glisk_cli.repositories.reveal_tx import RevealRecord
 from glisk_cli.repositories.token_records import ClaimedToken
@@ -35,6 +36,12 @@ class History(Protocol):
 
     def ended(self, uow: UnitOfWork, jobs: Sequence[Job], final: Final) -> None:
         """`jobs` are over and `final` is what became of each of their tokens."""
+        ...
+
+    def checkpointed(
+        self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], checkpoint: Mapping[str, Any]
+    ) -> None:
+        """A job of `tokens` recorded `checkpoint` (before a side effect), in `uow`."""
         ...
 
 
@@ -63,6 +70,14 @@ class _Generation:
             [_job_end(token, final[token.id]) for job in jobs for token in job.tokens]
         )
 
+    def checkpointed(
+        self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], checkpoint: Mapping[str, Any]
+    ) -> None:
+        """The image service's id of the job (`external_job_id`) goes on its running row (and
+        on the row of every attempt that resumes from it: `start_running`)."""
+        if tokens and (external := external_job_id(tokens[0])) is not None:
+            uow.image_jobs.note_external_id(tokens, external)
+
 
 def _job_end(token: ClaimedToken, outcome: TokenOutcome) -> JobEnd:
     if isinstance(outcome, Succeeded):
@@ -89,6 +104,11 @@ class _Upload:
             for record in _uploads(job, token, final[token.id])
         ]
         uow.ipfs_records.record(records)
+
+    def checkpointed(
+        self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], checkpoint: Mapping[str, Any]
+    ) -> None:
+        pass  # the CIDs pinned so far are for the next attempt; the records come at the end
 
 
 def _uploads(job: Job, token: ClaimedToken, outcome: TokenOutcome) -> list[UploadRecord]:
@@ -123,6 +143,27 @@ class _Reveal:
         for job in jobs:
             for record in _reveals(job, final):
                 uow.reveal_txs.record(record)
+
+    def checkpointed(
+        self, uow: UnitOfWork, tokens: Sequence[ClaimedToken], checkpoint: Mapping[str, Any]
+    ) -> None:
+        """A signed transaction's hash, checkpointed before its broadcast: the transaction is
+        recorded `pending`, and the job's answer moves it to `sent` or `confirmed`."""
+        tx_hash = checkpoint.get("tx_hash")
+        if TX_HASH.problem(tx_hash) is not None or not tokens:
+            return
+        lease = tokens[0].lease_id
+        uow.reveal_txs.record(
+            RevealRecord(
+                uuid.uuid5(uuid.UUID(int=0) if lease is None else lease, f"pending:{tx_hash}"),
+                [token.id for token in tokens],
+                tx_hash,
+                None,
+                None,
+                "pending",
+                datetime.now(UTC),
+            )
+        )
 
 
 def _reveals(job: Job, final: Final) -> list[RevealRecord]:

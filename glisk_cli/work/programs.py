@@ -71,15 +71,20 @@ class Command:
         timeout: float | None,
         poller: select.poll,
         watchdog: Watchdog | None = None,
+        checkpoints: str | None = None,
     ) -> CommandRun:
-        """Start the command for `tokens` (OSError: it could not start)."""
+        """Start the command for `tokens` (OSError: it could not start); `checkpoints`: the
+        runner's checkpoint socket."""
         env = {
             **self._environment,
             "GLISK_TOKEN_ID": ",".join(str(token.token_id) for token in tokens),
             "GLISK_STAGE": stage.name.value,
             "GLISK_ATTEMPT": str(max(token.attempts for token in tokens)),
             "GLISK_WORKER": worker,
+            "GLISK_LEASE_ID": str(tokens[0].lease_id),
         }
+        if checkpoints is not None:
+            env["GLISK_CHECKPOINT_SOCKET"] = checkpoints
         stdin = job_input(tokens, batched=self.batched)
         return CommandRun(self._program, self.argv, stdin, env, timeout, poller, watchdog)
 

@@ -31,6 +31,7 @@ TOKEN_KEYS = [
     "created_at",
     "updated_at",
     "lease_id",
+    "checkpoint",
 ]
 
 

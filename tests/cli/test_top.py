@@ -41,7 +41,7 @@ def _monitor(url: str, clock=None) -> tuple[Monitor, Database]:
 
     extra = {"clock": clock} if clock else {}
     monitor = Monitor(
-        read, lambda: "0007", url=database.masked_url, interval=2, lease=LEASE, **extra
+        read, lambda: "0008", url=database.masked_url, interval=2, lease=LEASE, **extra
     )
     return monitor, database
 
@@ -62,7 +62,7 @@ def test_an_empty_pipeline_shows_every_stage_with_nothing_to_do(migrated_url: st
         assert stage in text
     assert "Workers: none holds a lease" in text
     assert "Failures: none in the last hour" in text
-    assert "schema 0007" in text
+    assert "schema 0008" in text
 
 
 def test_a_busy_pipeline_shows_stages_workers_and_redacted_failures(
@@ -186,7 +186,7 @@ def test_a_database_that_cannot_be_reached_is_a_warning_until_it_is_back(
     reads = iter([down._read, up._read])
     monitor = Monitor(
         lambda: next(reads)(),
-        lambda: "0007",
+        lambda: "0008",
         url="postgresql://glisk:***@db/x",
         interval=2,
         lease=LEASE,
@@ -221,7 +221,7 @@ def test_once_and_json_print_one_frame_for_scripts(cli, session_factory, migrate
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["database"]["reachable"] is True
-    assert report["database"]["revision"] == "0007"
+    assert report["database"]["revision"] == "0008"
     generation = report["stages"]["generation"]
     assert (generation["waiting"], generation["in_flight"], generation["done_last_hour"]) == (
         33,

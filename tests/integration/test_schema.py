@@ -2,6 +2,7 @@
 constraint the data model calls for, and migrations that go down and up cleanly."""
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -36,6 +37,7 @@ EXPECTED_COLUMNS = {
         "lease_expires_at": ("timestamp with time zone", False, None),
         "attempts": ("integer", True, "0"),
         "lease_id": ("uuid", False, None),
+        "checkpoint": ("jsonb", False, None),
         "created_at": ("timestamp with time zone", True, "now()"),
         "updated_at": ("timestamp with time zone", True, "now()"),
     },
@@ -273,14 +275,14 @@ def test_upgrade_then_downgrade_to_base_then_upgrade_again_is_clean(database_url
         ).scalar_one()
     again = migrations.upgrade(engine)
 
-    revisions = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    revisions = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
     assert [step.revision for step in first.steps] == revisions
-    assert [step.direction for step in down.steps] == ["downgrade"] * 7
+    assert [step.direction for step in down.steps] == ["downgrade"] * 8
     assert down.after == ()
     assert leftovers == 0
     assert enum_left is None
     assert functions_left == 0
-    assert again.after == ("0007",)
+    assert again.after == ("0008",)
 
 
 def test_schema_revision_constant_matches_the_migration_head() -> None:
@@ -297,7 +299,7 @@ def test_the_flow_control_migration_never_waits_for_running_workers(database_url
     upgraded = threading.Event()
 
     def upgrade() -> None:
-        migrations.upgrade(engine)
+        migrations.upgrade(engine, "0007")
         upgraded.set()
 
     with engine.connect() as worker:
@@ -309,3 +311,42 @@ def test_the_flow_control_migration_never_waits_for_running_workers(database_url
     thread.join(20)
     engine.dispose()
     assert done_while_held
+
+
+def test_the_checkpoint_column_waits_for_workers_without_holding_them_up(
+    database_url: str,
+) -> None:
+    # Migration 0008 needs tokens_s0's exclusive lock for a moment. While a worker's transaction
+    # holds the table, the migration must neither fail nor queue the statements of the other
+    # workers behind its lock wait for long: it tries with a short lock_timeout, and again.
+    engine = create_engine(database_url, poolclass=NullPool)
+    migrations.upgrade(engine, "0007")
+    done = threading.Event()
+    slowest = [0.0]
+
+    def upgrade() -> None:
+        migrations.upgrade(engine)
+        done.set()
+
+    def other_worker() -> None:
+        with engine.connect() as conn:
+            while not done.is_set():
+                started = time.monotonic()
+                conn.execute(text("SELECT count(*) FROM tokens_s0")).scalar_one()
+                conn.commit()
+                slowest[0] = max(slowest[0], time.monotonic() - started)
+                time.sleep(0.01)
+
+    with engine.connect() as worker:
+        worker.execute(text("LOCK TABLE tokens_s0 IN ROW EXCLUSIVE MODE"))
+        threads = [threading.Thread(target=f, daemon=True) for f in (upgrade, other_worker)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        assert not done.is_set()  # it waits for the worker's transaction
+        worker.rollback()
+    assert done.wait(20)
+    for thread in threads:
+        thread.join(5)
+    engine.dispose()
+    assert slowest[0] < 0.6  # held up for at most one lock_timeout, never the worker's second

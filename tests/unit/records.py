@@ -32,5 +32,6 @@ def claimed_token(token_id: int, status: TokenStatus, **fields: Any) -> ClaimedT
         "created_at": MINTED,
         "updated_at": MINTED,
         "lease_id": uuid.uuid4(),
+        "checkpoint": None,
     }
     return ClaimedToken(**made | fields)

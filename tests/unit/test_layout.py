@@ -10,7 +10,18 @@ PACKAGE = Path(__file__).resolve().parents[2] / "glisk_cli"
 
 # Lower layers first; a module may import its own layer or any layer below.
 LAYERS: list[set[str]] = [
-    {"errors", "redact", "durations", "pipeline", "policy", "flow", "why", "logging", "__init__"},
+    {
+        "errors",
+        "redact",
+        "durations",
+        "pipeline",
+        "policy",
+        "flow",
+        "checkpoint",
+        "why",
+        "logging",
+        "__init__",
+    },
     {"config", "embedded"},
     {"db"},
     {"models"},

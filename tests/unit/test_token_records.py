@@ -32,6 +32,7 @@ def _row(token_id: int, minted: datetime) -> tuple:
         "created_at": NOW,
         "updated_at": NOW,
         "lease_id": uuid.uuid4(),
+        "checkpoint": None,
     }
     return tuple(token.get(column) for column in TOKEN_COLUMNS)
 

@@ -9,6 +9,7 @@ protocol, which write what they saw to a journal so the tests can count every ru
     python -m tests.work.jobs hang JOURNAL                 start a grandchild, then sleep
     python -m tests.work.jobs slot JOURNAL DIR N SLEEP_S   hold one of N slots, then answer
     python -m tests.work.jobs busy JOURNAL DELAY           answer {"retry_after": DELAY} once
+    python -m tests.work.jobs resume JOURNAL               checkpoint, then (2nd try) answer
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ def main(kind: str, journal_path: str, *args: str) -> None:
             answer = {"retry_after": args[0]}
         else:
             answer = {"image_path": f"images/{tokens[0]['token_id']}.png"}
+    elif kind == "resume":  # a paid service: checkpoint its job id, resume it on the next try
+        from glisk_cli.checkpoint import record
+
+        token = tokens[0]
+        said = token["checkpoint"] or {}
+        _note(journal, event="saw", token_id=token["token_id"], checkpoint=token["checkpoint"])
+        if not said:
+            external = f"pred-{token['token_id']}"
+            tx_hash = "0x" + f"{token['token_id']:064x}"
+            record({"external_job_id": external, "tx_hash": tx_hash})
+            if token["status"] == "generating":
+                sys.exit(9)  # the service took the job; this attempt dies before its answer
+        else:
+            external, tx_hash = said["external_job_id"], said["tx_hash"]
+        answer = {"image_path": f"{external}.png", "tx_hash": tx_hash}
     elif kind == "hang":
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         _note(journal, event="child", pid=child.pid)
