@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ class TokenFacts:
     lease_expires_at: datetime | None
     updated_at: datetime
     now: datetime
+    checkpoint: Mapping[str, Any] | None = None  # what its last attempt recorded, to resume from
 
     @property
     def held(self) -> bool:
@@ -115,7 +116,21 @@ def explain(
 ) -> Why:
     """Why `token` is where it is. `lease` is the configured lease (GLISK_LEASE), from which a
     holder's last renewal is worked out; `stage` (the controls of `waits_for(token)`) and `ahead`
-    are needed for a token that waits for a claim, and ignored otherwise."""
+    are needed for a token that waits for a claim, and ignored otherwise. The answer carries the
+    token's checkpoint, if it has one: where its next attempt resumes."""
+    why = _explain(token, lease=lease, stage=stage, ahead=ahead)
+    if token.checkpoint is None:
+        return why
+    return replace(why, details={**why.details, "checkpoint": token.checkpoint})
+
+
+def _explain(
+    token: TokenFacts,
+    *,
+    lease: timedelta,
+    stage: StageState | None = None,
+    ahead: Ahead | None = None,
+) -> Why:
     name = f"token {token.token_id}"
     if token.status is TokenStatus.REVEALED:
         return Why(token.token_id, token.status, "done", f"{name} is done: it was revealed")

@@ -69,6 +69,7 @@ def print_token(token: Token, attempts: Sequence[dict[str, Any]] | None = None) 
         "lease": humanize.lease(token.lease_expires_at, token.claimed_by, now),
         "attempts": token.attempts,
         "error": token.error_data,
+        "checkpoint": token.checkpoint,
         "created": humanize.timestamp(token.created_at),
         "updated": humanize.timestamp(token.updated_at),
     }

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # One probe of the unique index on token_id; the clock is the one the claims compare leases to.
 _ROW = """
 SELECT token_id, status::text, mint_timestamp, attempts, error_data, claimed_by, lease_id,
-       lease_expires_at, updated_at, statement_timestamp()
+       lease_expires_at, updated_at, statement_timestamp(), checkpoint
 FROM tokens_s0 WHERE token_id = %(token_id)s
 """
 

@@ -114,3 +114,17 @@ def test_the_command_refuses_bad_input_with_exit_2(
     result = glisk("tokens", "checkpoint", "--lease-id", token["lease_id"], *arguments, expect=2)
     assert_one_error_line(result)
     assert as_json(glisk("tokens", "show", "1", "--json"))["checkpoint"] is None
+
+
+def test_tokens_why_and_show_carry_the_checkpoint_the_next_attempt_resumes_from(
+    glisk, session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    held = _claim(uow_factory, 1)
+    with uow_factory() as uow:
+        uow.tokens.checkpoint(held, {"prediction_id": "p-7"})
+        uow.tokens.release(held, error={"message": "killed"}, retry_in=timedelta(minutes=1))
+    why = as_json(glisk("tokens", "why", "1", "--json"))
+    shown = glisk("tokens", "show", "1")
+    assert (why["reason"], why["checkpoint"]) == ("retry_delay", {"prediction_id": "p-7"})
+    assert "p-7" in shown.stdout
