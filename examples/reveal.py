@@ -59,15 +59,24 @@ def sign(w3: Web3, token_ids: list[int]) -> dict[str, Any]:
     }
 
 
-def send(w3: Web3, signed: dict[str, Any]) -> int:
-    """Broadcast `signed` unless the chain has it already; its block number once mined."""
+def send(w3: Web3, signed: dict[str, Any]) -> int | None:
+    """Broadcast `signed` unless the chain has it already; its block number once mined. None
+    when it can never be mined: another transaction took its nonce (signed, checkpointed, never
+    sent, and the wallet moved on), so a new one may be signed without revealing twice."""
     try:
         receipt = w3.eth.get_transaction_receipt(signed["tx_hash"])
     except TransactionNotFound:
         try:
             w3.eth.send_raw_transaction(signed["raw_tx"])
-        except Web3RPCError as error:  # the node has it already (or mined it): read the receipt
-            print(f"rebroadcast: {error}", file=sys.stderr)
+        except Web3RPCError as error:  # known already, mined, or its nonce is taken
+            sender = Account.from_key(KEY).address
+            if w3.eth.get_transaction_count(sender, "latest") > signed["nonce"]:
+                try:
+                    receipt = w3.eth.get_transaction_receipt(signed["tx_hash"])
+                except TransactionNotFound:
+                    print(f"dropped, its nonce taken: {error}", file=sys.stderr)
+                    return None
+                return int(receipt["blockNumber"])
         receipt = w3.eth.wait_for_transaction_receipt(signed["tx_hash"], timeout=60)
     return int(receipt["blockNumber"])
 
@@ -84,13 +93,13 @@ def main(checkpoints: bool) -> None:
     answers = []
     for tx_hash, group in by_tx.items():
         token_ids = [token["token_id"] for token in group]
-        if tx_hash is None:
+        signed: dict[str, Any] = group[0]["checkpoint"] if tx_hash is not None else {}
+        block = send(w3, signed) if signed else None
+        while block is None:  # nothing signed yet, or what was signed can never be mined
             signed = sign(w3, token_ids)
             if checkpoints:
                 record(signed, token_ids)  # durable before the broadcast, or no broadcast
-        else:
-            signed = group[0]["checkpoint"]
-        block = send(w3, signed)
+            block = send(w3, signed)
         answers += [
             {"token_id": n, "tx_hash": signed["tx_hash"], "block_number": block} for n in token_ids
         ]

@@ -135,6 +135,7 @@ lease id      -
 lease         -
 attempts      0
 error         {"reason": "nsfw", "message": "flagged by the image service"}
+checkpoint    -
 created       <time>
 updated       <time>
                                   attempts
