@@ -49,15 +49,24 @@ def record(
         connection.settimeout(timeout)
         connection.connect(path)
         connection.sendall(json.dumps(request).encode() + b"\n")
-        reply = bytearray()
-        while b"\n" not in reply:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    answer = json.loads(bytes(reply).split(b"\n", 1)[0] or b"{}")
+        reply = read_line(connection, 1 << 20)
+    answer = json.loads(reply or b"{}")
     if answer.get("ok") is True:
         return list(answer.get("token_ids", []))
     error = answer.get("error") or {"code": "internal", "message": "no answer from the runner"}
     refused = LeaseLost if error.get("code") == "lease_lost" else CheckpointRefused
     raise refused(str(error.get("code")), str(error.get("message")))
+
+
+def read_line(connection: socket.socket, limit: int) -> bytes | None:
+    """One line from `connection` (without its newline; what came before the connection closed
+    if it had none), or None when it runs past `limit` bytes: the protocol's one message."""
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data).split(b"\n", 1)[0]

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from glisk_cli.checkpoint import read_line
 from glisk_cli.errors import DatabaseUnavailable, GliskError
 from glisk_cli.logging import logger
 from glisk_cli.pipeline import MAX_CHECKPOINT, Stage
@@ -37,6 +38,8 @@ _MAX_REQUEST = MAX_CHECKPOINT + 4096  # the checkpoint and the envelope around i
 
 
 class CheckpointServer:
+    """The runner's end of the socket: listens from creation until `close()`."""
+
     def __init__(self, uow_factory: Callable[[], UnitOfWork], stage: Stage) -> None:
         self._uow, self._stage = uow_factory, stage
         self._directory = tempfile.mkdtemp(prefix="glisk-work-")  # mode 0700: the runner's own
@@ -63,7 +66,7 @@ class CheckpointServer:
             with connection:
                 connection.settimeout(_REQUEST_TIMEOUT_S)
                 with contextlib.suppress(OSError):
-                    answer = self._answer(_read_line(connection))
+                    answer = self._answer(read_line(connection, _MAX_REQUEST))
                     connection.sendall(json.dumps(answer).encode() + b"\n")
 
     def _answer(self, line: bytes | None) -> dict[str, Any]:
@@ -96,19 +99,6 @@ class CheckpointServer:
             logger.warning("work.checkpoint_failed", error=repr(error))
             return _refused("internal", type(error).__name__)
         return {"ok": True, "token_ids": [token.token_id for token in tokens]}
-
-
-def _read_line(connection: socket.socket) -> bytes | None:
-    """The request's one line, or None when it is longer than a request may be."""
-    data = bytearray()
-    while b"\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > _MAX_REQUEST:
-            return None
-    return bytes(data).split(b"\n", 1)[0]
 
 
 def _refused(code: str, message: str) -> dict[str, Any]:

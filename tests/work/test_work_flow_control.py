@@ -204,7 +204,7 @@ def test_a_concurrency_limit_keeps_its_throughput(
         tmp_path, work_env, 3, "generation", "--concurrency", "4", job=["sh", "-c", answer]
     )
     try:
-        time.sleep(3)
+        wait_until(lambda: _done(query) >= 8, what="the runners under way")  # warmed up
         before, at = _done(query), time.monotonic()
         time.sleep(10)
         after, until = _done(query), time.monotonic()
