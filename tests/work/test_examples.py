@@ -93,6 +93,7 @@ def _checks(image: ImageService, pins: PinService, chain: Chain, tokens: int) ->
     }
 
 
+@pytest.mark.soak  # three stages of real runners, web3 among them: seconds of two cores
 def test_a_drop_goes_through_all_three_stages_with_the_examples(
     work_env, session_factory, query, tmp_path: Path
 ) -> None:
