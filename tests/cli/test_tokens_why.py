@@ -208,8 +208,11 @@ def test_a_queued_token_is_behind_the_expired_leases_then_the_older_mints(
     )
 
 
-@pytest.mark.parametrize(("status", "stage"), [("detected", "generation"), ("ready", "reveal")])
-@pytest.mark.parametrize("due", [False, True], ids=["free", "due"])
+@pytest.mark.parametrize(
+    ("status", "stage", "due"),
+    [("detected", "generation", False), ("ready", "reveal", True)],
+    ids=["free-generation", "due-reveal"],
+)
 def test_the_counts_ahead_read_only_the_claim_s_indexes_of_what_is_ahead(
     session_factory, status: str, stage: str, due: bool
 ) -> None:

@@ -342,7 +342,7 @@ def test_the_checkpoint_column_waits_for_workers_without_holding_them_up(
         threads = [threading.Thread(target=f, daemon=True) for f in (upgrade, other_worker)]
         for thread in threads:
             thread.start()
-        time.sleep(1.0)
+        time.sleep(0.5)
         assert not done.is_set()  # it waits for the worker's transaction
         worker.rollback()
     assert done.wait(20)
