@@ -88,6 +88,11 @@ class StageState:
         return self.cooldown_until is not None and self.cooldown_until > self.now
 
     @property
+    def state(self) -> str:
+        """`paused`, `cooling_down` or `running` (what `glisk stage list` shows first)."""
+        return "paused" if self.paused else "cooling_down" if self.cooling_down else "running"
+
+    @property
     def limited(self) -> bool:
         """Whether claims of the stage count jobs or spend a bucket (they take turns then)."""
         return self.concurrency is not None or self.rate is not None

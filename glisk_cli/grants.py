@@ -19,11 +19,11 @@ from sqlalchemy import Engine
 
 from glisk_cli.db.translate import translate_errors
 from glisk_cli.errors import InvalidInput
-from glisk_cli.models import Base
+from glisk_cli.models import Base, StageControl
 
 SCHEMA = "public"
 _WORKER_WRITES = "SELECT, INSERT, UPDATE"
-_CONTROLS = "stage_controls"
+_CONTROLS = StageControl.__tablename__
 # What claims (the bucket) and jobs asking for a cooldown write; the limits and pause are not.
 _WORKER_CONTROLS = "bucket, bucket_at, cooldown_until, cooldown_reason, updated_at"
 

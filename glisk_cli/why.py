@@ -203,7 +203,7 @@ def _held(token: TokenFacts, name: str, lease: timedelta) -> Why:
     doing = f" for {stage.name.value}" if stage is not None else ""
     message = (
         f"{name} is held by worker {token.claimed_by}{doing} until "
-        f"{moment(token.lease_expires_at)} (in {in_words(token.lease_expires_at - token.now)}{ago})"
+        f"{_until(token.lease_expires_at, token.now, ago)}"
     )
     details = {
         "stage": None if stage is None else stage.name.value,
@@ -276,7 +276,7 @@ def _delayed(token: TokenFacts, name: str) -> Why:
     after += f" ({_one_line(said)})" if isinstance(said, str) and said.strip() else ""
     message = (
         f"{name} is waiting out a retry delay{after}: claimable again at "
-        f"{moment(token.lease_expires_at)} (in {in_words(token.lease_expires_at - token.now)})"
+        f"{_until(token.lease_expires_at, token.now)}"
     )
     details = {
         "stage": None if stage is None else stage.name.value,
@@ -286,6 +286,11 @@ def _delayed(token: TokenFacts, name: str) -> Why:
     return Why(
         token.token_id, token.status, "retry_delay", message, token.lease_expires_at, details
     )
+
+
+def _until(when: datetime, now: datetime, more: str = "") -> str:
+    """`2026-12-06T18:00:00Z (in 3m 05s…)`: a time to come, and how far off it is."""
+    return f"{moment(when)} (in {in_words(when - now)}{more})"
 
 
 def _count(number: int, noun: str) -> str:

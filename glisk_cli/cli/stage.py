@@ -124,8 +124,12 @@ def cooldown(
     as_json: JsonOption = False,
 ) -> None:
     """Start no job of STAGE anywhere for DURATION, as when a service answers 429."""
-    delay = values.delay(duration)
-    assert delay is not None
+    from glisk_cli.durations import parse_duration
+
+    try:
+        delay = parse_duration(duration)  # its bounds are the cooldown's (uow.stages.cool_down)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     with context.unit_of_work() as uow:
         uow.stages.cool_down(stage, delay, reason=reason or "by hand")
         state = uow.stages.state(stage)
@@ -137,7 +141,7 @@ def stage_document(state: StageState, backlog: Backlog | None = None) -> dict[st
     blocked = state.blocked()
     document: dict[str, Any] = {
         "stage": state.stage,
-        "state": "paused" if state.paused else "cooling_down" if state.cooling_down else "running",
+        "state": state.state,
         "paused": {
             "reason": state.pause_reason,
             "since": state.paused_at,
@@ -168,6 +172,11 @@ def stage_document(state: StageState, backlog: Backlog | None = None) -> dict[st
     return document
 
 
+def state_word(state: StageState) -> str:
+    """The stage's state in a table cell: running, paused or cooling."""
+    return "cooling" if state.cooling_down else state.state
+
+
 def held_back(state: StageState) -> str:
     """What keeps the stage from starting a job now, for people (`stage list`, `glisk top`):
     times relative to the database's clock, to the second; "" when a job may start."""
@@ -196,7 +205,7 @@ def _row(state: StageState, backlog: Backlog) -> dict[str, Any]:
     rate = "-" if state.rate is None else f"{state.rate} (burst {state.burst})"
     return {
         "stage": state.stage,
-        "state": "paused" if state.paused else "cooling" if state.cooling_down else "running",
+        "state": state_word(state),
         "jobs": jobs,
         "rate": rate,
         "waiting": backlog.waiting + backlog.delayed,

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from glisk_cli.cli import humanize
-from glisk_cli.cli.stage import held_back
+from glisk_cli.cli.stage import held_back, state_word
 from glisk_cli.cli.top_state import Frame, StageFigures, message
 from glisk_cli.flow import StageState
 from glisk_cli.repositories.pipeline_view import PipelineReading, WorkerReading
@@ -128,7 +128,7 @@ def _controls(reading: PipelineReading) -> RenderableType:
         limit = "" if state.concurrency is None else f"/{state.concurrency}"
         table.add_row(
             state.stage,
-            "paused" if state.paused else "cooling" if state.cooling_down else "running",
+            state_word(state),
             f"{_count(state.running)}{limit}",
             "-" if state.rate is None else f"{state.rate} (burst {state.burst})",
             held_back(state),

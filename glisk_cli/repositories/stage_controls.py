@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from glisk_cli.db.listen import CHANNEL
+from glisk_cli.durations import format_duration
 from glisk_cli.errors import InvalidInput
 from glisk_cli.flow import MAX_COOLDOWN, MAX_PAUSE_REASON, Rate, StageState
 from glisk_cli.pipeline import STAGES, Stage, stage_named
@@ -183,7 +184,9 @@ class StageControls(Repository):
         """Start no job of `stage` anywhere for `delay` from now (0: end a cooldown). With
         `extend` (a job's request), a longer cooldown already set stays as it is."""
         if not timedelta(0) <= delay <= MAX_COOLDOWN:
-            raise InvalidInput(f"a cooldown is 0s to {MAX_COOLDOWN}, not {delay}")
+            raise InvalidInput(
+                f"a cooldown is 0s to {format_duration(MAX_COOLDOWN)}, not {format_duration(delay)}"
+            )
         self._change(_COOL_DOWN, stage, {"delay": delay, "reason": reason, "extend": extend})
 
     def _change(self, sql: str, stage: str, params: dict[str, Any]) -> bool:

@@ -12,8 +12,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from glisk_cli.db.transaction import Transaction
 from glisk_cli.errors import InvalidInput, LeaseLost
 from glisk_cli.pipeline import (
@@ -261,9 +259,9 @@ class TokenLeases:
         return Backlog(*row)
 
 
-def check_checkpoint(checkpoint: object) -> Jsonb:
-    """`checkpoint` as the jsonb parameter it is written as, when it is a JSON object of at
-    most MAX_CHECKPOINT bytes; else InvalidInput (exit 2)."""
+def check_checkpoint(checkpoint: object) -> str:
+    """`checkpoint` as the JSON text it is written as (encoded once: its size is the text's),
+    when it is a JSON object of at most MAX_CHECKPOINT bytes; else InvalidInput (exit 2)."""
     if not isinstance(checkpoint, Mapping):
         raise InvalidInput('a checkpoint is a JSON object, like {"prediction_id": "…"}')
     try:
@@ -274,7 +272,7 @@ def check_checkpoint(checkpoint: object) -> Jsonb:
         raise InvalidInput(f"a checkpoint is at most {MAX_CHECKPOINT // 1024} kB of JSON")
     if "\\u0000" in text:  # jsonb cannot hold a NUL character
         raise InvalidInput("a checkpoint cannot hold a NUL character")
-    return Jsonb(checkpoint)
+    return text
 
 
 def _all_held(token_ids: Sequence[int], written: Sequence[ClaimedToken]) -> None:

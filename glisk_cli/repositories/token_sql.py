@@ -226,14 +226,14 @@ RETURNING tokens_s0.id
 # claim may take the token over at any moment, and the job must not go on to its side effect.
 _LIVE = "tokens_s0.lease_expires_at > statement_timestamp()"
 CHECKPOINT = f"""
-UPDATE tokens_s0 SET checkpoint = %(checkpoint)s
+UPDATE tokens_s0 SET checkpoint = %(checkpoint)s::jsonb
 {_HELD} AND {_LIVE}
 RETURNING {RETURNING}
 """
 # By lease id (`glisk tokens checkpoint`, and a job of `glisk work`): the tokens named, or with
 # none named, every token held under the lease (from the lease index).
 CHECKPOINT_LEASE_ID = f"""
-UPDATE tokens_s0 SET checkpoint = %(checkpoint)s
+UPDATE tokens_s0 SET checkpoint = %(checkpoint)s::jsonb
 WHERE lease_id = %(lease_id)s::uuid AND lease_expires_at IS NOT NULL AND {_LIVE}
   AND (%(token_ids)s::int[] IS NULL OR token_id = ANY (%(token_ids)s::int[]))
 RETURNING {RETURNING}

@@ -130,13 +130,15 @@ class Runner:
         jobs: list[Job] = []
         backlog: Backlog | None = None
         state: StageState | None = None
+        claimed = 0
         try:
             with self._uow() as uow:
                 recorded = write_outcomes(uow, self._stage, ended) if ended else None
                 held = uow.tokens.renew(books.tokens(), self.options.lease) if turn.renew else None
                 if turn.claim:
                     jobs = self._claim(uow, turn.claim)
-                    if sum(len(job.tokens) for job in jobs) < turn.claim:
+                    claimed = sum(len(job.tokens) for job in jobs)
+                    if claimed < turn.claim:  # short: what do the stage's controls say?
                         state = uow.stages.state(self._stage.name.value)
                 # Draining, with nothing claimed or running: is the stage's work all done?
                 done = self.options.drain and turn.claim and not jobs and not books.claimed
@@ -147,7 +149,6 @@ class Runner:
             self.report.database_down(error)
             return
         self.report.database_back()
-        claimed = sum(len(job.tokens) for job in jobs)
         now = self._clock()
         self._schedule.turn_done(turn, now, claimed=claimed, held_before=held_before)
         if state is not None:

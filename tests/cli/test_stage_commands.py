@@ -181,6 +181,7 @@ def test_cooldown_then_zero_ends_it(glisk, stages) -> None:
         (["cooldown", "generation", "soon"], "invalid duration"),
         (["cooldown", "generation", "-5s"], "-5"),  # an option to Click: still exit 2
         (["cooldown", "generation", "2d"], "cooldown"),
+        (["cooldown", "generation", "8d"], "a cooldown is 0s to 1d"),  # not a retry delay's cap
         (["pause", "generation", "--until", "soon"], "not a timestamp"),
         (["pause", "generation", "--until", "0s"], "in the future"),
         (["pause", "generation", "--until", "99999999d"], "too far in the future"),
