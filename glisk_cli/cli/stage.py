@@ -4,13 +4,15 @@ by every claim, on every host (docs/architecture.md, "Flow control in the claim"
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from glisk_cli.cli import context, values
 from glisk_cli.cli.output import JsonOption, emit, print_json, say
+from glisk_cli.durations import moment
 from glisk_cli.pipeline import StageName
 
 if TYPE_CHECKING:
@@ -22,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+
+T = TypeVar("T")
 
 StageArgument = Annotated[StageName, typer.Argument(help="generation, upload or reveal.")]
 
@@ -232,11 +236,12 @@ def _limits(state: StageState) -> str:
     return f"{concurrency}, {rate}"
 
 
-def _at(moment: datetime | None) -> str:
-    return "now" if moment is None else moment.isoformat()
+def _at(when: datetime | None) -> str:
+    return "now" if when is None else moment(when)
 
 
-def _none_or(text: str, parse: Any) -> Any:
+def _none_or(text: str, parse: Callable[[str], T]) -> T | None:
+    """`none` lifts a limit; anything else is the limit, parsed."""
     return None if text.strip().lower() == "none" else parse(text)
 
 
