@@ -15,10 +15,10 @@ migrations add.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from glisk_cli.db.translate import translate_errors
-from glisk_cli.errors import InvalidInput
+from glisk_cli.errors import InvalidInput, NotFound
 from glisk_cli.models import Base, StageControl
 
 SCHEMA = "public"
@@ -66,9 +66,20 @@ def grant_statements(database: str, worker: str | None, reader: str | None) -> l
     return statements
 
 
-def apply(engine: Engine, statements: list[str]) -> None:
-    """Run `statements` in one transaction (as the role `engine` connects as: the owner)."""
+def apply(engine: Engine, statements: list[str], roles: list[str]) -> None:
+    """Run `statements` in one transaction (as the role `engine` connects as: the owner), after
+    checking that each of `roles` exists (NotFound naming those that do not)."""
     with translate_errors(), engine.begin() as connection:
+        present = connection.execute(
+            text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:roles)"), {"roles": roles}
+        )
+        missing = sorted(set(roles) - set(present.scalars()))
+        if missing:
+            named = ", ".join(f'"{role}"' for role in missing)
+            raise NotFound(
+                f"no such role: {named}",
+                hint="create it first (CREATE ROLE name LOGIN PASSWORD '...'), then apply again",
+            )
         for statement in statements:
             if not statement.startswith("--"):
                 connection.exec_driver_sql(statement)

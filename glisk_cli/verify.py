@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import ProgrammingError
 
 from glisk_cli import migrations
 from glisk_cli.db.handle import reflecting
-from glisk_cli.errors import ConfigError
 
 # Catalog facts of one schema: each query yields (object, value) rows.
 _FACT_QUERIES: dict[str, str] = {
@@ -151,13 +149,8 @@ def _catalog_findings(connection: Connection) -> list[Finding]:
         try:
             live_schema = connection.execute(text("SELECT current_schema()")).scalar_one()
             actual = _facts(connection, live_schema)
-            try:
-                connection.exec_driver_sql(f'CREATE SCHEMA "{reference_schema}"')
-            except ProgrammingError as error:
-                raise ConfigError(
-                    "db verify could not create its scratch schema (it is always rolled back)",
-                    hint="the database user needs the CREATE privilege on the database",
-                ) from error
+            # Without the CREATE privilege this is PermissionDenied, saying so (db/translate.py).
+            connection.exec_driver_sql(f'CREATE SCHEMA "{reference_schema}"')
             connection.exec_driver_sql(f'SET LOCAL search_path TO "{reference_schema}"')
             # Inside this open transaction Alembic commits nothing: all of it is rolled back.
             from alembic import command

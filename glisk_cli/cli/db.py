@@ -148,7 +148,8 @@ def grants(
     name = database.engine.url.database or ""
     statements = least_privilege.grant_statements(name, worker, reader)
     if apply:
-        least_privilege.apply(database.engine, statements)
+        named = [role for role in (worker, reader) if role is not None]
+        least_privilege.apply(database.engine, statements, named)
     if as_json:
         print_json(
             {"statements": [s for s in statements if not s.startswith("--")], "applied": apply}

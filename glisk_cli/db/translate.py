@@ -191,6 +191,7 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 _DENIED_ON = re.compile(r"(?:permission denied for|must be owner of) (\w+) (.+)$")
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|TRUNCATE)\b", re.IGNORECASE)
 _CONTROLS = "stage_controls"  # each stage's flow control: grants.py gives the worker only part
+_CREATE_SCHEMA = re.compile(r"^\s*CREATE\s+SCHEMA\b", re.IGNORECASE)
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|COMMENT|GRANT|REVOKE)\b", re.IGNORECASE)
 
 
@@ -204,12 +205,20 @@ def permission_denied(
     who = f'role "{role}"' if role else "this database role"
     found = _DENIED_ON.search(primary)
     kind, name = (found[1], found[2].strip('"')) if found else ("object", primary)
+    text = statement or ""
     if kind == "database":
+        database = name.split()[0].strip(chr(34))
+        if _CREATE_SCHEMA.search(text):
+            # `db verify` builds the migrations' schema in a scratch schema to compare against.
+            return PermissionDenied(
+                f"{who} may not create schemas in database {database}, which db verify needs "
+                "for its scratch copy of the schema (always rolled back)",
+                hint=f"run it as the owner role, or GRANT CREATE ON DATABASE {database} to it",
+            )
         return PermissionDenied(
-            f"{who} may not connect to database {name.split()[0].strip(chr(34))}",
+            f"{who} may not connect to database {database}",
             hint="GRANT CONNECT ON DATABASE to it, or use another role",
         )
-    text = statement or ""
     if "must be owner" in primary or _DDL.search(text) or kind in ("schema", "function"):
         action, need = f"change {kind} {name}", "run migrations as the owner role"
     elif (written := _WRITE.search(text)) and name == _CONTROLS:

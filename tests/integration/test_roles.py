@@ -216,6 +216,36 @@ def test_a_role_without_grants_is_told_so_even_by_db_status(cli, roles: Roles) -
     assert result.stderr.count("\n") == 1
 
 
+def test_grants_apply_names_the_roles_that_do_not_exist_and_grants_nothing(
+    cli, roles: Roles
+) -> None:
+    result = cli(
+        "db",
+        "grants",
+        "--worker",
+        roles.worker,
+        "--reader",
+        "glisk_no_such_reader",
+        "--apply",
+        env={"DATABASE_URL": roles.owner_url},
+    )
+    assert result.exit_code == 5, result.stderr
+    assert 'no such role: "glisk_no_such_reader"' in result.stderr
+    assert "schema" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_verify_as_the_worker_says_it_needs_to_create_a_scratch_schema(
+    cli, roles: Roles
+) -> None:
+    claimed = as_role(cli, roles, "worker", "tokens", "claim", "--json")
+    assert claimed.exit_code == 0, claimed.stderr
+    result = as_role(cli, roles, "worker", "db", "verify")
+    assert result.exit_code == 4, result.stderr
+    assert f'role "{roles.worker}" may not create schemas in database' in result.stderr
+    assert "may not connect" not in result.stderr
+
+
 def test_a_role_that_may_not_connect_is_exit_4_not_3(
     cli, roles: Roles, pg_server: PostgresServer
 ) -> None:
