@@ -68,7 +68,7 @@ def seed_busy_pipeline(session_factory) -> None:
                     now() - interval '1 minute'
                 FROM tokens_s0 WHERE token_id = 1
                 UNION ALL
-                SELECT id, 'svc', 'failed', jsonb_build_object('reason', 'exit',
+                SELECT id, 'svc', 'failed', jsonb_build_object('reason', 'exit', 'exit_status', 1,
                     'message', 'cannot reach ' || CAST(:secret AS text)),
                     now() - interval '30 seconds'
                 FROM tokens_s0 WHERE token_id = 2

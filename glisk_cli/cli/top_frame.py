@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -24,7 +25,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 SPARK_MINUTES = 15  # the throughput column: one character per minute, oldest on the left
 MAX_WORKERS = 12
 MAX_MESSAGES = 3
-_WORDS = ("state", "rate", "why")  # columns of words, left-aligned as the names are
+_WORDS = ("state", "rate", "why")
+_UNBOUNDED = 10_000  # columns of words, left-aligned as the names are
 
 
 def render(frame: Frame) -> RenderableType:
@@ -51,7 +53,7 @@ def render(frame: Frame) -> RenderableType:
     if reading is None:
         parts.append(Text("no reading yet", style="dim"))
         return Group(*parts)
-    parts += [Text(""), _stages(frame.stages, reading), Text(""), _controls(reading), Text("")]
+    parts += [Text(""), _Fitted(frame.stages, reading), Text(""), _controls(reading), Text("")]
     parts += [_workers(reading), Text(""), *_failures(reading)]
     return Group(*parts)
 
@@ -75,21 +77,40 @@ def _table(*columns: str, title: str) -> Table:
         title_style="bold",
     )
     for column in columns:
-        numeric = column not in ("stage", "worker", "stages", f"last {SPARK_MINUTES}m", *_WORDS)
+        numeric = column not in ("stage", "worker", "stages", *_WORDS) and "last" not in column
         table.add_column(
             column, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis"
         )
     return table
 
 
-def _stages(stages: list[StageFigures], reading: PipelineReading) -> Table:
+class _Fitted:
+    """The stages table with as many minutes of bars as the width leaves room for (none on a
+    narrow terminal), so that the names, counts and ETAs are never cut."""
+
+    def __init__(self, stages: list[StageFigures], reading: PipelineReading) -> None:
+        self._stages, self._reading = stages, reading
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for minutes in (SPARK_MINUTES, 10, 5):
+            table = _stages(self._stages, self._reading, minutes)
+            unbounded = options.update_width(_UNBOUNDED)  # the table's natural width
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+        else:
+            table = _stages(self._stages, self._reading, 0)
+        yield table
+
+
+def _stages(stages: list[StageFigures], reading: PipelineReading, minutes: int) -> Table:
+    bars = [f"last {minutes}m"] if minutes else []
     table = _table(
         "stage",
         "waiting",
         "in flight",
         "done 1m",
         "done 1h",
-        f"last {SPARK_MINUTES}m",
+        *bars,
         "Δ/min",
         "oldest",
         "ETA",
@@ -107,7 +128,7 @@ def _stages(stages: list[StageFigures], reading: PipelineReading) -> Table:
             _count(stage.in_flight),
             _count(stage.done_per_minute[0]),
             _count(sum(stage.done_per_minute)),
-            sparkline(stage.done_per_minute[:SPARK_MINUTES][::-1]),
+            *([sparkline(stage.done_per_minute[:minutes][::-1])] if minutes else []),
             _change(figures.change_per_minute),
             humanize.duration(reading.at - oldest) if oldest else "-",
             _eta(figures),
@@ -166,11 +187,12 @@ def _failures(reading: PipelineReading) -> list[RenderableType]:
         return [Text("Failures: none in the last hour", style="dim")]
     line = Text("Failures in the last hour: ", style="bold")
     counts = sorted(reading.failures_by_reason.items(), key=lambda item: (-item[1], item[0]))
-    line.append(" · ".join(f"{reason} {count}" for reason, count in counts) or "none")
+    line.append(" · ".join(f"{reason}: {count}" for reason, count in counts) or "none")
     lines: list[RenderableType] = [line]
     for failure in reading.recent_failures[:MAX_MESSAGES]:
-        token = f" token {failure.token_id}" if failure.token_id is not None else ""
-        text = Text(f"  {_ago(failure.at, reading.at)}  {failure.stage}{token}: ", style="dim")
+        token = f"token {failure.token_id}" if failure.token_id is not None else ""
+        where = " ".join(part for part in (failure.stage, token) if part)
+        text = Text(f"  {_ago(failure.at, reading.at)}  {where}: ", style="dim")
         text.append(message(failure.error), style="")
         text.no_wrap, text.overflow = True, "ellipsis"
         lines.append(text)

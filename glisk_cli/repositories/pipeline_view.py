@@ -54,7 +54,7 @@ class WorkerReading:
 @dataclass(frozen=True)
 class FailureReading:
     at: datetime
-    stage: str
+    stage: str | None  # None for a token an operator failed outside any stage's work
     token_id: int | None
     error: Any  # the error_data document, as recorded
 

@@ -95,25 +95,36 @@ GROUP BY 2
 """
 
 _FAILED = TokenStatus.FAILED.value
-# A failed token says why (`reason`: max_attempts, …); a command the runner ran that failed
-# leaves its exit status (`glisk work`), which is the reason then.
+# A failure says why (`reason`: max_attempts, timeout, bad_answer, …, work/protocol.py); a
+# command that exited with another status than 0 is counted by that status.
+_EXIT = "'exit ' || (error_data->>'exit_status')"
 _REASON = (
-    "coalesce(error_data->>'reason', error_data->>'code', "
-    "'exit ' || (error_data->>'exit_status'), 'unknown')"
+    f"coalesce(CASE WHEN error_data->>'reason' = 'exit' THEN {_EXIT} END, "
+    f"error_data->>'reason', error_data->>'code', {_EXIT}, 'unknown')"
 )
 
+
+# Attempts `glisk work` ended without anything going wrong: the runner shut down gracefully and
+# handed the token back, or the service asked for a cooldown. They are history, not failures.
+def _not_failure(row: str) -> str:
+    return f"coalesce({row}.error_data->>'reason', '') NOT IN ('shutdown', 'retry_after')"
+
+
+# Each row counts tokens: a failed reveal transaction counts the tokens it was to reveal.
 FAILURES = f"""
-SELECT reason, count(*) FROM (
-    SELECT {_REASON} AS reason FROM image_generation_jobs
+SELECT reason, sum(tokens)::bigint FROM (
+    SELECT {_REASON} AS reason, 1 AS tokens FROM image_generation_jobs
     WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
+      AND {_not_failure("image_generation_jobs")}
     UNION ALL
-    SELECT {_REASON} FROM ipfs_upload_records
+    SELECT {_REASON}, 1 FROM ipfs_upload_records
     WHERE status = 'failed' AND completed_at IS NOT NULL AND completed_at > {_SINCE}
+      AND {_not_failure("ipfs_upload_records")}
     UNION ALL
-    SELECT 'reveal_failed' FROM reveal_transactions
+    SELECT 'reveal_failed', cardinality(token_ids) FROM reveal_transactions
     WHERE status = 'failed' AND created_at > {_SINCE}
     UNION ALL
-    SELECT {_REASON} FROM tokens_s0
+    SELECT {_REASON}, 1 FROM tokens_s0
     WHERE status = '{_FAILED}' AND updated_at > {_SINCE}
 ) AS failures
 GROUP BY reason
@@ -125,13 +136,13 @@ _NEWEST = f"ORDER BY 1 DESC LIMIT {RECENT_FAILURES}"
 RECENT = f"""
 (SELECT job.completed_at, '{StageName.GENERATION.value}', token.token_id, job.error_data
  FROM image_generation_jobs AS job LEFT JOIN tokens_s0 AS token ON token.id = job.token_id
- WHERE job.status = 'failed' AND job.completed_at IS NOT NULL {_NEWEST})
+ WHERE job.status = 'failed' AND job.completed_at IS NOT NULL AND {_not_failure("job")} {_NEWEST})
 UNION ALL
 (SELECT up.completed_at, '{StageName.UPLOAD.value}', token.token_id, up.error_data
  FROM ipfs_upload_records AS up LEFT JOIN tokens_s0 AS token ON token.id = up.token_id
- WHERE up.status = 'failed' AND up.completed_at IS NOT NULL {_NEWEST})
+ WHERE up.status = 'failed' AND up.completed_at IS NOT NULL AND {_not_failure("up")} {_NEWEST})
 UNION ALL
-(SELECT updated_at, coalesce(error_data->>'stage', 'token'), token_id, error_data
+(SELECT updated_at, error_data->>'stage', token_id, error_data
  FROM tokens_s0 WHERE status = '{_FAILED}' {_NEWEST})
 {_NEWEST}
 """

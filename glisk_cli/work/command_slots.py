@@ -26,7 +26,7 @@ from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.process import CommandRun
 from glisk_cli.work.programs import Command
-from glisk_cli.work.protocol import failed_all
+from glisk_cli.work.protocol import COULD_NOT_START, failed_all
 from glisk_cli.work.watchdog import Watchdog
 
 _IDLE_WAKE_S = 0.5  # with nothing due, the thread still looks around this often
@@ -130,7 +130,8 @@ class CommandSlots(Executor):
             )
         except OSError as error:
             reason = error.strerror or str(error)
-            job.end(failed_all(job.tokens, f"the command could not start: {reason}"), 0)
+            unstarted = f"the command could not start: {reason}"
+            job.end(failed_all(job.tokens, unstarted, COULD_NOT_START), 0)
             return False
         except Exception as error:
             self._broken(job, error)

@@ -19,7 +19,7 @@ from glisk_cli.pipeline import Stage
 from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
 from glisk_cli.work.programs import Handler
-from glisk_cli.work.protocol import Interrupted, failed_all
+from glisk_cli.work.protocol import EXCEPTION, Interrupted, failed_all
 
 
 class Executor:
@@ -112,7 +112,7 @@ class Executor:
 
     def _broken(self, job: Job, error: Exception) -> Job:
         """A job whose driving broke fails its attempt; it must not take the runner with it."""
-        return job.end(failed_all(job.tokens, f"{type(error).__name__}: {error}"), 0)
+        return job.end(failed_all(job.tokens, f"{type(error).__name__}: {error}", EXCEPTION), 0)
 
 
 class HandlerSlots(Executor):

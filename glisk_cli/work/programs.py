@@ -22,6 +22,11 @@ from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
 from glisk_cli.work.process import MAX_ANSWER, CommandExit, CommandRun
 from glisk_cli.work.protocol import (
+    BAD_ANSWER,
+    EXCEPTION,
+    EXIT,
+    KILLED,
+    TIMEOUT,
     Failed,
     Interrupted,
     TokenOutcome,
@@ -96,15 +101,17 @@ class Command:
             return {token.id: Interrupted(exited.killed) for token in tokens}
         details = {"exit_status": exited.exit_status, "stderr": exited.stderr_tail}
         if exited.killed == "timeout":
-            return failed_all(tokens, f"timed out after {exited.seconds:.0f}s", **details)
+            return failed_all(tokens, f"timed out after {exited.seconds:.0f}s", TIMEOUT, **details)
         if exited.exit_status != 0:
-            return failed_all(tokens, _exit_message(exited.exit_status), **details)
+            ended = EXIT if exited.exit_status > 0 else KILLED
+            return failed_all(tokens, _exit_message(exited.exit_status), ended, **details)
         if exited.answer is None:
-            return failed_all(tokens, f"the answer is over {MAX_ANSWER} bytes", **details)
+            too_big = f"the answer is over {MAX_ANSWER} bytes"
+            return failed_all(tokens, too_big, BAD_ANSWER, **details)
         try:
             answer = json.loads(exited.answer)
         except ValueError as error:
-            return failed_all(tokens, f"the answer is not JSON ({error})", **details)
+            return failed_all(tokens, f"the answer is not JSON ({error})", BAD_ANSWER, **details)
         outcomes = read_answer(stage, tokens, answer, batched=self.batched)
         return {
             id: Failed({**outcome.error, **details}) if isinstance(outcome, Failed) else outcome
@@ -160,7 +167,8 @@ class HandlerRun:
             answer = self._handler.function(self._tokens if batched else self._tokens[0])
             outcomes = read_answer(self._stage, self._tokens, answer, batched=batched)
         except Exception as error:
-            outcomes = failed_all(self._tokens, f"{type(error).__name__}: {error}"[:2048])
+            raised = f"{type(error).__name__}: {error}"[:2048]
+            outcomes = failed_all(self._tokens, raised, EXCEPTION)
         self._outcomes = outcomes
         self._done.set()
 
@@ -176,7 +184,7 @@ class HandlerRun:
         if self._killed:
             return {token.id: Interrupted(self._killed) for token in self._tokens}, seconds
         if not finished:
-            return failed_all(self._tokens, f"timed out after {seconds:.0f}s"), seconds
+            return failed_all(self._tokens, f"timed out after {seconds:.0f}s", TIMEOUT), seconds
         return self._outcomes, seconds
 
 

@@ -27,6 +27,16 @@ from glisk_cli.flow import MAX_COOLDOWN
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
 
+# Why an attempt failed: error_data's `reason`, by which `glisk top` counts failures (with a
+# nonzero exit, `glisk top` says "exit N" from the error's exit_status).
+TIMEOUT = "timeout"  # --timeout ran out
+EXIT = "exit"  # the command exited with a status other than 0
+KILLED = "killed"  # a signal ended the command
+BAD_ANSWER = "bad_answer"  # not JSON, over the size limit, or missing a result field
+JOB_ERROR = "job_error"  # the job answered {"error": …}
+EXCEPTION = "exception"  # a Python handler raised (or the runner's driving of the job did)
+COULD_NOT_START = "could_not_start"  # the command could not be run
+
 
 @dataclass(frozen=True)
 class Succeeded:
@@ -80,13 +90,14 @@ def read_answer(
     if batched and isinstance(answer, list):
         return _per_token(stage, tokens, answer)
     wanted = "a JSON object or an array of them" if batched else "a JSON object"
-    return failed_all(tokens, f"the job's answer is not {wanted}")
+    return failed_all(tokens, f"the job's answer is not {wanted}", BAD_ANSWER)
 
 
 def failed_all(
-    tokens: Sequence[ClaimedToken], message: str, **details: Any
+    tokens: Sequence[ClaimedToken], message: str, reason: str, **details: Any
 ) -> dict[uuid.UUID, TokenOutcome]:
-    outcome = Failed({"message": _text(message), **details})
+    """The same failure for every token; `reason` is its kind, by which `glisk top` counts."""
+    outcome = Failed({"message": _text(message), "reason": reason, **details})
     return {token.id: outcome for token in tokens}
 
 
@@ -100,11 +111,10 @@ def _per_token(
         token = by_token_id.get(said) if isinstance(said, int) else None
         if token is None or token.id in outcomes:
             continue  # not one of ours, or said twice: the first answer stands
-        if "error" in answer:
-            outcomes[token.id] = Failed({"message": _text(answer["error"])})
-        else:
-            outcomes[token.id] = _outcome(stage, answer)
-    missing = Failed({"message": "the job's answer has no entry for this token"})
+        outcomes[token.id] = _outcome(stage, answer)
+    missing = Failed(
+        {"message": "the job's answer has no entry for this token", "reason": BAD_ANSWER}
+    )
     return {token.id: outcomes.get(token.id, missing) for token in tokens}
 
 
@@ -118,16 +128,21 @@ def _cool_down(value: Any) -> TokenOutcome:
         delay = timedelta(seconds=max(value, 0))
     if delay is None or not timedelta(0) < delay <= MAX_COOLDOWN:
         return Failed(
-            {"message": f"the job's retry_after is not a duration up to a day: {_text(value)}"}
+            {
+                "message": f"the job's retry_after is not a duration up to a day: {_text(value)}",
+                "reason": BAD_ANSWER,
+            }
         )
     return CoolDown(delay)
 
 
 def _outcome(stage: Stage, answer: Mapping[str, Any]) -> TokenOutcome:
+    if "error" in answer:
+        return Failed({"message": _text(answer["error"]), "reason": JOB_ERROR})
     for result in stage.results:
         problem = result.problem(answer.get(result.name))
         if problem is not None:
-            return Failed({"message": f"the job's {problem}"})
+            return Failed({"message": f"the job's {problem}", "reason": BAD_ANSWER})
     return Succeeded({name: answer[name] for name in stage.result_fields}, _extras(answer))
 
 

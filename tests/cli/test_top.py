@@ -24,7 +24,7 @@ from glisk_cli.cli.top_state import Frame, Monitor, document
 from glisk_cli.db import Database
 from glisk_cli.flow import Rate
 from glisk_cli.uow import create_uow_factory
-from tests.conftest import GLISK, PostgresServer
+from tests.conftest import GLISK, PostgresServer, seed_tokens
 from tests.top_pipeline import SECRET_URL, seed_busy_pipeline, stall_worker
 
 LEASE = timedelta(minutes=15)
@@ -84,7 +84,7 @@ def test_a_busy_pipeline_shows_stages_workers_and_redacted_failures(
     assert rows["w-gen"][-1] == "ok"
     assert rows["w-up"][1:3] == ["upload", "2"]
     text = "\n".join(lines)
-    assert "Failures in the last hour: max_attempts 3 · exit 1 · timeout 1" in text
+    assert "Failures in the last hour: max_attempts: 3 · exit 1: 1 · timeout: 1" in text
     assert "token 2: cannot reach postgresql://svc:***@db.internal:5432/glisk" in text
     assert "hunter2" not in text
     assert "second line" not in text
@@ -176,6 +176,70 @@ def test_the_backlog_change_between_refreshes_gives_a_rate_and_an_eta(
     assert generation["backlog_change_per_minute"] == -10
     assert generation["rate_per_minute"] == 10
     assert generation["eta_seconds"] == (23 + 4) * 6  # 27 left at 10 a minute
+
+
+def test_at_80_columns_stage_names_counts_and_etas_are_whole(
+    session_factory, migrated_url: str
+) -> None:
+    seed_busy_pipeline(session_factory)
+    ticks = iter([0.0, 60.0])
+    monitor, database = _monitor(migrated_url, clock=lambda: next(ticks))
+    try:
+        monitor.refresh()
+        with session_factory() as session, session.begin():
+            session.execute(
+                sa_text("UPDATE tokens_s0 SET status = 'uploading' WHERE token_id BETWEEN 1 AND 10")
+            )
+        lines = _text(monitor.refresh(), width=80).splitlines()
+    finally:
+        database.dispose()
+    header = next(line for line in lines if line.startswith("stage "))
+    assert header.split()[-1] == "ETA"
+    assert "…" not in header
+    generation = next(line for line in lines if line.startswith("generation"))
+    assert "…" not in generation
+    assert re.fullmatch(r"\d+m \d\ds", " ".join(generation.split()[-2:]))  # the whole ETA
+    assert all(len(line) <= 80 for line in lines)
+
+
+def test_failures_are_counted_by_what_went_wrong_in_tokens_not_shutdowns(
+    session_factory, migrated_url: str
+) -> None:
+    seed_tokens(session_factory, 6)
+    with session_factory() as session, session.begin():
+        session.execute(
+            sa_text(
+                """
+                INSERT INTO image_generation_jobs (token_id, service, status, error_data,
+                                                   completed_at)
+                SELECT id, 'svc', 'failed', CAST(error AS jsonb), now() - interval '1 minute'
+                FROM tokens_s0, (VALUES
+                    ('{"reason": "timeout", "exit_status": -9, "message": "timed out after 5s"}'),
+                    ('{"reason": "bad_answer", "exit_status": 0, "message": "not JSON"}'),
+                    ('{"reason": "exit", "exit_status": 1, "message": "exited with status 1"}'),
+                    ('{"reason": "shutdown", "message": "stopped (shutdown)"}'),
+                    ('{"reason": "retry_after", "message": "asked to retry after 30s"}')
+                ) AS errors(error)
+                WHERE token_id = 1;
+                INSERT INTO reveal_transactions (token_ids, status)
+                SELECT array_agg(id), 'failed' FROM tokens_s0 WHERE token_id BETWEEN 2 AND 4;
+                UPDATE tokens_s0 SET status = 'failed', error_data = '{"message": "bad prompt"}'
+                WHERE token_id = 5;
+                """
+            )
+        )
+    monitor, database = _monitor(migrated_url)
+    try:
+        text = _text(monitor.refresh())
+    finally:
+        database.dispose()
+    assert (
+        "Failures in the last hour: reveal_failed: 3 · bad_answer: 1 · exit 1: 1 · timeout: 1"
+        " · unknown: 1"
+    ) in text
+    assert "shutdown" not in text
+    assert "retry after" not in text
+    assert "  token 5: bad prompt" in text
 
 
 def test_a_database_that_cannot_be_reached_is_a_warning_until_it_is_back(

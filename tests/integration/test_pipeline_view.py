@@ -52,7 +52,7 @@ def test_a_busy_pipeline_reads_per_stage_per_worker_and_per_failure(
     # its lease ends in 10 minutes of a 15-minute lease: renewed 5 minutes ago
     assert timedelta(minutes=5) <= reading.at - renewal < timedelta(minutes=6)
 
-    assert reading.failures_by_reason == {"max_attempts": 3, "timeout": 1, "exit": 1}
+    assert reading.failures_by_reason == {"max_attempts": 3, "timeout": 1, "exit 1": 1}
     assert [f.stage for f in reading.recent_failures] == ["generation"] * 5
     assert [f.token_id for f in reading.recent_failures][:2] == [2, 1]
     assert reading.recent_failures[0].error["reason"] == "exit"

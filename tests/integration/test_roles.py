@@ -235,9 +235,7 @@ def test_grants_apply_names_the_roles_that_do_not_exist_and_grants_nothing(
     assert result.stdout == ""
 
 
-def test_verify_as_the_worker_says_it_needs_to_create_a_scratch_schema(
-    cli, roles: Roles
-) -> None:
+def test_verify_as_the_worker_says_it_needs_to_create_a_scratch_schema(cli, roles: Roles) -> None:
     claimed = as_role(cli, roles, "worker", "tokens", "claim", "--json")
     assert claimed.exit_code == 0, claimed.stderr
     result = as_role(cli, roles, "worker", "db", "verify")

@@ -10,6 +10,8 @@ import pytest
 
 from glisk_cli.pipeline import STAGES, StageName, TokenStatus
 from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.work.process import CommandExit
+from glisk_cli.work.programs import Command
 from glisk_cli.work.protocol import CoolDown, Failed, Succeeded, job_input, read_answer
 from tests.unit.records import claimed_token
 
@@ -38,7 +40,7 @@ def test_per_token_answers_may_mix_results_and_errors_and_a_missing_token_fails(
     ]
     outcomes = read_answer(REVEAL, tokens, answer, batched=True)
     assert outcomes[tokens[0].id] == Succeeded({"tx_hash": TX})
-    assert outcomes[tokens[1].id] == Failed({"message": "reverted"})
+    assert outcomes[tokens[1].id] == Failed({"message": "reverted", "reason": "job_error"})
     missing = outcomes[tokens[2].id]
     assert isinstance(missing, Failed)
     assert "no entry" in missing.error["message"]
@@ -92,3 +94,30 @@ def test_a_retry_after_that_is_no_duration_up_to_a_day_fails_the_attempt(said: o
     [outcome] = read_answer(GENERATION, [_token(1)], {"retry_after": said}, batched=False).values()
     assert isinstance(outcome, Failed)
     assert "retry_after" in outcome.error["message"]
+
+
+def test_one_object_with_an_error_fails_the_attempt_with_the_job_s_words() -> None:
+    [outcome] = read_answer(REVEAL, [_token(1)], {"error": "nonce too low"}, batched=False).values()
+    assert outcome == Failed({"message": "nonce too low", "reason": "job_error"})
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "killed", "reason"),
+    [
+        (1, b"", None, "exit"),
+        (-9, b"", "timeout", "timeout"),
+        (-11, b"", None, "killed"),
+        (0, b"not json", None, "bad_answer"),
+        (0, None, None, "bad_answer"),
+        (0, b"{}", None, "bad_answer"),
+        (0, b'{"error": "no GPU"}', None, "job_error"),
+    ],
+)
+def test_every_failed_attempt_of_a_command_says_what_kind_of_failure_it_was(
+    status: int, answer: bytes | None, killed: str | None, reason: str
+) -> None:
+    [token] = tokens = [_token(1, TokenStatus.DETECTED)]
+    exited = CommandExit(status, answer, "", killed, 5.0)
+    outcome = Command(["true"]).outcomes(GENERATION, tokens, exited)[token.id]
+    assert isinstance(outcome, Failed)
+    assert outcome.error["reason"] == reason
