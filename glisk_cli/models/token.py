@@ -21,6 +21,7 @@ from glisk_cli.models.base import Address, Base, DefaultNow, UUIDPrimaryKey, req
 from glisk_cli.models.literals import LEASE_COLUMNS, status_in
 from glisk_cli.pipeline import (
     REQUIRED_BEFORE,
+    STAGE_OF,
     STAGES,
     TERMINAL_STATUSES,
     StageName,
@@ -153,9 +154,16 @@ class Token(Base):
         self.checkpoint = None
 
     def mark_failed(self, error_dict: dict[str, Any]) -> None:
+        """Fail the token with `error_dict`, which names the stage it was failed in (unless it
+        says one) and keeps the error recorded before it under `earlier`: nothing is lost."""
         self._refuse_if_terminal("failed")
+        error = dict(error_dict)
+        if (stage := STAGE_OF.get(self.status)) is not None:
+            error.setdefault("stage", stage.name.value)
+        if self.error_data:
+            error.setdefault("earlier", self.error_data)
         self._finish_transition(TokenStatus.FAILED)
-        self.error_data = error_dict
+        self.error_data = error
 
     def _move(self, target: TokenStatus) -> None:
         self._refuse_if_terminal(target.value)

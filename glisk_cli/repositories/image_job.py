@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -24,10 +25,26 @@ class JobEnd(NamedTuple):
     error_data: dict[str, Any] | None
 
 
+def abandon_sql(token_ids: str, why: str, *, keep: str = "'{}'::uuid[]") -> str:
+    """An UPDATE ending the running attempts of the tokens `token_ids` (SQL for a uuid[]) but
+    those of the job ids `keep`: failed, reason `abandoned`, saying `why`. An attempt still
+    running when its token is claimed again or reaped was left by a runner that died (kill -9,
+    a lost host): its history must not say `running` for ever."""
+    ended = {"reason": "abandoned", "message": why}
+    return f"""
+UPDATE image_generation_jobs SET status = 'failed', completed_at = statement_timestamp(),
+    error_data = coalesce(error_data, jsonb_build_object()) || '{json.dumps(ended)}'::jsonb
+WHERE token_id = ANY ({token_ids}) AND status = 'running' AND id <> ALL ({keep})
+"""
+
+
 # Bulk writes of the worker runner: one statement for any number of attempts. A job row's id
 # is derived from its token and the lease it runs under (`job_id`), so the attempt's end finds
-# it, and writing either twice adds nothing.
-_START = """
+# it, and writing either twice adds nothing. A new attempt ends any its token's earlier holder
+# left running.
+_TAKEN_OVER = "its runner stopped before it ended; the token was claimed again"
+_START = f"""
+WITH abandoned AS ({abandon_sql("%(token_ids)s::uuid[]", _TAKEN_OVER, keep="%(ids)s::uuid[]")})
 INSERT INTO image_generation_jobs (id, token_id, service, status, retry_count, external_job_id)
 SELECT id, token_id, left(%(service)s, 50), 'running', retry_count, left(external_job_id, 255)
 FROM unnest(%(ids)s::uuid[], %(token_ids)s::uuid[], %(retries)s::int[], %(external_ids)s::text[])

@@ -136,7 +136,9 @@ class TokenOperations(Repository):
                 _given(metadata_cid, "metadata_cid"), image_cid
             ),
             TokenStatus.REVEALED: lambda: token.mark_revealed(_given(tx_hash, "tx_hash")),
-            TokenStatus.FAILED: lambda: token.mark_failed(error or {"reason": "marked failed"}),
+            TokenStatus.FAILED: lambda: token.mark_failed(
+                {"reason": "marked_failed", **(error or {})}
+            ),
         }
         if target not in moves:
             raise InvalidInput(f"a token cannot be moved to {target.value}")

@@ -29,6 +29,7 @@ from glisk_cli.pipeline import (
     Stage,
     StageName,
 )
+from glisk_cli.repositories.image_job import abandon_sql
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
 # The status comes back as text, which the record makes a TokenStatus whatever loaders the
@@ -311,15 +312,20 @@ RETURNING {columns}
 
 
 def reap_sql(columns: str) -> str:
-    """Fail every unfinished token that used up :max_attempts and is held by no live lease."""
+    """Fail every unfinished token that used up :max_attempts and is held by no live lease, and
+    end the attempts a dead runner left running on them."""
+    abandoned = abandon_sql("ARRAY(SELECT id FROM reaped)", "its runner stopped before it ended")
     return f"""
-UPDATE tokens_s0 SET
-    status = 'failed',
-    error_data = {_NO_ERROR} || {MAX_ATTEMPTS_ERROR} || jsonb_build_object('reaped', true),
-    {end_lease()}
-WHERE {status_in(ACTIVE_STATUSES)} AND {used_up(":max_attempts")}
-  AND (lease_expires_at IS NULL OR lease_expires_at < statement_timestamp())
-RETURNING {columns}
+WITH reaped AS (
+    UPDATE tokens_s0 SET
+        status = 'failed',
+        error_data = {_NO_ERROR} || {MAX_ATTEMPTS_ERROR} || jsonb_build_object('reaped', true),
+        {end_lease()}
+    WHERE {status_in(ACTIVE_STATUSES)} AND {used_up(":max_attempts")}
+      AND (lease_expires_at IS NULL OR lease_expires_at < statement_timestamp())
+    RETURNING {columns}
+), abandoned AS ({abandoned})
+SELECT {columns} FROM reaped
 """
 
 

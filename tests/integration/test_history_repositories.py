@@ -235,3 +235,47 @@ def test_deleting_a_token_deletes_its_jobs_and_upload_records(
         assert uow.image_jobs.get_latest_by_token(doomed) is None
         assert len(uow.image_jobs.get_by_token(kept)) == 1
         assert len(uow.ipfs_records.get_by_token(kept)) == 1
+
+
+def _expire_leases(session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as session, session.begin():
+        session.execute(text("UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second'"))
+
+
+def _job_rows(session_factory: sessionmaker[Session]) -> list[tuple[str, str | None]]:
+    with session_factory() as session:
+        rows = session.execute(
+            text(
+                "SELECT status, error_data->>'reason' FROM image_generation_jobs "
+                "ORDER BY created_at, status"
+            )
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def test_an_attempt_a_dead_runner_left_running_ends_abandoned_when_its_token_is_claimed_again(
+    session_factory: sessionmaker[Session], uow_factory: UowFactory
+) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        first = uow.tokens.claim("generation", 1, "w1", timedelta(minutes=1))
+        uow.image_jobs.start_running(first, "gen.py")
+    _expire_leases(session_factory)  # w1 died (kill -9): its attempt was never ended
+    with uow_factory() as uow:
+        second = uow.tokens.claim("generation", 1, "w2", timedelta(minutes=1))
+        uow.image_jobs.start_running(second, "gen.py")
+        uow.image_jobs.start_running(second, "gen.py")  # a retried write changes nothing
+    assert _job_rows(session_factory) == [("failed", "abandoned"), ("running", None)]
+
+
+def test_reap_ends_the_attempts_a_dead_runner_left_running(
+    session_factory: sessionmaker[Session], uow_factory: UowFactory
+) -> None:
+    seed_tokens(session_factory, 1)
+    with uow_factory() as uow:
+        claimed = uow.tokens.claim("generation", 1, "w1", timedelta(minutes=1), max_attempts=1)
+        uow.image_jobs.start_running(claimed, "gen.py")
+    _expire_leases(session_factory)
+    with uow_factory() as uow:
+        assert [token.token_id for token in uow.tokens.reap(max_attempts=1)] == [1]
+    assert _job_rows(session_factory) == [("failed", "abandoned")]

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from glisk_cli.models import InvalidStateTransition, NaiveDatetimeError, Token, TokenStatus
+from glisk_cli.pipeline import STAGE_OF
 
 
 def new_token(status: TokenStatus = TokenStatus.DETECTED) -> Token:
@@ -48,7 +49,18 @@ def test_mark_failed_from_any_non_terminal_state(status: TokenStatus) -> None:
     token = new_token(status)
     token.mark_failed({"error": "test"})
     assert token.status is TokenStatus.FAILED
-    assert token.error_data == {"error": "test"}
+    assert token.error_data == {"error": "test", "stage": STAGE_OF[status].name.value}
+
+
+def test_mark_failed_keeps_the_error_recorded_before_it() -> None:
+    token = new_token(TokenStatus.UPLOADING)
+    token.error_data = {"message": "pin timed out", "attempt": 3}
+    token.mark_failed({"message": "given up by the operator"})
+    assert token.error_data == {
+        "message": "given up by the operator",
+        "stage": "upload",
+        "earlier": {"message": "pin timed out", "attempt": 3},
+    }
 
 
 @pytest.mark.parametrize("status", [TokenStatus.REVEALED, TokenStatus.FAILED])
