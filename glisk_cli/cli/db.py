@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from glisk_cli.cli import context
-from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, print_json, say
+from glisk_cli.cli.output import (
+    JsonOption,
+    YesOption,
+    confirm_or_refuse,
+    emit,
+    print_json,
+    print_table,
+    say,
+)
 
 if TYPE_CHECKING:
     from glisk_cli.embedded import EmbeddedServer
@@ -78,7 +86,12 @@ def history(as_json: JsonOption = False) -> None:
     from glisk_cli import migrations
 
     entries = migrations.history()
-    emit(entries, as_json=as_json, columns=["revision", "down_revision", "is_head", "message"])
+    if as_json:
+        print_json(entries)
+        return
+    # A message's first line: a table row is one line.
+    rows = [{**entry, "message": (entry["message"] or "").split("\n")[0]} for entry in entries]
+    print_table(rows, ["revision", "down_revision", "is_head", "message"])
 
 
 @app.command()

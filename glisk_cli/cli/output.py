@@ -31,10 +31,13 @@ def print_table(
     *,
     title: str = "",
     fold: bool = False,
+    elastic: str | None = None,
 ) -> None:
     """A table for people: on a terminal sized to it, with a header rule and colour (a row's
     `_style`, say "red" for stalled work); piped or with NO_COLOR, plain aligned text. A cell
-    never wraps unless `fold`: it is cut with an ellipsis, and the full value is in `--json`."""
+    never wraps unless `fold`: it is cut with an ellipsis, and the full value is in `--json`.
+    When the table is too wide, the `elastic` column (default: the last) gives way first; the
+    others keep their width up to MAX_KEPT, so an id is never cut to make room for a message."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -50,14 +53,30 @@ def print_table(
         header_style="bold" if coloured else "",
         title_style="bold" if coloured else "",
     )
+    width = shutil.get_terminal_size((80, 24)).columns
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    giving_way = elastic if elastic is not None else columns[-1] if columns else None
+    kept = {
+        column: min(max([len(column), *(len(line[index]) for line in cells)]), MAX_KEPT)
+        for index, column in enumerate(columns)
+        if column != giving_way
+    }
+    # What is left once the others have their width and the two spaces between columns.
+    left = max(width - sum(kept.values()) - 2 * (len(columns) - 1), len(giving_way or ""))
     for column in columns:
-        table.add_column(column, no_wrap=not fold, overflow="fold" if fold else "ellipsis")
-    for row in rows:
+        table.add_column(
+            column,
+            no_wrap=not fold,
+            overflow="fold" if fold else "ellipsis",
+            min_width=kept.get(column),
+            max_width=left if column == giving_way else None,
+        )
+    for row, line in zip(rows, cells, strict=True):
         style = row.get("_style") if coloured else None
-        table.add_row(*(_cell(row.get(column)) for column in columns), style=style)
+        table.add_row(*line, style=style)
     console = Console(
         file=io.StringIO(),
-        width=shutil.get_terminal_size((80, 24)).columns,
+        width=width,
         highlight=False,
         force_terminal=coloured,
         color_system="standard" if coloured else None,
@@ -67,6 +86,9 @@ def print_table(
     rendered = console.file.getvalue()  # type: ignore[attr-defined]
     # Rich pads every cell to its column's width; a line ends where its text does.
     sys.stdout.write("".join(line.rstrip() + "\n" for line in rendered.splitlines()))
+
+
+MAX_KEPT = 40  # the widest a column other than the elastic one keeps on a narrow terminal
 
 
 def print_record(record: Mapping[str, Any], *, title: str = "", fold: bool = True) -> None:

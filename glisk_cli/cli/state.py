@@ -92,4 +92,4 @@ def list_(
         }
         for row in rows
     ]
-    print_table(shown, ["key", "value", "updated"])
+    print_table(shown, ["key", "value", "updated"], elastic="value")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -13,6 +12,7 @@ from glisk_cli.models import ImageGenerationJob
 from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.base import TableRepository
 from glisk_cli.repositories.token_records import ClaimedToken
+from glisk_cli.repositories.token_sql import abandon_sql
 
 
 class JobEnd(NamedTuple):
@@ -23,19 +23,6 @@ class JobEnd(NamedTuple):
     service: str | None
     external_job_id: str | None
     error_data: dict[str, Any] | None
-
-
-def abandon_sql(token_ids: str, why: str, *, keep: str = "'{}'::uuid[]") -> str:
-    """An UPDATE ending the running attempts of the tokens `token_ids` (SQL for a uuid[]) but
-    those of the job ids `keep`: failed, reason `abandoned`, saying `why`. An attempt still
-    running when its token is claimed again or reaped was left by a runner that died (kill -9,
-    a lost host): its history must not say `running` for ever."""
-    ended = {"reason": "abandoned", "message": why}
-    return f"""
-UPDATE image_generation_jobs SET status = 'failed', completed_at = statement_timestamp(),
-    error_data = coalesce(error_data, jsonb_build_object()) || '{json.dumps(ended)}'::jsonb
-WHERE token_id = ANY ({token_ids}) AND status = 'running' AND id <> ALL ({keep})
-"""
 
 
 # Bulk writes of the worker runner: one statement for any number of attempts. A job row's id

@@ -17,6 +17,7 @@ leases as live that have already run out.
 from __future__ import annotations
 
 import functools
+import json
 import operator
 
 from glisk_cli.models.literals import LEASE_COLUMNS, status_in
@@ -29,7 +30,6 @@ from glisk_cli.pipeline import (
     Stage,
     StageName,
 )
-from glisk_cli.repositories.image_job import abandon_sql
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
 # The status comes back as text, which the record makes a TokenStatus whatever loaders the
@@ -308,6 +308,19 @@ def release_by_token_id_sql(columns: str, *, delayed: bool) -> str:
 UPDATE tokens_s0 SET status = {WAITING_STATUS}, {end_lease(due)}
 WHERE token_id = ANY (:token_ids)
 RETURNING {columns}
+"""
+
+
+def abandon_sql(token_ids: str, why: str, *, keep: str = "'{}'::uuid[]") -> str:
+    """An UPDATE ending the running attempts of the tokens `token_ids` (SQL for a uuid[]) but
+    those of the job ids `keep`: failed, reason `abandoned`, saying `why`. An attempt still
+    running when its token is claimed again or reaped was left by a runner that died (kill -9,
+    a lost host): its history must not say `running` for ever."""
+    ended = {"reason": "abandoned", "message": why}
+    return f"""
+UPDATE image_generation_jobs SET status = 'failed', completed_at = statement_timestamp(),
+    error_data = coalesce(error_data, jsonb_build_object()) || '{json.dumps(ended)}'::jsonb
+WHERE token_id = ANY ({token_ids}) AND status = 'running' AND id <> ALL ({keep})
 """
 
 

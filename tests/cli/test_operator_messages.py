@@ -1,0 +1,14 @@
+"""What an operator is told is true: tables that keep their ids on a narrow terminal, errors in
+glisk's words, and the documented exit codes where a new user met misleading ones."""
+
+from __future__ import annotations
+
+
+def test_db_history_at_80_columns_keeps_every_revision_beside_its_message(glisk) -> None:
+    lines = glisk("db", "history", env={"COLUMNS": "80"}).stdout.splitlines()
+    assert lines[0].split() == ["revision", "down_revision", "is_head", "message"]
+    rows = [line.split(maxsplit=3) for line in lines[1:]]
+    assert [row[0] for row in rows][-2:] == ["0002", "0001"]
+    assert [row[1] for row in rows][-2:] == ["0001", "-"]
+    assert rows[-1][3].startswith("initial schema")
+    assert all(len(line) <= 80 for line in lines)
