@@ -69,8 +69,11 @@ class Settings(BaseSettings):
     @field_validator("database_url", "database_direct_url", mode="before")
     @classmethod
     def _normalise_database_url(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None  # empty means "not set": use the embedded server
+        if value is None:
+            return None
+        if isinstance(value, str) and not value.strip():
+            # A blank secret in a deploy must not quietly run on an empty private database.
+            raise ValueError("is set but empty: give a URL, or unset it to use the embedded server")
         raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         try:
             parts = urlsplit(raw.strip())

@@ -159,7 +159,7 @@ def translate(error: DBAPIError | psycopg.Error, statement: str | None = None) -
     constraint = getattr(diag, "constraint_name", None) or "a constraint"
     detail = getattr(diag, "message_detail", None)
     if sqlstate == "23505":
-        return Conflict(f"duplicate: {detail or constraint} already exists")
+        return Conflict(_duplicate(getattr(diag, "table_name", None), detail, constraint))
     if sqlstate in ("23503", "23001"):  # foreign_key_violation, restrict_violation
         if sqlstate == "23001" or getattr(diag, "message_primary", "").startswith("update or"):
             referenced = f"still referenced ({constraint})"
@@ -184,6 +184,36 @@ def translate(error: DBAPIError | psycopg.Error, statement: str | None = None) -
             hint="retry; see GLISK_LOCK_TIMEOUT and GLISK_STATEMENT_TIMEOUT",
         )
     return None
+
+
+# What a row of each table is, in the words of glisk's commands.
+_ROW_OF = {
+    "tokens_s0": "token",
+    "authors": "author",
+    "mint_events": "mint event",
+    "system_state": "state key",
+    "reveal_transactions": "reveal transaction",
+    "image_generation_jobs": "image job",
+    "ipfs_upload_records": "upload record",
+    "stage_controls": "stage control",
+}
+# PostgreSQL's detail of a unique violation: `Key (token_id)=(1) already exists.`
+_KEY = re.compile(r"^Key \((?P<columns>.+?)\)=\((?P<values>.*)\) already exists\.?$", re.DOTALL)
+
+
+def _duplicate(table: str | None, detail: str | None, constraint: str) -> str:
+    """`author with wallet_address 0xab… already exists`, from a unique violation."""
+    row = _ROW_OF.get(table or "", "a row")
+    found = _KEY.match(detail or "")
+    if found is None:
+        return f"{row} already exists ({constraint})"
+    # An expression index names `lower(wallet_address::text)`: the column is what people know.
+    columns = _CAST.sub("", _CALL.sub(r"\1", found["columns"]))
+    return f"{row} with {columns} {found['values']} already exists"
+
+
+_CALL = re.compile(r"\b\w+\(([^()]*)\)")
+_CAST = re.compile(r"::[\w ]+")
 
 
 _INSUFFICIENT_PRIVILEGE = "42501"

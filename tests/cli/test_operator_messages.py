@@ -3,6 +3,8 @@ glisk's words, and the documented exit codes where a new user met misleading one
 
 from __future__ import annotations
 
+from tests.cli.outputs import assert_one_error_line
+
 
 def test_db_history_at_80_columns_keeps_every_revision_beside_its_message(glisk) -> None:
     lines = glisk("db", "history", env={"COLUMNS": "80"}).stdout.splitlines()
@@ -12,3 +14,15 @@ def test_db_history_at_80_columns_keeps_every_revision_beside_its_message(glisk)
     assert [row[1] for row in rows][-2:] == ["0001", "-"]
     assert rows[-1][3].startswith("initial schema")
     assert all(len(line) <= 80 for line in lines)
+
+
+WALLET = "0x" + "ab" * 20
+
+
+def test_a_duplicate_is_said_in_glisk_s_words_naming_the_row(glisk) -> None:
+    glisk("authors", "add", "--wallet", WALLET, "--prompt", "a fox")
+    again = glisk(
+        "authors", "add", "--wallet", WALLET.upper().replace("0X", "0x"), "--prompt", "x", expect=6
+    )
+    assert_one_error_line(again, f"author with wallet_address {WALLET} already exists")
+    assert "Key (" not in again.stderr

@@ -96,6 +96,12 @@ def test_out_of_range_values_are_rejected(
         load_settings()
 
 
-def test_empty_database_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "")
-    assert load_settings().database_url is None
+@pytest.mark.parametrize("name", ["DATABASE_URL", "DATABASE_DIRECT_URL"])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_database_url_set_but_empty_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, blank: str
+) -> None:
+    monkeypatch.setenv(name, blank)
+    with pytest.raises(ConfigError, match=f"invalid setting {name}: is set but empty") as caught:
+        load_settings()
+    assert caught.value.exit_code == 4
