@@ -188,9 +188,24 @@ def start(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def stop(as_json: JsonOption = False) -> None:
-    """Stop the embedded PostgreSQL server (no-op when it is not running)."""
+def stop(
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop it even while other sessions are connected.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop the embedded PostgreSQL server (no-op when it is not running). Refused (exit 6)
+    while other sessions are connected, unless --force: a running glisk work or glisk top
+    would start it again within a second."""
+    from glisk_cli.errors import Conflict
+
     server = _embedded_or_refuse("stop")
+    if not force and (connected := server.clients()):
+        raise Conflict(
+            f"{connected} other session(s) are connected to the embedded server; a running "
+            "glisk work, top or serve would start it again at once",
+            hint="stop them first, or pass --force",
+        )
     was_running = server.stop()
     if as_json:
         report = {"stopped": was_running, "running": False, "data_dir": str(server.data_dir)}

@@ -124,12 +124,33 @@ class EmbeddedServer:
     def _accepts_connections(self) -> bool:
         import psycopg
 
-        conninfo = f"host={self.socket_dir} port={PORT} user={SUPERUSER} dbname=postgres"
         try:
-            psycopg.connect(conninfo, connect_timeout=2).close()
+            psycopg.connect(self._conninfo, connect_timeout=2).close()
         except psycopg.OperationalError:
             return False
         return True
+
+    @property
+    def _conninfo(self) -> str:
+        return f"host={self.socket_dir} port={PORT} user={SUPERUSER} dbname=postgres"
+
+    @not_someone_elses
+    def clients(self) -> int:
+        """How many other sessions are connected now (0 when the server does not run): a
+        `glisk work` or `glisk top` among them would start it again as soon as it stopped."""
+        import psycopg
+
+        if not self.state().running:
+            return 0
+        try:
+            with psycopg.connect(self._conninfo, connect_timeout=2) as connection:
+                row = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ).fetchone()
+        except psycopg.OperationalError:
+            return 0  # it is going away already
+        return int(row[0]) if row else 0
 
     @not_someone_elses
     def stop(self) -> bool:

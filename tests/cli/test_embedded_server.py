@@ -132,9 +132,19 @@ def _process_state(pid: int) -> str:
     return stat_line[stat_line.rfind(")") + 2]
 
 
-def test_stop_stops_the_server_and_is_idempotent(embedded: EmbeddedServer, cli) -> None:
+def test_stop_is_refused_while_a_client_is_connected_then_stops_and_is_idempotent(
+    embedded: EmbeddedServer, cli
+) -> None:
     embedded.ensure_running()
     env: dict[str, str | None] = {"GLISK_DATA_DIR": str(embedded.data_dir)}
+    with psycopg.connect(conninfo(embedded)):  # a glisk work or top, say
+        refused = cli("db", "stop", env=env)
+        assert refused.exit_code == 6, refused.stderr
+        assert "1 other session(s) are connected" in refused.stderr
+        assert embedded.state().running is True
+    deadline = time.monotonic() + 5  # the server sees a closed session go a moment later
+    while embedded.clients() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
     first = cli("db", "stop", "--json", env=env)
     second = cli("db", "stop", "--json", env=env)
@@ -142,6 +152,12 @@ def test_stop_stops_the_server_and_is_idempotent(embedded: EmbeddedServer, cli) 
     assert (first.exit_code, second.exit_code) == (0, 0)
     assert json.loads(first.stdout)["stopped"] is True
     assert json.loads(second.stdout)["stopped"] is False
+    assert embedded.state().running is False
+
+    embedded.ensure_running()
+    with psycopg.connect(conninfo(embedded)):
+        forced = cli("db", "stop", "--force", env=env)
+    assert forced.exit_code == 0, forced.stderr
     assert embedded.state().running is False
 
 
