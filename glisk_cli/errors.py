@@ -88,3 +88,10 @@ class SchemaDrift(GliskError):
 
     exit_code = 8
     code = "schema_drift"
+
+
+class TokensFailed(GliskError):
+    """`glisk work --drain` finished the stage's work, but some of its tokens failed for good."""
+
+    exit_code = 9
+    code = "tokens_failed"

@@ -112,6 +112,13 @@ def work(
     code = exit_status(stop_reason)
     if code:
         raise typer.Exit(code)
+    if drain and summary["failed"]:
+        from glisk_cli.errors import TokensFailed
+
+        raise TokensFailed(
+            f"drained, but {summary['failed']} token(s) failed for good",
+            hint="see: glisk tokens list --status failed",
+        )
 
 
 @contextlib.contextmanager

@@ -80,7 +80,8 @@ def test_a_failing_command_ends_in_failed_after_max_attempts_with_one_history_ro
         *command("fail", tmp_path / "j"),
         env={**work_env, "GLISK_MAX_ATTEMPTS": "3", "APP_ENV": "production"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 9, result.stderr  # drained, but a token failed for good
+    assert '"code": "tokens_failed"' in result.stderr  # production: errors as JSON too
     assert json.loads(result.stdout)["failed"] == 1
     [token] = query("SELECT status, attempts, error_data FROM tokens_s0")
     assert token.status == "failed"
@@ -159,12 +160,12 @@ def test_a_command_past_its_timeout_is_killed_with_what_it_started(
 
 
 def _once(cli, work_env: dict[str, str], query, *args: str) -> list[Any]:
-    """Drain generation giving each token one attempt (`args`: options, `--` and the command);
-    the tokens' id, status and error, by id."""
+    """Drain generation giving each token one attempt (`args`: options, `--` and the command),
+    which fails: exit 9; the tokens' id, status and error, by id."""
     result = cli(
         "work", "generation", "--drain", *args, env={**work_env, "GLISK_MAX_ATTEMPTS": "1"}
     )
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 9, result.stderr
     return query("SELECT token_id, status, error_data FROM tokens_s0 ORDER BY token_id")
 
 
