@@ -26,9 +26,10 @@ def width() -> int:
     return shutil.get_terminal_size((80, 24)).columns
 
 
-def print_tokens(tokens: Sequence[Token | ClaimedToken]) -> None:
+def print_tokens(tokens: Sequence[Token | ClaimedToken], *, held: bool = False) -> None:
     """One line per token: id, status, who holds it and for how long, attempts (and, on a wide
-    terminal, when it was minted)."""
+    terminal, when it was minted); `held` (just claimed or renewed, by the caller): its whole
+    lease id instead of the holder."""
     now = humanize.now()
     rows = []
     for token in tokens:
@@ -41,9 +42,13 @@ def print_tokens(tokens: Sequence[Token | ClaimedToken]) -> None:
                 "holder": humanize.middle(token.claimed_by, 18),
                 "lease": lease,
                 "tries": token.attempts,
+                "lease_id": token.lease_id,
                 "_style": "red" if lease.startswith("expired") else None,
             }
         )
+    if held:
+        print_table(rows, ["token", "status", "lease", "tries", "lease_id"], elastic="status")
+        return
     columns = ["token", "status", "holder", "lease", "tries"]
     if width() >= WIDE:
         columns.insert(2, "minted")

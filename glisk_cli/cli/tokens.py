@@ -44,11 +44,17 @@ LeaseOption = Annotated[
 ]
 
 
-def _emit_tokens(tokens: Sequence[Token | ClaimedToken], *, as_json: bool) -> None:
+def _emit_tokens(
+    tokens: Sequence[Token | ClaimedToken], *, as_json: bool, held: bool = False
+) -> None:
+    """The tokens as JSON documents or a table; `held` (a claim, a renewal): the table shows
+    the lease id that renew, mark and release take, and says so when nothing was claimed."""
     if as_json:
         emit([token_document(token) for token in tokens], as_json=True)
+    elif held and not tokens:
+        say("no token claimed: none waiting, or the stage is held back (glisk tokens why)")
     else:
-        token_views.print_tokens(tokens)
+        token_views.print_tokens(tokens, held=held)
 
 
 @app.command()
@@ -93,7 +99,7 @@ def claim(
     can_listen = wait and database.can_listen
     listener = Listener(database.session_engine("LISTEN")) if can_listen else None
     tokens = claim_or_wait(listener, attempt, wait)
-    _emit_tokens(tokens, as_json=as_json)
+    _emit_tokens(tokens, as_json=as_json, held=True)
 
 
 @app.command("list")
@@ -251,7 +257,7 @@ def renew(
         tokens = uow.tokens.renew_lease(values.lease_id(lease_id), values.duration(lease))
     if not tokens:
         raise Conflict(f"no token is held under lease {lease_id}", hint="claim again")
-    _emit_tokens(tokens, as_json=as_json)
+    _emit_tokens(tokens, as_json=as_json, held=True)
 
 
 @app.command()
