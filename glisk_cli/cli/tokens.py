@@ -131,12 +131,13 @@ def list_(
 
 @app.command()
 def show(token_id: TokenIdArgument, as_json: JsonOption = False) -> None:
-    """Everything about one token (exit 5 if there is none)."""
+    """Everything about one token, and its attempts from the history tables (in JSON, under
+    `history`; exit 5 if there is no such token)."""
     with context.unit_of_work() as uow:
         token = uow.tokens.require(token_id)
-        attempts = None if as_json else uow.tokens.attempts(token.id)
+        attempts = uow.tokens.attempts(token.id)
     if as_json:
-        emit(token_document(token), as_json=True)
+        emit({**token_document(token), "history": attempts}, as_json=True)
     else:
         token_views.print_token(token, attempts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -37,5 +38,6 @@ class RevealTransaction(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_price_gwei: Mapped[Decimal | None]
     status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    error_data: Mapped[dict[str, Any] | None]  # why a failed attempt failed (migration 0009)
     created_at: Mapped[DefaultNow]
     confirmed_at: Mapped[datetime | None]

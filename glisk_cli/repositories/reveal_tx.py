@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -25,6 +26,7 @@ class RevealRecord(NamedTuple):
     gas_price_gwei: Decimal | None
     status: str
     started: datetime
+    error_data: dict[str, Any] | None = None  # of a failed attempt: the job's words
 
 
 # A transaction hash already recorded (the same transaction reported by a later attempt, say
@@ -32,10 +34,12 @@ class RevealRecord(NamedTuple):
 # moves on (pending → sent → confirmed, never back) instead of failing on the unique hash.
 _RECORD = """
 INSERT INTO reveal_transactions
-    (id, token_ids, tx_hash, block_number, gas_price_gwei, status, created_at, confirmed_at)
+    (id, token_ids, tx_hash, block_number, gas_price_gwei, status, created_at, confirmed_at,
+     error_data)
 SELECT %(id)s::uuid, %(token_ids)s::uuid[], %(tx_hash)s::text, %(block_number)s::bigint,
        %(gas_price_gwei)s::numeric, %(status)s::text, %(started)s::timestamptz,
-       CASE WHEN %(status)s::text = 'confirmed' THEN statement_timestamp() END
+       CASE WHEN %(status)s::text = 'confirmed' THEN statement_timestamp() END,
+       %(error_data)s::jsonb
 WHERE NOT EXISTS (SELECT 1 FROM reveal_transactions WHERE id = %(id)s::uuid)
 ON CONFLICT (tx_hash) DO UPDATE SET
     token_ids = ARRAY(SELECT DISTINCT unnest(reveal_transactions.token_ids || excluded.token_ids)),
@@ -72,4 +76,7 @@ class RevealTransactionRepository(TableRepository[RevealTransaction]):
 
     def record(self, reveal: RevealRecord) -> None:
         """Write one reveal attempt's transaction (`glisk work`)."""
-        self.transaction.rows(_RECORD, reveal._asdict())
+        error = (
+            None if reveal.error_data is None else json.dumps(reveal.error_data, ensure_ascii=False)
+        )
+        self.transaction.rows(_RECORD, {**reveal._asdict(), "error_data": error})

@@ -95,7 +95,9 @@ class TokenReads(TableRepository["Token"]):
             func.array_position(models.RevealTransaction.token_ids, token_uuid).is_not(None)
         )
         for tx in self._execute(reveals).scalars():
-            found.append(_attempt("reveal", tx.created_at, tx.confirmed_at, tx.status, None))
+            found.append(
+                _attempt("reveal", tx.created_at, tx.confirmed_at, tx.status, tx.error_data)
+            )
         return sorted(found, key=lambda attempt: attempt["started"])
 
     def stats(self) -> TokenStats:

@@ -9,6 +9,7 @@ fate is unknown) adds nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -168,33 +169,46 @@ class _Reveal:
 
 def _reveals(job: Job, final: Final) -> list[RevealRecord]:
     """Grouped by what the job answered, not by what became of the tokens: a transaction whose
-    tokens lost their leases meanwhile was still sent, and the rows (their ids derived from the
-    answer) come out the same however often the outcomes are written."""
+    tokens lost their leases meanwhile was still sent, and the tokens it failed by their error
+    (one failed row per distinct error, saying it). The rows (their ids derived from the answer)
+    come out the same however often the outcomes are written."""
     answered = job.outcomes or {}
-    by_hash: dict[str | None, list[ClaimedToken]] = {}
-    extras: dict[str | None, dict[str, Any]] = {}
+    groups: dict[str, list[ClaimedToken]] = {}
+    said_of: dict[str, TokenOutcome] = {}
     for token in job.tokens:
         said = answered.get(token.id, final[token.id])
-        tx_hash = said.fields["tx_hash"] if isinstance(said, Succeeded) else None
-        by_hash.setdefault(tx_hash, []).append(token)
-        if isinstance(said, Succeeded):
-            extras[tx_hash] = said.extras
+        key = said.fields["tx_hash"] if isinstance(said, Succeeded) else _failure_key(said)
+        groups.setdefault(key, []).append(token)
+        said_of.setdefault(key, said)
     records = []
-    for tx_hash, tokens in by_hash.items():
-        found = extras.get(tx_hash, {})
-        status = "failed" if tx_hash is None else "confirmed" if "block_number" in found else "sent"
+    for key, tokens in groups.items():
+        said = said_of[key]
+        succeeded = isinstance(said, Succeeded)
+        found = said.extras if isinstance(said, Succeeded) else {}
+        status = "confirmed" if "block_number" in found else "sent" if succeeded else "failed"
         records.append(
             RevealRecord(
-                job.history_id("reveal", tx_hash),
+                job.history_id("reveal", key or None),
                 [token.id for token in tokens],
-                tx_hash,
+                key if succeeded else None,
                 found.get("block_number"),
                 found.get("gas_price_gwei"),
                 status,
                 job.started,
+                None if succeeded else _error_of(said),
             )
         )
     return records
+
+
+def _error_of(outcome: TokenOutcome) -> dict[str, Any] | None:
+    return outcome.error if isinstance(outcome, Failed) else None
+
+
+def _failure_key(outcome: TokenOutcome) -> str:
+    """What groups a reveal job's failed tokens into one row: the same error (or none)."""
+    error = _error_of(outcome)
+    return "" if error is None else json.dumps(error, sort_keys=True, default=str)
 
 
 _GENERATION, _UPLOAD, _REVEAL = _Generation(), _Upload(), _Reveal()

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from glisk_cli.work.watchdog import Watchdog
 
 MAX_ANSWER = 1 << 20  # a job's answer is a small JSON document; more is a mistake, not data
-STDERR_TAIL = 2048  # what error_data keeps of a failed attempt's stderr
+STDERR_TAIL = 2048  # what error_data keeps of a failed attempt's stderr (and of an answer not JSON)
 _READ = 65536
 _LINGER_S = 0.2  # after the command exits, how long what is left in its pipes may take
 # While its pipes are open, how often a run looks whether the command itself has exited (a

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from glisk_cli.errors import InvalidInput
 from glisk_cli.pipeline import Stage
 from glisk_cli.repositories.token_records import ClaimedToken
-from glisk_cli.work.process import MAX_ANSWER, CommandExit, CommandRun
+from glisk_cli.work.process import MAX_ANSWER, STDERR_TAIL, CommandExit, CommandRun
 from glisk_cli.work.protocol import (
     BAD_ANSWER,
     EXCEPTION,
@@ -111,7 +111,10 @@ class Command:
         try:
             answer = json.loads(exited.answer)
         except ValueError as error:
-            return failed_all(tokens, f"the answer is not JSON ({error})", BAD_ANSWER, **details)
+            # What it printed instead, its start, as the stderr's end is kept.
+            printed = exited.answer[:STDERR_TAIL].decode(errors="replace").replace("\x00", "")
+            not_json = f"the answer is not JSON ({error})"
+            return failed_all(tokens, not_json, BAD_ANSWER, stdout=printed, **details)
         outcomes = read_answer(stage, tokens, answer, batched=self.batched)
         return {
             id: Failed({**outcome.error, **details}) if isinstance(outcome, Failed) else outcome

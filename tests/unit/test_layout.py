@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"db"},
     {"models"},
     {"repositories"},
-    {"uow", "migrations", "verify", "serve", "grants", "documents"},
+    {"uow", "migrations", "brief_ddl", "verify", "serve", "grants", "documents"},
     {"work"},
     {"cli", "__main__"},
 ]

@@ -121,3 +121,11 @@ def test_every_failed_attempt_of_a_command_says_what_kind_of_failure_it_was(
     outcome = Command(["true"]).outcomes(GENERATION, tokens, exited)[token.id]
     assert isinstance(outcome, Failed)
     assert outcome.error["reason"] == reason
+
+
+def test_an_answer_that_is_not_json_keeps_a_sample_of_what_the_job_printed() -> None:
+    [token] = tokens = [_token(1, TokenStatus.DETECTED)]
+    exited = CommandExit(0, b"Traceback (most recent call last):\x00 oops", "", None, 1.0)
+    outcome = Command(["true"]).outcomes(GENERATION, tokens, exited)[token.id]
+    assert isinstance(outcome, Failed)
+    assert outcome.error["stdout"] == "Traceback (most recent call last): oops"

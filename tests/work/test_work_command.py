@@ -232,7 +232,8 @@ def test_the_job_reads_the_token_document_that_tokens_show_prints_plus_its_lease
     assert result.exit_code == 0, result.stderr
     document = json.loads(seen.read_text())
     shown = json.loads(cli("tokens", "show", "1", "--json", env=work_env).stdout)
-    assert list(document) == list(shown)
+    assert [*document, "history"] == list(shown)
+    assert [(a["stage"], a["outcome"]) for a in shown["history"]] == [("generation", "succeeded")]
     assert document["lease_id"] is not None
     assert (document["token_id"], document["status"]) == (1, "generating")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -43,3 +44,35 @@ def test_a_handler_function_finishes_a_stage_and_a_raising_one_is_retried(
         assert token.image_path == "images/3.png"
         assert token.error_data is not None
         assert token.error_data["message"] == "RuntimeError: flaky GPU"
+
+
+def test_a_reveal_batch_records_each_token_s_failure_in_words_that_tokens_show_prints(
+    settings_env: None, monkeypatch: pytest.MonkeyPatch, session_factory, cli, migrated_url: str
+) -> None:
+    from sqlalchemy import text
+
+    from glisk_cli.work import work
+
+    seed_tokens(session_factory, 3)
+    with session_factory() as session, session.begin():
+        session.execute(text("UPDATE tokens_s0 SET status = 'ready', metadata_cid = 'bafy'"))
+    monkeypatch.setenv("GLISK_MAX_ATTEMPTS", "1")
+    tx = "0x" + "ab" * 32
+
+    def reveal(tokens: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"token_id": 1, "tx_hash": tx},
+            {"token_id": 2, "error": "nonce too low"},
+            {"token_id": 3, "error": "replacement underpriced"},
+        ]
+
+    summary = work("reveal", reveal, batch=3, drain=True)
+
+    assert (summary["succeeded"], summary["failed"]) == (1, 2)
+    for token_id, words in ((2, "nonce too low"), (3, "replacement underpriced")):
+        env: dict[str, str | None] = {"DATABASE_URL": migrated_url}
+        shown = cli("tokens", "show", str(token_id), "--json", env=env)
+        [attempt] = json.loads(shown.stdout)["history"]
+        assert (attempt["stage"], attempt["outcome"]) == ("reveal", "failed")
+        assert attempt["error"]["message"] == words
+        assert words in cli("tokens", "show", str(token_id), env=env).stdout
