@@ -130,7 +130,10 @@ def run(args: list[str]) -> int:
         return error.exit_code
     except UsageError as error:
         where = error.ctx.command_path if error.ctx else "glisk"
-        _report("usage", error.format_message(), f"see '{where} --help'", as_json=as_json)
+        # Typer words a refused choice as a validation library would ("Value error, 'x' is not
+        # one of …"): the person needs the second half.
+        message = error.format_message().replace(": Value error, ", ": ")
+        _report("usage", message, f"see '{where} --help'", as_json=as_json)
         return InvalidInput.exit_code
     except (KeyboardInterrupt, typer.Abort):
         _report("interrupted", "interrupted", None, as_json=as_json)

@@ -61,8 +61,12 @@ def get(
 
 @app.command("list")
 def list_(
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
-    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="At most this many.")
+    ] = 100,
+    offset: Annotated[
+        int, typer.Option("--offset", min=0, help="Skip this many first (the next page).")
+    ] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Authors, oldest first, one page at a time."""

@@ -263,6 +263,7 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
     report: dict[str, Any] = {
         "mode": "embedded" if embedded else "external",
         "url": None,
+        "libpq_url": None,
         "data_dir": str(embedded.data_dir) if embedded else None,
         "running": None,
         "pid": None,
@@ -275,6 +276,7 @@ def _status_report() -> tuple[dict[str, Any], DatabaseUnavailable | None]:
     }
     try:
         report["url"] = _masked_url()
+        report["libpq_url"] = context.database().masked_libpq_url
         report["direct_url"] = context.database().masked_direct_url
         report["server_version"] = server_version(context.engine())
         report["reachable"] = True

@@ -18,8 +18,12 @@ BATCH = 50_000
 
 @app.command()
 def seed(
-    authors: Annotated[int, typer.Option("--authors", min=1, max=100_000)] = 10,
-    tokens: Annotated[int, typer.Option("--tokens", min=0, max=10_000_000)] = 1000,
+    authors: Annotated[
+        int, typer.Option("--authors", min=1, max=100_000, help="Authors to add.")
+    ] = 10,
+    tokens: Annotated[
+        int, typer.Option("--tokens", min=0, max=10_000_000, help="Detected tokens to add.")
+    ] = 1000,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:

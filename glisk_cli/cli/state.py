@@ -41,8 +41,16 @@ def set_(
     as_json: JsonOption = False,
 ) -> None:
     """Store VALUE under KEY, replacing what was there."""
+    from glisk_cli.errors import InvalidInput
+
     text = sys.stdin.read() if value == "-" else value
-    parsed = text if as_string else json_value(text.strip() if value == "-" else text)
+    try:
+        parsed = text if as_string else json_value(text.strip() if value == "-" else text)
+    except typer.BadParameter as error:
+        # Plain words are the usual slip: say how to store them as they are.
+        raise InvalidInput(
+            f"VALUE is {error.message}", hint="to store it as a string, add --string"
+        ) from None
     with context.unit_of_work() as uow:
         uow.system_state.set_state(key, parsed)
     if as_json:

@@ -26,7 +26,9 @@ app = typer.Typer(
 
 MAX_WAIT_S = 86400.0  # a day: a worker waiting longer should claim again
 
-TokenIdArgument = Annotated[int, typer.Argument(help="On-chain token id.", min=0)]
+TokenIdArgument = Annotated[
+    int, typer.Argument(help="On-chain token id.", min=0, max=values.MAX_TOKEN_ID)
+]
 WorkerOption = Annotated[
     str | None,
     typer.Option("--worker", help="Act as this worker: refused unless it holds the lease."),
@@ -109,7 +111,9 @@ def list_(
         typer.Option("--status", help="Only these statuses (repeatable)."),
     ] = None,
     author: Annotated[str | None, typer.Option("--author", help="Only this author's.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_BATCH)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_BATCH, help="At most this many (one page).")
+    ] = 50,
     after: Annotated[
         int | None, typer.Option("--after", help="Start after this token id (next page).")
     ] = None,
@@ -171,13 +175,24 @@ def stats(as_json: JsonOption = False) -> None:
 def mark(
     token_id: TokenIdArgument,
     status: Annotated[TokenStatus, typer.Argument(help="The status to move the token to.")],
-    image_path: Annotated[str | None, typer.Option("--image-path")] = None,
-    metadata_cid: Annotated[str | None, typer.Option("--metadata-cid")] = None,
-    tx_hash: Annotated[str | None, typer.Option("--tx-hash", callback=values.tx_hash)] = None,
+    image_path: Annotated[
+        str | None, typer.Option("--image-path", help="The generated image (for uploading).")
+    ] = None,
+    metadata_cid: Annotated[
+        str | None, typer.Option("--metadata-cid", help="The metadata's IPFS CID (for ready).")
+    ] = None,
+    tx_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--tx-hash", callback=values.tx_hash, help="The reveal transaction (for revealed)."
+        ),
+    ] = None,
     error: Annotated[
         str | None, typer.Option("--error", help="JSON object recorded with failed.")
     ] = None,
-    image_cid: Annotated[str | None, typer.Option("--image-cid")] = None,
+    image_cid: Annotated[
+        str | None, typer.Option("--image-cid", help="The image's IPFS CID (with ready).")
+    ] = None,
     worker: WorkerOption = None,
     lease_id: LeaseIdOption = None,
     as_json: JsonOption = False,
@@ -239,8 +254,8 @@ def checkpoint(
 
 
 def _token_id(text: str) -> int:
-    if not text.isdigit():
-        raise typer.BadParameter(f"{text!r} is not a token id (a whole number)")
+    if not text.isdigit() or int(text) > values.MAX_TOKEN_ID:
+        raise typer.BadParameter(f"{text!r} is not a token id (a whole number up to 2^31 - 1)")
     return int(text)
 
 
@@ -263,7 +278,9 @@ def renew(
 
 @app.command()
 def release(
-    token_ids: Annotated[list[int], typer.Argument(help="On-chain token ids.", min=0)],
+    token_ids: Annotated[
+        list[int], typer.Argument(help="On-chain token ids.", min=0, max=values.MAX_TOKEN_ID)
+    ],
     worker: WorkerOption = None,
     lease_id: LeaseIdOption = None,
     retry_in: Annotated[
@@ -297,7 +314,8 @@ def reap(as_json: JsonOption = False) -> None:
 @app.command()
 def retry(
     token_ids: Annotated[
-        list[int] | None, typer.Argument(help="On-chain ids of failed tokens.", min=0)
+        list[int] | None,
+        typer.Argument(help="On-chain ids of failed tokens.", min=0, max=values.MAX_TOKEN_ID),
     ] = None,
     all_failed: Annotated[
         bool, typer.Option("--all-failed", help="Retry every failed token.")

@@ -19,6 +19,7 @@ from glisk_cli.durations import format_duration, parse_duration
 from glisk_cli.pipeline import MAX_RETRY_DELAY, TX_HASH
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+MAX_TOKEN_ID = 2**31 - 1  # tokens_s0.token_id is a PostgreSQL integer
 
 
 def _parsed(text: str) -> timedelta:

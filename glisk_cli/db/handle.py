@@ -175,6 +175,12 @@ class Database:
         return mask_url(self.url)
 
     @property
+    def masked_libpq_url(self) -> str:
+        """The masked URL as psql and other libpq clients take it (no SQLAlchemy driver name)."""
+        scheme, _, rest = self.masked_url.partition("://")
+        return f"{scheme.partition('+')[0]}://{rest}"
+
+    @property
     def masked_direct_url(self) -> str | None:
         return mask_url(self.direct_url) if self.direct_url else None
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import errno
 import gc
 import resource
 import signal
+import socket
 import time
 from collections.abc import Sequence
 from email.utils import formatdate
@@ -219,14 +221,22 @@ def run(
     asyncio.run(_serve(app, host, port, database))
 
 
+def _bind_hint(error: OSError) -> str:
+    """What to do about a listening socket the system refused, by why it refused."""
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return "--host must be an address or name of this machine, such as 127.0.0.1 or 0.0.0.0"
+    if error.errno == errno.EACCES:
+        return "ports below 1024 need privileges: choose another with --port"
+    return "is another server using that port? choose another with --host/--port"
+
+
 async def _serve(app: HealthApp, host: str, port: int, database: str) -> None:
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(partial(Connection, app), host, port, backlog=1024)
     except OSError as exc:
         raise InvalidInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="is another server using that port? choose another with --host/--port",
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=_bind_hint(exc)
         ) from None
     stop = asyncio.Event()
     # Our own handlers: SIGINT must stop the server cleanly (exit 0), not raise KeyboardInterrupt.
