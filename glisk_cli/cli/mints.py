@@ -15,15 +15,26 @@ app = typer.Typer(help="Record mint events.", no_args_is_help=True, rich_markup_
 
 @app.command()
 def record(
-    tx_hash: Annotated[str, typer.Option("--tx-hash", callback=values.tx_hash)],
-    log_index: Annotated[int, typer.Option("--log-index", min=0)],
-    block_number: Annotated[int, typer.Option("--block-number", min=0)],
+    tx_hash: Annotated[
+        str, typer.Option("--tx-hash", callback=values.tx_hash, help="The mint's transaction.")
+    ],
+    log_index: Annotated[
+        int, typer.Option("--log-index", min=0, help="The Mint log's index in its block.")
+    ],
+    block_number: Annotated[
+        int, typer.Option("--block-number", min=0, help="The block holding the transaction.")
+    ],
     block_timestamp: Annotated[
         str, typer.Option("--block-timestamp", help="ISO 8601 with a zone, or Unix seconds.")
     ],
-    token_id: Annotated[int, typer.Option("--token-id", min=0, max=2**31 - 1)],
+    token_id: Annotated[
+        int,
+        typer.Option("--token-id", min=0, max=values.MAX_TOKEN_ID, help="The minted token's id."),
+    ],
     author: Annotated[str, typer.Option("--author", help="The author's wallet (must exist).")],
-    minter: Annotated[str, typer.Option("--minter", callback=values.address)],
+    minter: Annotated[
+        str, typer.Option("--minter", callback=values.address, help="The minter's wallet.")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """Record a mint event and create its detected token, in one transaction.

@@ -3,7 +3,9 @@ glisk's words, and the documented exit codes where a new user met misleading one
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from tests.cli.outputs import assert_one_error_line
 from tests.conftest import seed_tokens
@@ -42,3 +44,51 @@ def test_a_claim_s_table_shows_the_lease_id_and_an_empty_claim_says_so(
     empty = glisk("tokens", "claim")
     assert empty.stdout == ""
     assert "no token claimed" in empty.stderr
+
+
+def test_a_token_id_past_the_column_s_range_is_a_usage_error_not_the_database_s(glisk) -> None:
+    result = glisk("tokens", "show", "99999999999", expect=2)
+    assert_one_error_line(result, "less than or equal to 2147483647")
+    assert "rejected by the database" not in result.stderr
+
+
+def test_a_refused_choice_reads_without_the_validation_library_s_prefix(glisk) -> None:
+    result = glisk("tokens", "list", "--status", "nope", expect=2)
+    assert_one_error_line(result, "'nope' is not one of 'detected'")
+    assert "Value error" not in result.stderr
+
+
+def test_plain_words_as_a_state_value_suggest_string(glisk) -> None:
+    assert_one_error_line(glisk("state", "set", "k", "hello", expect=2), "add --string")
+
+
+def test_serve_on_an_address_that_is_not_this_machine_s_says_so(glisk) -> None:
+    result = glisk("serve", "--host", "999.1.1.1", "--port", "0", expect=2)
+    assert_one_error_line(result, "--host must be an address or name of this machine")
+    assert "another server" not in result.stderr
+
+
+def test_db_status_gives_a_url_psql_accepts(glisk) -> None:
+    report = json.loads(glisk("db", "status", "--json").stdout)
+    assert report["libpq_url"].startswith("postgresql://")
+    assert report["libpq_url"] == report["url"].replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    import typer.main
+
+    from glisk_cli.cli.app import app
+
+    root = typer.main.get_command(app)
+    silent: list[str] = []
+
+    def walk(command: Any, path: str) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+        for param in command.params:
+            is_option = param.param_type_name == "option"
+            if is_option and not getattr(param, "hidden", False) and not param.help:
+                silent.append(f"{path} {param.opts[0]}")
+
+    walk(root, "glisk")
+    assert silent == []
