@@ -300,6 +300,7 @@ def test_a_failed_attempt_that_used_up_the_attempts_fails_the_token_at_once(
     assert stored.lease_expires_at is None
     assert stored.error_data is not None
     assert stored.error_data["reason"] == "max_attempts"
+    assert stored.error_data["stage"] == "generation"  # where it failed: retry sends it there
     assert stored.error_data["message"] == "fifth failure"
 
 
