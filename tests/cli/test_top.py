@@ -153,14 +153,8 @@ def test_a_stalled_worker_is_flagged_and_its_tokens_count_as_waiting(
     assert generation.split()[1:5] == ["37", "(4", "expired)", "0"]
 
 
-def test_the_backlog_change_between_refreshes_gives_a_rate_and_an_eta(
-    session_factory, migrated_url: str
-) -> None:
-    # No history is written here (workers using the library directly write none): the rate
-    # comes from how the backlog fell between two refreshes a minute apart.
-    seed_busy_pipeline(session_factory)
-    with session_factory() as session, session.begin():
-        session.execute(sa_text("DELETE FROM image_generation_jobs"))
+def _ten_generated_a_minute_later(session_factory, migrated_url: str) -> Frame:
+    """The frame of a refresh a minute after the first, tokens 1-10 having moved to upload."""
     ticks = iter([0.0, 60.0])
     monitor, database = _monitor(migrated_url, clock=lambda: next(ticks))
     try:
@@ -169,10 +163,22 @@ def test_the_backlog_change_between_refreshes_gives_a_rate_and_an_eta(
             session.execute(
                 sa_text("UPDATE tokens_s0 SET status = 'uploading' WHERE token_id BETWEEN 1 AND 10")
             )
-        frame = monitor.refresh()
+        return monitor.refresh()
     finally:
         database.dispose()
-    generation = document(frame)["stages"]["generation"]
+
+
+def test_the_backlog_change_between_refreshes_gives_a_rate_and_an_eta(
+    session_factory, migrated_url: str
+) -> None:
+    # No history is written here (workers using the library directly write none): the rate
+    # comes from how the backlog fell between two refreshes a minute apart.
+    seed_busy_pipeline(session_factory)
+    with session_factory() as session, session.begin():
+        session.execute(sa_text("DELETE FROM image_generation_jobs"))
+    generation = document(_ten_generated_a_minute_later(session_factory, migrated_url))["stages"][
+        "generation"
+    ]
     assert generation["backlog_change_per_minute"] == -10
     assert generation["rate_per_minute"] == 10
     assert generation["eta_seconds"] == (23 + 4) * 6  # 27 left at 10 a minute
@@ -182,17 +188,8 @@ def test_at_80_columns_stage_names_counts_and_etas_are_whole(
     session_factory, migrated_url: str
 ) -> None:
     seed_busy_pipeline(session_factory)
-    ticks = iter([0.0, 60.0])
-    monitor, database = _monitor(migrated_url, clock=lambda: next(ticks))
-    try:
-        monitor.refresh()
-        with session_factory() as session, session.begin():
-            session.execute(
-                sa_text("UPDATE tokens_s0 SET status = 'uploading' WHERE token_id BETWEEN 1 AND 10")
-            )
-        lines = _text(monitor.refresh(), width=80).splitlines()
-    finally:
-        database.dispose()
+    frame = _ten_generated_a_minute_later(session_factory, migrated_url)
+    lines = _text(frame, width=80).splitlines()
     header = next(line for line in lines if line.startswith("stage "))
     assert header.split()[-1] == "ETA"
     assert "…" not in header
