@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from glisk_cli.models import SCHEMA_REVISION
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.packaging
@@ -40,7 +42,7 @@ def test_installed_wheel_upgrades_and_verifies_from_another_directory(
     upgraded = json.loads(run(glisk, "db", "upgrade", "--json", cwd=elsewhere, env=env))
     verified = json.loads(run(glisk, "db", "verify", "--json", cwd=elsewhere, env=env))
 
-    assert upgraded["after"] == "0009"
+    assert upgraded["after"] == SCHEMA_REVISION
     assert verified["status"] == "ok"
     assert "_alembic" in run(
         str(venv / "bin" / "python"),
