@@ -295,16 +295,23 @@ def retry(
     all_failed: Annotated[
         bool, typer.Option("--all-failed", help="Retry every failed token.")
     ] = False,
+    from_start: Annotated[
+        bool,
+        typer.Option("--from-start", help="Back to detected instead: every stage again."),
+    ] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Send failed tokens back to detected, with their attempts reset."""
+    """Send failed tokens back to the stage that failed, with their attempts reset: the first
+    stage whose output the token lacks (no image: generation; no metadata CID: upload; else
+    reveal), keeping what earlier stages made. --from-start sends them back to detected."""
     from glisk_cli.errors import InvalidInput
 
     if bool(token_ids) == all_failed:
         raise InvalidInput("name the failed tokens to retry, or pass --all-failed (not both)")
     if all_failed:
-        confirm_or_refuse("Send every failed token back to detected?", yes=yes)
+        where = "detected" if from_start else "the stage that failed"
+        confirm_or_refuse(f"Send every failed token back to {where}?", yes=yes)
     with context.unit_of_work() as uow:
-        tokens = uow.tokens.retry(None if all_failed else token_ids)
+        tokens = uow.tokens.retry(None if all_failed else token_ids, from_start=from_start)
     _emit_tokens(tokens, as_json=as_json)

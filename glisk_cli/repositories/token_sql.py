@@ -323,12 +323,30 @@ RETURNING {columns}
 """
 
 
-def retry_sql(columns: str, *, chosen: bool) -> str:
-    """Send failed tokens (only those of :token_ids when `chosen`) back to detected, with their
-    attempts reset."""
+# Where a retried token resumes: the first stage whose output it does not hold (no image:
+# generation; no metadata CID: upload; else reveal), read from the token itself so that it holds
+# for a failure recorded by any path — a claim, a release, `reap` or an operator's `mark`.
+_LAST_STAGE = list(STAGES.values())[-1]
+RESUMING_STATUS = (
+    "CASE "
+    + " ".join(
+        f"WHEN tokens_s0.{stage.output_column} IS NULL THEN "
+        f"CAST('{stage.queued.value}' AS token_status)"
+        for stage in list(STAGES.values())[:-1]
+    )
+    + f" ELSE CAST('{_LAST_STAGE.queued.value}' AS token_status) END"
+)
+_FIRST_STATUS = f"CAST('{STAGES[StageName.GENERATION].queued.value}' AS token_status)"
+
+
+def retry_sql(columns: str, *, chosen: bool, from_start: bool) -> str:
+    """Send failed tokens (only those of :token_ids when `chosen`) back to the stage that failed
+    (to detected, every stage again, when `from_start`), with their attempts reset and no lease
+    or retry delay: claimable at once by exactly that stage."""
     which = " AND token_id = ANY (:token_ids)" if chosen else ""
+    status = _FIRST_STATUS if from_start else RESUMING_STATUS
     return f"""
-UPDATE tokens_s0 SET status = 'detected', attempts = 0, {end_lease()}
+UPDATE tokens_s0 SET status = {status}, attempts = 0, {end_lease()}
 WHERE status = 'failed'{which}
 RETURNING {columns}
 """

@@ -180,6 +180,52 @@ def test_release_reap_and_retry(glisk, three_tokens) -> None:
     assert {t["attempts"] for t in retried} == {0}
 
 
+def fail_after(glisk, token_id: int, *moves: list[str]) -> None:
+    """Move token `token_id` through `moves` (each a status and its options), then fail it."""
+    for move in moves:
+        glisk("tokens", "mark", str(token_id), *move)
+    glisk("tokens", "mark", str(token_id), "failed")
+
+
+def test_retry_sends_each_failed_token_back_to_the_stage_that_failed(glisk, three_tokens) -> None:
+    fail_after(glisk, 1, ["generating"])
+    fail_after(glisk, 2, ["generating"], ["uploading", "--image-path", "images/2.png"])
+    fail_after(
+        glisk,
+        3,
+        ["generating"],
+        ["uploading", "--image-path", "images/3.png"],
+        ["ready", "--metadata-cid", "meta-3", "--image-cid", "image-3"],
+    )
+    retried = as_json(glisk("tokens", "retry", "1", "2", "3", "--json"))
+
+    assert list(retried[0]) == TOKEN_KEYS
+    assert [(t["token_id"], t["status"], t["attempts"]) for t in retried] == [
+        (1, "detected", 0),
+        (2, "uploading", 0),
+        (3, "ready", 0),
+    ]
+    assert retried[1]["image_path"] == "images/2.png"
+    assert (retried[2]["image_path"], retried[2]["image_cid"], retried[2]["metadata_cid"]) == (
+        "images/3.png",
+        "image-3",
+        "meta-3",
+    )
+    # Each is claimable by exactly the stage that failed it.
+    for stage, token_id in (("reveal", 3), ("upload", 2), ("generation", 1)):
+        claimed = as_json(glisk("tokens", "claim", "--stage", stage, "--limit", "9", "--json"))
+        assert [token["token_id"] for token in claimed] == [token_id], stage
+
+
+def test_retry_from_start_sends_failed_tokens_back_to_detected(glisk, three_tokens) -> None:
+    fail_after(glisk, 2, ["generating"], ["uploading", "--image-path", "images/2.png"])
+    glisk("tokens", "retry", "--all-failed", "--from-start", expect=2)  # no terminal, no --yes
+    [retried] = as_json(glisk("tokens", "retry", "--all-failed", "--from-start", "--yes", "--json"))
+    assert (retried["token_id"], retried["status"], retried["attempts"]) == (2, "detected", 0)
+    claimed = as_json(glisk("tokens", "claim", "--limit", "9", "--json"))
+    assert [token["token_id"] for token in claimed] == [1, 2, 3]
+
+
 def test_state_set_get_list_delete(glisk, monkeypatch: pytest.MonkeyPatch) -> None:
     glisk("state", "set", "cursor", '{"block": 19000000, "hash": "0xabc"}')
     glisk("state", "set", "name", "plain words", "--string")
