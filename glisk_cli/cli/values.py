@@ -74,6 +74,26 @@ def address(text: str | None) -> str | None:
     return text
 
 
+INTEGER_MAX = 2**31 - 1  # a PostgreSQL integer column: token_id, log_index
+BIGINT_MAX = 2**63 - 1  # a bigint column: block_number
+
+
+def _not_negative(value: int | None, most: int) -> int | None:
+    if value is not None and not 0 <= value <= most:
+        raise typer.BadParameter(f"{value} is not a whole number from 0 to {most}")
+    return value
+
+
+def integer(value: int | None) -> int | None:
+    """A whole number an integer column holds, not negative (a token id, a log index)."""
+    return _not_negative(value, INTEGER_MAX)
+
+
+def bigint(value: int | None) -> int | None:
+    """A whole number a bigint column holds, not negative (a block number)."""
+    return _not_negative(value, BIGINT_MAX)
+
+
 def timestamp(text: str | None) -> datetime | None:
     """ISO 8601 with a time zone (`2026-01-01T12:00:00Z`), or Unix seconds (always UTC)."""
     if text is None:

@@ -4,15 +4,13 @@ import io
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from glisk_cli.models import TokenStatus
+from tests.cli.mints import WALLET, record_mint
 from tests.cli.outputs import as_json
 
-WALLET = "0xAbCdEf0123456789abcdef0123456789ABCDEF01"
-MINTER = "0x2222222222222222222222222222222222222222"
 TOKEN_KEYS = [
     "id",
     "token_id",
@@ -33,30 +31,6 @@ TOKEN_KEYS = [
     "lease_id",
     "checkpoint",
 ]
-
-
-def record_mint(glisk, token_id: int, *, when: str = "") -> Any:
-    stamp = when or f"2026-01-01T00:00:{token_id % 60:02d}Z"
-    args = [
-        "mints",
-        "record",
-        "--tx-hash",
-        "0x" + f"{token_id:064x}",
-        "--log-index",
-        "0",
-        "--block-number",
-        str(100 + token_id),
-        "--block-timestamp",
-        stamp,
-        "--token-id",
-        str(token_id),
-        "--author",
-        WALLET.lower(),
-        "--minter",
-        MINTER,
-        "--json",
-    ]
-    return as_json(glisk(*args))
 
 
 @pytest.fixture
@@ -264,38 +238,6 @@ def test_authors_add_get_list(glisk) -> None:
     assert [author["wallet_address"] for author in listed] == [WALLET]
     glisk("authors", "add", "--wallet", WALLET.lower(), "--prompt", "dup", expect=6)
     glisk("authors", "get", "0x" + "9" * 40, expect=5)
-
-
-def test_recording_the_same_mint_twice_is_a_no_op_success(glisk, three_tokens) -> None:
-    again = record_mint(glisk, 1)
-    assert again["recorded"] is False
-    assert again["token"]["token_id"] == 1
-    listed = as_json(glisk("tokens", "list", "--json"))
-    assert len(listed) == 3
-
-
-def test_recording_a_mint_for_an_unknown_author_changes_nothing(glisk) -> None:
-    result = glisk(
-        "mints",
-        "record",
-        "--tx-hash",
-        "0x" + "e" * 64,
-        "--log-index",
-        "0",
-        "--block-number",
-        "1",
-        "--block-timestamp",
-        "1767225600",
-        "--token-id",
-        "9",
-        "--author",
-        WALLET,
-        "--minter",
-        MINTER,
-        expect=5,
-    )
-    assert "author" in result.stderr
-    assert as_json(glisk("tokens", "list", "--json")) == []
 
 
 def test_dev_seed_adds_authors_and_detected_tokens(glisk, uow_factory) -> None:
