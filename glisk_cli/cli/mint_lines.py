@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -115,9 +116,10 @@ def record_lines(source: str, *, as_json: bool) -> None:
     try:
         console = Console(stderr=True)
         shown = Progress(console=console, transient=True, disable=not console.is_terminal)
-        with stream, shown as progress:
+        # Closing the batches waits for the batch being written, so what is said is committed.
+        with stream, shown as progress, closing(_batches(stream, load)) as batches:
             task = progress.add_task("recording mints", total=size)
-            for done in _batches(stream, load):
+            for done in batches:
                 progress.update(task, completed=done, description=f"{load.recorded} recorded")
     except KeyboardInterrupt:
         say(f"interrupted: {load.recorded} mints recorded before line {load.next_line}")
@@ -144,7 +146,7 @@ def _opened(source: str) -> tuple[IO[Any], int | None]:
         raise InvalidInput(f"cannot read {source}: {error.strerror}") from None
 
 
-def _batches(lines: Iterable[str | bytes], load: _Load) -> Iterator[int]:
+def _batches(lines: Iterable[str | bytes], load: _Load) -> Generator[int]:
     """Record `lines` a batch at a time, each batch written by a thread of its own while the
     next is parsed (PostgreSQL works on one core, the parsing on the other); yield how much of
     the input each committed batch has consumed."""

@@ -63,23 +63,25 @@ class MintEventRepository(TableRepository[MintEvent]):
         new = [False] * len(mints)
         rows = self.transaction.rows(_RECORD, _columns([mints[i] for i in written], authors))
         created = {(tx_hash, log_index): token for tx_hash, log_index, token in rows}
-        replays = []
+        replays, taken = [], []
         for index in written:
-            mint = mints[index]
-            if mint.key not in created:
+            key = mints[index].key
+            if key not in created:
                 replays.append(index)
-            elif created[mint.key]:
+            elif created[key]:
                 new[index] = True
             else:
-                problems[index] = token_taken(mint.token_id, self._creator(mint))
+                taken.append(index)
         recorded = self._recorded([mints[index].key for index in replays])
         for index in replays:
             problem = self._replay_problem(recorded.get(mints[index].key), mints[index])
             if problem is not None:
                 problems[index] = problem
-        if problems:
-            first = min(problems)
-            raise MintRefused(first, problems[first])
+        if problems or taken:
+            first = min([*problems, *taken])
+            mint = mints[first]
+            cause = problems.get(first) or token_taken(mint.token_id, self._creator(mint))
+            raise MintRefused(first, cause)
         return new
 
     def analyze(self) -> None:

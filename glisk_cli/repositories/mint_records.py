@@ -75,7 +75,7 @@ def token_taken(token_id: int, holder: tuple[str, int] | None) -> Conflict:
     """The conflict of a new mint whose token id exists already (`holder`: the log of the mint
     that created it, if any did)."""
     by = f"by mint {holder[0]} log {holder[1]}" if holder else "(created by no recorded mint)"
-    return Conflict(f"token {token_id} is recorded already {by}", hint=REPLAY_HINT)
+    return Conflict(f"token {token_id} is recorded already {by}")
 
 
 def batch_problems(mints: Sequence[Mint]) -> tuple[list[int], dict[int, GliskError]]:

@@ -118,7 +118,10 @@ BAD_FOURTH_LINES = [
     pytest.param(line(4, author="0x" + "9" * 40), 5, "not found", id="unknown-author"),
     pytest.param(line(1, token_id=999), 6, "for token 1", id="replay-of-an-earlier-batch"),
     pytest.param(line(3, token_id=999), 6, "for token 3", id="replay-within-its-batch"),
-    pytest.param(line(4, token_id=3), 6, "token 3", id="token-of-another-mint"),
+    pytest.param(line(4, token_id=3), 6, "token 3 is recorded already by", id="token-in-batch"),
+    pytest.param(
+        line(4, token_id=1), 6, f"token 1 is recorded already by mint 0x{1:064x}", id="token-of-1"
+    ),
 ]
 
 
