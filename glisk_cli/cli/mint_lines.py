@@ -120,7 +120,7 @@ def record_lines(source: str, *, as_json: bool) -> None:
         with stream, shown as progress, closing(_batches(stream, load)) as batches:
             task = progress.add_task("recording mints", total=size)
             for done in batches:
-                progress.update(task, completed=done, description=f"{load.recorded} recorded")
+                progress.update(task, completed=done, description=_said(load))
     except KeyboardInterrupt:
         say(f"interrupted: {load.recorded} mints recorded before line {load.next_line}")
         raise
@@ -132,7 +132,11 @@ def record_lines(source: str, *, as_json: bool) -> None:
     if as_json:
         print_json(summary)
     else:
-        say(f"recorded {load.recorded} mints; {load.already_recorded} already recorded")
+        say(_said(load))
+
+
+def _said(load: _Load) -> str:
+    return f"recorded {load.recorded} mints; {load.already_recorded} already recorded"
 
 
 def _opened(source: str) -> tuple[IO[Any], int | None]:

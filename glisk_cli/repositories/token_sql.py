@@ -28,6 +28,7 @@ from glisk_cli.pipeline import (
     STAGES,
     Stage,
     StageName,
+    TokenStatus,
 )
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
@@ -323,20 +324,22 @@ RETURNING {columns}
 """
 
 
+def _status(status: TokenStatus) -> str:
+    return f"CAST('{status.value}' AS token_status)"
+
+
 # Where a retried token resumes: the first stage whose output it does not hold (no image:
 # generation; no metadata CID: upload; else reveal), read from the token itself so that it holds
 # for a failure recorded by any path — a claim, a release, `reap` or an operator's `mark`.
-_LAST_STAGE = list(STAGES.values())[-1]
-RESUMING_STATUS = (
+*_EARLIER_STAGES, _LAST_STAGE = STAGES.values()
+_RESUMING_STATUS = (
     "CASE "
     + " ".join(
-        f"WHEN tokens_s0.{stage.output_column} IS NULL THEN "
-        f"CAST('{stage.queued.value}' AS token_status)"
-        for stage in list(STAGES.values())[:-1]
+        f"WHEN tokens_s0.{stage.output_column} IS NULL THEN {_status(stage.queued)}"
+        for stage in _EARLIER_STAGES
     )
-    + f" ELSE CAST('{_LAST_STAGE.queued.value}' AS token_status) END"
+    + f" ELSE {_status(_LAST_STAGE.queued)} END"
 )
-_FIRST_STATUS = f"CAST('{STAGES[StageName.GENERATION].queued.value}' AS token_status)"
 
 
 def retry_sql(columns: str, *, chosen: bool, from_start: bool) -> str:
@@ -344,7 +347,7 @@ def retry_sql(columns: str, *, chosen: bool, from_start: bool) -> str:
     (to detected, every stage again, when `from_start`), with their attempts reset and no lease
     or retry delay: claimable at once by exactly that stage."""
     which = " AND token_id = ANY (:token_ids)" if chosen else ""
-    status = _FIRST_STATUS if from_start else RESUMING_STATUS
+    status = _status(STAGES[StageName.GENERATION].queued) if from_start else _RESUMING_STATUS
     return f"""
 UPDATE tokens_s0 SET status = {status}, attempts = 0, {end_lease()}
 WHERE status = 'failed'{which}
