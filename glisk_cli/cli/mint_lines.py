@@ -111,6 +111,7 @@ def record_lines(source: str, *, as_json: bool) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
+    context.uow_factory()  # settings, logging and the database handle made here, not by the writer
     load = _Load()
     stream, size = _opened(source)
     try:
