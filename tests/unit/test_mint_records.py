@@ -42,11 +42,23 @@ def test_a_line_parses_as_the_single_form_parses_its_options() -> None:
         ({"tx_hash": "0x12"}, "tx_hash: '0x12' is not a transaction hash"),
         ({"block_timestamp": "noon"}, "block_timestamp: 'noon' is not a timestamp"),
         ({"author": None}, "author: null is not a string"),
+        ({"minter": "0xZZ"}, "minter: '0xZZ' is not an address"),
+        ({"block_timestamp": "2026-01-01T00:00:00"}, "block_timestamp: .* has no time zone"),
+        ({"log_index": -1}, "log_index: -1 is not a whole number from 0"),
     ],
 )
 def test_a_bad_field_is_named_with_the_single_forms_words(changes: dict, said: str) -> None:
     with pytest.raises(LineProblem, match=said):
         parse_line(json.dumps(LINE | changes))
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [("{not json", "not JSON"), ("[1, 2]", "not a JSON object"), (b"\xff", "not UTF-8")],
+)
+def test_a_line_that_is_no_json_object_is_refused(line: str | bytes, said: str) -> None:
+    with pytest.raises(LineProblem, match=said):
+        parse_line(line)
 
 
 def test_a_line_missing_fields_names_them_all() -> None:
