@@ -137,7 +137,8 @@ def record_lines(source: str, *, as_json: bool) -> None:
 
 
 def _said(load: _Load) -> str:
-    return f"recorded {load.recorded} mints; {load.already_recorded} already recorded"
+    mints = "mint" if load.recorded == 1 else "mints"
+    return f"recorded {load.recorded} {mints}; {load.already_recorded} already recorded"
 
 
 def _opened(source: str) -> tuple[IO[Any], int | None]:
