@@ -78,6 +78,9 @@ class Stage:
     in_flight: TokenStatus  # a claimed token's status while its worker holds it
     next_status: TokenStatus  # where a finished token moves
     results: tuple[ResultField, ...]  # what the worker must report for that move
+    # The result whose presence shows the stage's work done, whatever path recorded it: a
+    # retried token resumes at the first stage whose output it lacks.
+    output: str
 
     @property
     def claimable(self) -> tuple[TokenStatus, ...]:
@@ -89,6 +92,12 @@ class Stage:
     def result_fields(self) -> tuple[str, ...]:
         return tuple(field.name for field in self.results)
 
+    @property
+    def output_column(self) -> str:
+        """The token column that holds the stage's output."""
+        [column] = [field.column for field in self.results if field.name == self.output]
+        return column
+
 
 STAGES: dict[StageName, Stage] = {
     stage.name: stage
@@ -99,6 +108,7 @@ STAGES: dict[StageName, Stage] = {
             in_flight=TokenStatus.GENERATING,
             next_status=TokenStatus.UPLOADING,
             results=(ResultField("image_path", "image_path"),),
+            output="image_path",
         ),
         Stage(
             StageName.UPLOAD,
@@ -109,6 +119,7 @@ STAGES: dict[StageName, Stage] = {
                 ResultField("image_cid", "image_cid"),
                 ResultField("metadata_cid", "metadata_cid"),
             ),
+            output="metadata_cid",  # what `ready` requires; the image's CID is optional
         ),
         Stage(
             StageName.REVEAL,
@@ -116,6 +127,7 @@ STAGES: dict[StageName, Stage] = {
             in_flight=TokenStatus.READY,
             next_status=TokenStatus.REVEALED,
             results=(TX_HASH,),
+            output=TX_HASH.name,
         ),
     )
 }

@@ -189,7 +189,7 @@ def _failed(token: TokenFacts, name: str) -> Why:
     said = f": {_one_line(said)}" if isinstance(said, str) and said.strip() else ""
     message = (
         f"{name} failed{where} ({reason}, after {_count(token.attempts, 'attempt')}){said}; "
-        f"`glisk tokens retry {token.token_id}` sends it back to detected"
+        f"`glisk tokens retry {token.token_id}` sends it back to the stage that failed"
     )
     details = {"failure": reason, "error_data": error or None}
     return Why(token.token_id, token.status, "failed", message, None, details)

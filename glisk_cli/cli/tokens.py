@@ -27,7 +27,7 @@ app = typer.Typer(
 MAX_WAIT_S = 86400.0  # a day: a worker waiting longer should claim again
 
 TokenIdArgument = Annotated[
-    int, typer.Argument(help="On-chain token id.", min=0, max=values.MAX_TOKEN_ID)
+    int, typer.Argument(help="On-chain token id.", min=0, max=values.INTEGER_MAX)
 ]
 WorkerOption = Annotated[
     str | None,
@@ -254,7 +254,7 @@ def checkpoint(
 
 
 def _token_id(text: str) -> int:
-    if not text.isdigit() or int(text) > values.MAX_TOKEN_ID:
+    if not text.isdigit() or int(text) > values.INTEGER_MAX:
         raise typer.BadParameter(f"{text!r} is not a token id (a whole number up to 2^31 - 1)")
     return int(text)
 
@@ -279,7 +279,7 @@ def renew(
 @app.command()
 def release(
     token_ids: Annotated[
-        list[int], typer.Argument(help="On-chain token ids.", min=0, max=values.MAX_TOKEN_ID)
+        list[int], typer.Argument(help="On-chain token ids.", min=0, max=values.INTEGER_MAX)
     ],
     worker: WorkerOption = None,
     lease_id: LeaseIdOption = None,
@@ -315,21 +315,28 @@ def reap(as_json: JsonOption = False) -> None:
 def retry(
     token_ids: Annotated[
         list[int] | None,
-        typer.Argument(help="On-chain ids of failed tokens.", min=0, max=values.MAX_TOKEN_ID),
+        typer.Argument(help="On-chain ids of failed tokens.", min=0, max=values.INTEGER_MAX),
     ] = None,
     all_failed: Annotated[
         bool, typer.Option("--all-failed", help="Retry every failed token.")
     ] = False,
+    from_start: Annotated[
+        bool,
+        typer.Option("--from-start", help="Back to detected instead: every stage again."),
+    ] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Send failed tokens back to detected, with their attempts reset."""
+    """Send failed tokens back to the stage that failed, with their attempts reset: the first
+    stage whose output the token lacks (no image: generation; no metadata CID: upload; else
+    reveal), keeping what earlier stages made. --from-start sends them back to detected."""
     from glisk_cli.errors import InvalidInput
 
     if bool(token_ids) == all_failed:
         raise InvalidInput("name the failed tokens to retry, or pass --all-failed (not both)")
     if all_failed:
-        confirm_or_refuse("Send every failed token back to detected?", yes=yes)
+        where = "detected" if from_start else "the stage that failed"
+        confirm_or_refuse(f"Send every failed token back to {where}?", yes=yes)
     with context.unit_of_work() as uow:
-        tokens = uow.tokens.retry(None if all_failed else token_ids)
+        tokens = uow.tokens.retry(None if all_failed else token_ids, from_start=from_start)
     _emit_tokens(tokens, as_json=as_json)

@@ -19,7 +19,6 @@ from glisk_cli.durations import format_duration, parse_duration
 from glisk_cli.pipeline import MAX_RETRY_DELAY, TX_HASH
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-MAX_TOKEN_ID = 2**31 - 1  # tokens_s0.token_id is a PostgreSQL integer
 
 
 def _parsed(text: str) -> timedelta:
@@ -73,6 +72,26 @@ def address(text: str | None) -> str | None:
     if text is not None and not _ADDRESS.fullmatch(text):
         raise typer.BadParameter(f"{text!r} is not an address (0x and 40 hex digits)")
     return text
+
+
+INTEGER_MAX = 2**31 - 1  # a PostgreSQL integer column: token_id, log_index
+BIGINT_MAX = 2**63 - 1  # a bigint column: block_number
+
+
+def _not_negative(value: int | None, most: int) -> int | None:
+    if value is not None and not 0 <= value <= most:
+        raise typer.BadParameter(f"{value} is not a whole number from 0 to {most}")
+    return value
+
+
+def integer(value: int | None) -> int | None:
+    """A whole number an integer column holds, not negative (a token id, a log index)."""
+    return _not_negative(value, INTEGER_MAX)
+
+
+def bigint(value: int | None) -> int | None:
+    """A whole number a bigint column holds, not negative (a block number)."""
+    return _not_negative(value, BIGINT_MAX)
 
 
 def timestamp(text: str | None) -> datetime | None:

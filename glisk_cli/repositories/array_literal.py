@@ -52,4 +52,5 @@ _WRITERS: dict[type, Callable[[Any], str]] = {
     int: str,
     uuid.UUID: lambda value: value.hex,  # 32 digits: PostgreSQL reads a UUID without dashes
     str: _quoted,
+    datetime: lambda value: f'"{value.isoformat()}"',  # ISO 8601 holds no quote or backslash
 }

@@ -95,15 +95,19 @@ class TokenOperations(Repository):
         statement = _tokens(reap_sql(_columns()))
         return _by_token_id(self._execute(statement, {"max_attempts": limit}).scalars().all())
 
-    def retry(self, token_ids: Sequence[int] | None = None) -> list[Token]:
-        """Send failed tokens back to detected with fresh attempts (all failed tokens if None)."""
+    def retry(
+        self, token_ids: Sequence[int] | None = None, *, from_start: bool = False
+    ) -> list[Token]:
+        """Send failed tokens (all of them if None) back to the stage that failed — the first
+        whose output they lack — with fresh attempts; to detected when `from_start`."""
         if token_ids is not None:
             tokens = self._lock_by_token_ids(token_ids)
             not_failed = [t.token_id for t in tokens if t.status is not TokenStatus.FAILED]
             if not_failed:
                 listed = ", ".join(map(str, not_failed))
                 raise Conflict(f"only failed tokens can be retried; not failed: {listed}")
-        statement = _tokens(retry_sql(_columns(), chosen=token_ids is not None))
+        sql = retry_sql(_columns(), chosen=token_ids is not None, from_start=from_start)
+        statement = _tokens(sql)
         params = {} if token_ids is None else {"token_ids": list(token_ids)}
         return _by_token_id(self._execute(statement, params).scalars().all())
 

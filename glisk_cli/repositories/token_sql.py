@@ -29,6 +29,7 @@ from glisk_cli.pipeline import (
     STAGES,
     Stage,
     StageName,
+    TokenStatus,
 )
 from glisk_cli.repositories.token_records import TOKEN_COLUMNS
 
@@ -342,12 +343,34 @@ SELECT {columns} FROM reaped
 """
 
 
-def retry_sql(columns: str, *, chosen: bool) -> str:
-    """Send failed tokens (only those of :token_ids when `chosen`) back to detected, with their
-    attempts reset."""
+def _status(status: TokenStatus) -> str:
+    return f"CAST('{status.value}' AS token_status)"
+
+
+# Where a retried token resumes: the first stage whose output it does not hold (no image:
+# generation; no metadata CID: upload; else reveal), read from the token itself so that it holds
+# for a failure recorded by any path — a claim, a release, `reap` or an operator's `mark`.
+*_EARLIER_STAGES, _LAST_STAGE = STAGES.values()
+_RESUMING_STATUS = (
+    "CASE "
+    + " ".join(
+        f"WHEN tokens_s0.{stage.output_column} IS NULL THEN {_status(stage.queued)}"
+        for stage in _EARLIER_STAGES
+    )
+    + f" ELSE {_status(_LAST_STAGE.queued)} END"
+)
+
+
+def retry_sql(columns: str, *, chosen: bool, from_start: bool) -> str:
+    """Send failed tokens (only those of :token_ids when `chosen`) back to the stage that failed
+    (to detected, every stage again, when `from_start`), with their attempts reset and no lease
+    or retry delay: claimable at once by exactly that stage. A checkpoint stays for the stage
+    that resumes (what its side effect already did); from the start, none applies any more."""
     which = " AND token_id = ANY (:token_ids)" if chosen else ""
+    status = _status(STAGES[StageName.GENERATION].queued) if from_start else _RESUMING_STATUS
+    forget = "checkpoint = NULL, " if from_start else ""
     return f"""
-UPDATE tokens_s0 SET status = 'detected', attempts = 0, {end_lease()}
+UPDATE tokens_s0 SET status = {status}, attempts = 0, {forget}{end_lease()}
 WHERE status = 'failed'{which}
 RETURNING {columns}
 """

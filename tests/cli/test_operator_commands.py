@@ -4,15 +4,13 @@ import io
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from glisk_cli.models import TokenStatus
+from tests.cli.mints import WALLET, record_mint
 from tests.cli.outputs import as_json
 
-WALLET = "0xAbCdEf0123456789abcdef0123456789ABCDEF01"
-MINTER = "0x2222222222222222222222222222222222222222"
 TOKEN_KEYS = [
     "id",
     "token_id",
@@ -33,30 +31,6 @@ TOKEN_KEYS = [
     "lease_id",
     "checkpoint",
 ]
-
-
-def record_mint(glisk, token_id: int, *, when: str = "") -> Any:
-    stamp = when or f"2026-01-01T00:00:{token_id % 60:02d}Z"
-    args = [
-        "mints",
-        "record",
-        "--tx-hash",
-        "0x" + f"{token_id:064x}",
-        "--log-index",
-        "0",
-        "--block-number",
-        str(100 + token_id),
-        "--block-timestamp",
-        stamp,
-        "--token-id",
-        str(token_id),
-        "--author",
-        WALLET.lower(),
-        "--minter",
-        MINTER,
-        "--json",
-    ]
-    return as_json(glisk(*args))
 
 
 @pytest.fixture
@@ -180,6 +154,52 @@ def test_release_reap_and_retry(glisk, three_tokens) -> None:
     assert {t["attempts"] for t in retried} == {0}
 
 
+def fail_after(glisk, token_id: int, *moves: list[str]) -> None:
+    """Move token `token_id` through `moves` (each a status and its options), then fail it."""
+    for move in moves:
+        glisk("tokens", "mark", str(token_id), *move)
+    glisk("tokens", "mark", str(token_id), "failed")
+
+
+def test_retry_sends_each_failed_token_back_to_the_stage_that_failed(glisk, three_tokens) -> None:
+    fail_after(glisk, 1, ["generating"])
+    fail_after(glisk, 2, ["generating"], ["uploading", "--image-path", "images/2.png"])
+    fail_after(
+        glisk,
+        3,
+        ["generating"],
+        ["uploading", "--image-path", "images/3.png"],
+        ["ready", "--metadata-cid", "meta-3", "--image-cid", "image-3"],
+    )
+    retried = as_json(glisk("tokens", "retry", "1", "2", "3", "--json"))
+
+    assert list(retried[0]) == TOKEN_KEYS
+    assert [(t["token_id"], t["status"], t["attempts"]) for t in retried] == [
+        (1, "detected", 0),
+        (2, "uploading", 0),
+        (3, "ready", 0),
+    ]
+    assert retried[1]["image_path"] == "images/2.png"
+    assert (retried[2]["image_path"], retried[2]["image_cid"], retried[2]["metadata_cid"]) == (
+        "images/3.png",
+        "image-3",
+        "meta-3",
+    )
+    # Each is claimable by exactly the stage that failed it.
+    for stage, token_id in (("reveal", 3), ("upload", 2), ("generation", 1)):
+        claimed = as_json(glisk("tokens", "claim", "--stage", stage, "--limit", "9", "--json"))
+        assert [token["token_id"] for token in claimed] == [token_id], stage
+
+
+def test_retry_from_start_sends_failed_tokens_back_to_detected(glisk, three_tokens) -> None:
+    fail_after(glisk, 2, ["generating"], ["uploading", "--image-path", "images/2.png"])
+    glisk("tokens", "retry", "--all-failed", "--from-start", expect=2)  # no terminal, no --yes
+    [retried] = as_json(glisk("tokens", "retry", "--all-failed", "--from-start", "--yes", "--json"))
+    assert (retried["token_id"], retried["status"], retried["attempts"]) == (2, "detected", 0)
+    claimed = as_json(glisk("tokens", "claim", "--limit", "9", "--json"))
+    assert [token["token_id"] for token in claimed] == [1, 2, 3]
+
+
 def test_state_set_get_list_delete(glisk, monkeypatch: pytest.MonkeyPatch) -> None:
     glisk("state", "set", "cursor", '{"block": 19000000, "hash": "0xabc"}')
     glisk("state", "set", "name", "plain words", "--string")
@@ -218,38 +238,6 @@ def test_authors_add_get_list(glisk) -> None:
     assert [author["wallet_address"] for author in listed] == [WALLET]
     glisk("authors", "add", "--wallet", WALLET.lower(), "--prompt", "dup", expect=6)
     glisk("authors", "get", "0x" + "9" * 40, expect=5)
-
-
-def test_recording_the_same_mint_twice_is_a_no_op_success(glisk, three_tokens) -> None:
-    again = record_mint(glisk, 1)
-    assert again["recorded"] is False
-    assert again["token"]["token_id"] == 1
-    listed = as_json(glisk("tokens", "list", "--json"))
-    assert len(listed) == 3
-
-
-def test_recording_a_mint_for_an_unknown_author_changes_nothing(glisk) -> None:
-    result = glisk(
-        "mints",
-        "record",
-        "--tx-hash",
-        "0x" + "e" * 64,
-        "--log-index",
-        "0",
-        "--block-number",
-        "1",
-        "--block-timestamp",
-        "1767225600",
-        "--token-id",
-        "9",
-        "--author",
-        WALLET,
-        "--minter",
-        MINTER,
-        expect=5,
-    )
-    assert "author" in result.stderr
-    assert as_json(glisk("tokens", "list", "--json")) == []
 
 
 def test_dev_seed_adds_authors_and_detected_tokens(glisk, uow_factory) -> None:

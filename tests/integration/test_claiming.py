@@ -132,6 +132,29 @@ def test_retry_sends_a_failed_token_back_to_detected_with_fresh_attempts(
     assert [t.token_id for t in claim(uow_factory, limit=1, worker="w2")] == [1]
 
 
+def test_retry_resumes_a_token_the_upload_claim_failed_at_upload_with_its_image_kept(
+    session_factory, uow_factory
+) -> None:
+    seed_tokens(session_factory, 1)
+    [held] = claim(uow_factory)
+    with uow_factory() as uow:
+        uow.tokens.advance([(held, {"image_path": "images/1.png"})])
+    claim(uow_factory, stage="upload")
+    expire_leases(session_factory)
+    # The next upload claim finds the attempt used up and fails the token itself.
+    assert claim(uow_factory, stage="upload", max_attempts=1) == []
+    with uow_factory() as uow:
+        [retried] = uow.tokens.retry([1])
+    assert (retried.status, retried.image_path, retried.attempts) == (
+        TokenStatus.UPLOADING,
+        "images/1.png",
+        0,
+    )
+    assert (retried.lease_expires_at, retried.claimed_by) == (None, None)
+    assert claim(uow_factory, stage="generation") == []
+    assert [t.token_id for t in claim(uow_factory, stage="upload")] == [1]
+
+
 def test_release_returns_tokens_to_the_queue_but_only_for_their_holder(
     session_factory, uow_factory
 ) -> None:

@@ -84,8 +84,21 @@ def test_grants_prints_the_statements_for_each_role_without_touching_the_databas
     assert nothing.exit_code == 2
 
 
-def test_the_worker_role_runs_every_worker_command(cli, roles: Roles, session_factory) -> None:
+def test_the_worker_role_runs_every_worker_command(
+    cli, roles: Roles, session_factory, tmp_path: Path
+) -> None:
     seed_tokens(session_factory, 3)
+    mints = tmp_path / "mints.jsonl"  # the load ANALYZEs tables the worker role does not own
+    mint = {
+        "tx_hash": "0x" + "cd" * 32,
+        "log_index": 0,
+        "block_number": 2,
+        "block_timestamp": 1767225600,
+        "token_id": 10,
+        "author": "0x00000000000000000000000000000000000000aa",
+        "minter": "0x" + "22" * 20,
+    }
+    mints.write_text(json.dumps(mint) + "\n")
     claimed = as_role(cli, roles, "worker", "tokens", "claim", "--limit", "2", "--json")
     assert claimed.exit_code == 0, claimed.stderr
     lease_id = json.loads(claimed.stdout)[0]["lease_id"]
@@ -113,6 +126,7 @@ def test_the_worker_role_runs_every_worker_command(cli, roles: Roles, session_fa
             "--minter",
             "0x" + "22" * 20,
         ),
+        ("mints", "record", "--jsonl", str(mints)),
         ("tokens", "stats"),
     ):
         result = as_role(cli, roles, "worker", *args)

@@ -82,7 +82,7 @@ def test_a_failed_token_says_why_from_its_error_data_and_how_to_retry_it() -> No
     assert answer.reason == "failed"
     assert answer.message == (
         "token 7 failed in upload (max_attempts, after 5 attempts); "
-        "`glisk tokens retry 7` sends it back to detected"
+        "`glisk tokens retry 7` sends it back to the stage that failed"
     )
     document = answer.document()
     assert (document["failure"], document["error_data"]) == ("max_attempts", error)
