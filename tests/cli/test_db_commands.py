@@ -199,5 +199,15 @@ def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
     assert [result.returncode for result in results] == [0, 0, 0, 0], results
     reports = [json.loads(result.stdout) for result in results]
     applied = [step["revision"] for report in reports for step in report["applied"]]
-    assert sorted(applied) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"]
+    assert sorted(applied) == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+    ]
     assert {report["after"] for report in reports} == {"0009"}
