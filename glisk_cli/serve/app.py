@@ -247,6 +247,9 @@ async def _serve(app: HealthApp, host: str, port: int, database: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     urls = ", ".join(_url(sock.getsockname()) for sock in server.sockets)
     logger.log(NOTICE, f"listening on {urls} (database {database})")
+    if app.dashboard is not None:
+        guarded = "password required" if app.dashboard.guarded else "no password"
+        logger.log(NOTICE, f"dashboard at {urls.split(', ')[0]}/ ({guarded})")
     background = {
         loop.create_task(app.database.get()),  # warm the pool and log the state right away
         loop.create_task(_expire_idle(app)),

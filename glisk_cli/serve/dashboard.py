@@ -80,6 +80,11 @@ class Dashboard:
             'WWW-Authenticate: Basic realm="glisk dashboard", charset="UTF-8"\r\n',
         )
 
+    @property
+    def guarded(self) -> bool:
+        """Whether every path here asks for the password."""
+        return self._digest is not None
+
     # -- what HealthApp asks -----------------------------------------------------------------
 
     def answer_now(self, request: Request) -> Response | None:
