@@ -8,8 +8,6 @@ Without it, they skip, saying why; in CI (env CI set) its absence fails them ins
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,24 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.health.conftest import ServeProcess, start_serve
-
-
-def require_chromium() -> str:
-    """The chromium binary, or skip (fail in CI) saying how to get it."""
-    binary = shutil.which("chromium") or next(
-        (
-            path
-            for path in ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
-            if Path(path).exists()
-        ),
-        None,
-    )
-    if binary is None:
-        reason = "chromium is not installed (Debian/Ubuntu: apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    return binary
+from tests.programs import require_program
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +27,8 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # As root, Chromium runs only without its sandbox, which is Playwright's default.
-    launched = playwright.chromium.launch(executable_path=require_chromium())
+    chromium = require_program("chromium", ("/usr/bin/chromium",), "browser")
+    launched = playwright.chromium.launch(executable_path=chromium)
     yield launched
     launched.close()
 

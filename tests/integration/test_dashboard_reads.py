@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from glisk_cli.cli.dashboard_reads import pipeline_reader, token_reader
 from glisk_cli.db import transaction
 from tests.conftest import seed_tokens
+from tests.plans import INDEX_READS, table_reads
 from tests.top_pipeline import seed_busy_pipeline
 
 LEASE = timedelta(minutes=15)
@@ -109,15 +110,6 @@ def test_every_statement_of_both_pages_is_served_by_an_index(
                 continue  # the planner's estimate of a long queue: no rows read
             cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", params)
             [([plan],)] = cursor.fetchall()
-            scans = [
-                (node["Node Type"], node["Relation Name"])
-                for node in _nodes(plan["Plan"])
-                if "Relation Name" in node and node["Relation Name"] not in BOUNDED_TABLES
-            ]
-            # a bitmap heap scan visits only the pages its index scan names
-            reads = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
-            assert {kind for kind, _ in scans} <= reads, (statement, scans)
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
+            scans = table_reads(plan["Plan"])
+            kinds = {kind for kind, table in scans if table not in BOUNDED_TABLES}
+            assert kinds <= INDEX_READS, (statement, scans)
