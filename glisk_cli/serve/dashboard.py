@@ -145,7 +145,7 @@ class Dashboard:
                 return self._html(503, "Unavailable", self._message("No answer", text, fragment))
             except Exception as exc:
                 text = f"Could not read token {token_id}: {describe_error(exc)}"
-                logger.warning(f"dashboard: {text}")
+                logger.debug(f"dashboard: {text}")  # an outage is logged once, by the health check
                 return self._html(503, "Unavailable", self._message("Unavailable", text, fragment))
         if page is None:
             text = f"There is no token {token_id}."

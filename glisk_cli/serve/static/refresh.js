@@ -11,7 +11,8 @@
         const url = new URL(window.location.href);
         url.searchParams.set("part", "main");
         const reply = await fetch(url, { cache: "no-store", credentials: "same-origin" });
-        if (!reply.ok) throw new Error(String(reply.status));
+        // 503 is a page too: it says what the server could not read
+        if (!reply.ok && reply.status !== 503) throw new Error(String(reply.status));
         main.innerHTML = await reply.text();
         document.body.classList.remove("stale");
       } catch (_) {
