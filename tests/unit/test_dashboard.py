@@ -197,3 +197,21 @@ def test_only_loopback_addresses_count_as_loopback() -> None:
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "192.168.1.5", "example.com", ""):
         assert not is_loopback(host), host
+
+
+def test_a_reading_that_fails_is_a_503_page_saying_why_as_text() -> None:
+    def failing() -> dict[str, Any]:
+        raise RuntimeError(f"schema drift near {SCRIPT}")
+
+    def failing_token(_token_id: int) -> dict[str, Any] | None:
+        raise RuntimeError("no tokens table")
+
+    broken = Dashboard(failing, failing_token, password=None)
+    page = get(broken, "/")
+    assert page.code == 503
+    assert (
+        b"Could not read the pipeline: RuntimeError: schema drift near &lt;script&gt;" in page.body
+    )
+    token = get(broken, "/tokens/7?part=main")
+    assert token.code == 503
+    assert b"Could not read token 7: RuntimeError: no tokens table" in token.body
