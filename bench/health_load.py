@@ -15,6 +15,11 @@ temporary directory.
 
 With several --path options the paths are measured round-robin on the same server, e.g.
 `--path /health --path /livez` compares /health with a path that never looks at the database.
+
+With --dashboard the server runs `glisk serve --dashboard` on a migrated database seeded with
+--tokens tokens (`glisk dev seed`), and a headless Chromium (Debian's, through Playwright) keeps
+the pipeline page and a token's page open during the load, each refreshing itself every few
+seconds; the refreshes it made are counted and printed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -44,6 +50,7 @@ from glisk_cli.embedded import EmbeddedServer
 
 GLISK = Path(sys.executable).with_name("glisk")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 GOALS = {"req/s": 5000.0, "p99 ms": 10.0, "non-2xx": 0, "db xacts/s": 10.0}
 
 
@@ -64,7 +71,7 @@ def database() -> Iterator[str]:
 
 
 @contextmanager
-def serve(url: str, workdir: Path) -> Iterator[tuple[str, float]]:
+def serve(url: str, workdir: Path, *options: str) -> Iterator[tuple[str, float]]:
     """A running `glisk serve` (its base URL, and seconds from exec to listening)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("GLISK_")}
     env |= {"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "GLISK_DATA_DIR": str(workdir / "x")}
@@ -72,7 +79,7 @@ def serve(url: str, workdir: Path) -> Iterator[tuple[str, float]]:
     started = time.monotonic()
     with open(log, "w") as stderr:
         process = subprocess.Popen(
-            [str(GLISK), "serve", "--port", "0"], cwd=workdir, env=env, stderr=stderr
+            [str(GLISK), "serve", "--port", "0", *options], cwd=workdir, env=env, stderr=stderr
         )
     try:
         while not (found := re.search(r"listening on (http://\S+:\d+)", log.read_text())):
@@ -116,9 +123,52 @@ def checks(base: str) -> float:
     raise SystemExit("no glisk_health_check_seconds_count on /metrics")
 
 
-def wrk(target: str, connections: int, duration: int) -> dict[str, float]:
+def seeded(url: str, tokens: int) -> None:
+    """Migrate the database and seed `tokens` tokens through glisk itself."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GLISK_")}
+    env |= {"DATABASE_URL": url, "APP_ENV": "development"}
+    for argv in (["db", "upgrade"], ["dev", "seed", "--tokens", str(tokens), "--yes"]):
+        subprocess.run([str(GLISK), *argv], env=env, check=True, capture_output=True)
+
+
+class Browser:
+    """Headless Chromium with the dashboard's pipeline page and a token's page open, counting
+    the refreshes the pages make by themselves (Playwright delivers events while it waits)."""
+
+    def __init__(self, base: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._driver = sync_playwright().start()
+        self._browser = self._driver.chromium.launch(executable_path=CHROMIUM)
+        self.refreshes = 0
+        for path in ("/", "/tokens/1"):
+            page = self._browser.new_page()
+            page.on("response", self._count)
+            page.goto(base + path)
+        self._page = page
+
+    def _count(self, response: Any) -> None:
+        self.refreshes += "part=main" in response.url and response.status == 200
+
+    def wait(self, process: subprocess.Popen[str]) -> str:
+        """Keep the pages' events flowing until `process` (wrk) ends; its stdout."""
+        while process.poll() is None:
+            self._page.wait_for_timeout(200)
+        return process.communicate()[0]
+
+    def close(self) -> None:
+        self._browser.close()
+        self._driver.stop()
+
+
+def wrk(
+    target: str, connections: int, duration: int, browser: Browser | None = None
+) -> dict[str, float]:
     argv = [WRK, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", target]
-    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    output = browser.wait(process) if browser else process.communicate()[0]
+    if process.returncode != 0:
+        raise SystemExit(f"wrk failed:\n{output}")
     print(output, file=sys.stderr)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
@@ -141,6 +191,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--path", action="append", help="repeat to interleave paths (/health)")
     parser.add_argument("--runs", type=int, default=1, help="wrk runs per path, same server")
+    parser.add_argument("--dashboard", action="store_true", help="with a browser on the view")
+    parser.add_argument("--tokens", type=int, default=100_000, help="seeded for --dashboard")
     args = parser.parse_args()
     paths: list[str] = args.path or ["/health"]
     runs: dict[str, list[dict[str, float]]] = {path: [] for path in paths}
@@ -149,18 +201,24 @@ def main() -> None:
     with database() as url, tempfile.TemporaryDirectory() as workdir:
         # A backend publishes its statistics lazily, but always when it exits: count everything
         # the server's connections did over its whole life, read after it has closed its pool.
+        if args.dashboard:
+            seeded(url, args.tokens)
         xacts_before = transactions(url)
-        with serve(url, Path(workdir)) as (base, startup):
+        options = ("--dashboard",) if args.dashboard else ()
+        with serve(url, Path(workdir), *options) as (base, startup):
             get(base, "/health")  # warm the pool
+            browser = Browser(base) if args.dashboard else None
             for _ in range(args.runs):
                 for path in paths:  # round-robin, so the machine's noise hits every path alike
                     checks_before, started = checks(base), time.monotonic()
-                    result = wrk(base + path, args.connections, args.duration)
+                    result = wrk(base + path, args.connections, args.duration, browser)
                     elapsed = time.monotonic() - started
                     result["checks/s"] = (checks(base) - checks_before) / elapsed
                     loaded += elapsed
                     runs[path].append(result)
                 loads.append(os.getloadavg()[0])
+            if browser is not None:
+                browser.close()
         time.sleep(0.5)
         xacts_after = transactions(url)
     # An upper bound: start-up and warm-up checks count too (less the first statistics query).
@@ -172,6 +230,11 @@ def main() -> None:
         f"-c{args.connections} -d{args.duration}s · {args.runs} run(s) per path"
     )
     print(f"# glisk serve: exec to listening {startup:.2f} s")
+    if browser is not None:
+        print(
+            f"# dashboard open in Chromium ({args.tokens:,} tokens): pipeline and token pages "
+            f"refreshed themselves {browser.refreshes} times under load ({loaded:.0f} s)"
+        )
     load_text = " ".join(f"{load:.1f}" for load in loads)
     print(f"# 1-min load average before each round and after the last: {load_text}")
     print(

@@ -37,10 +37,10 @@ SELECT n, (SELECT id FROM authors LIMIT 1), '0x000000000000000000000000000000000
        CAST({status} AS token_status), now() - interval '4 days' + n * interval '300 ms'
 FROM generate_series(1, %(tokens)s) AS n
 """
-_BUSY_STATUS = """CASE WHEN n %% 10 < 7 THEN 'revealed' WHEN n %% 100 = 71 THEN 'failed'
+BUSY_STATUS = """CASE WHEN n %% 10 < 7 THEN 'revealed' WHEN n %% 100 = 71 THEN 'failed'
                   WHEN n %% 10 = 7 THEN 'detected' WHEN n %% 10 = 8 THEN 'uploading'
                   ELSE 'ready' END"""
-_BUSY = [
+BUSY = [
     # 100 workers x 10 tokens in generation, 10 of the workers stalled (their leases ran out)
     """UPDATE tokens_s0 SET status = 'generating', claimed_by = 'worker-' || (token_id / 10 %% 100),
            lease_id = gen_random_uuid(), updated_at = now() - interval '1 minute',
@@ -81,10 +81,10 @@ def main() -> None:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f}, {args.tokens:,} tokens, {args.runs} runs"
     )
-    for name, status, extra in (("busy", _BUSY_STATUS, _BUSY), ("backlog", "'detected'", [])):
+    for name, status, extra in (("busy", BUSY_STATUS, BUSY), ("backlog", "'detected'", [])):
         with scratch_database(args.database_url, "glisk_bench_top") as url:
             started = time.perf_counter()
-            _seed(url, args.tokens, status, extra)
+            seed(url, args.tokens, status, extra)
             seeded = time.perf_counter() - started
             library, server = _measure(url, args.runs)
             print(
@@ -95,7 +95,7 @@ def main() -> None:
             )
 
 
-def _seed(url: str, tokens: int, status: str, extra: list[str]) -> None:
+def seed(url: str, tokens: int, status: str, extra: list[str]) -> None:
     migrate_with_author(url, "bench")
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
         conn.execute(_TOKENS.format(status=status).encode(), {"tokens": tokens})

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     glisk_connect_timeout: timedelta = _DEFAULT_TIMEOUTS.connect
     glisk_lock_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.lock)
     glisk_statement_timeout: timedelta = cast(timedelta, _DEFAULT_TIMEOUTS.statement)
+    # `glisk serve --dashboard`'s HTTP basic auth password; required off a loopback address.
+    glisk_dashboard_password: SecretStr | None = None
 
     @field_validator("database_url", "database_direct_url", mode="before")
     @classmethod
@@ -89,6 +91,11 @@ class Settings(BaseSettings):
         if not parts.path.strip("/") and "dbname=" not in parts.query:
             raise ValueError("names no database (expected postgresql://user:pass@host/db)")
         return parts._replace(scheme="postgresql+psycopg").geturl()
+
+    @field_validator("glisk_dashboard_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value else value
 
     @field_validator("app_env", "log_level", "glisk_pooler", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ class RevealTransaction(Base):
             "confirmed_at",
             postgresql_where=text("confirmed_at IS NOT NULL"),
         ),
+        # The reveals that carry a token: a token's story (migration 0010).
+        Index("ix_reveal_transactions_token_ids", "token_ids", postgresql_using="gin"),
     )
 
     id: Mapped[UUIDPrimaryKey]

@@ -3,7 +3,9 @@
 `HealthApp` decides what each path answers — from the shared database check
 (`glisk_cli.serve.check`, which explains why no request waits for the database) and the metrics
 (`glisk_cli.serve.metrics`) — and `run` serves it on asyncio until SIGTERM or SIGINT. The HTTP
-wire format and the connections are in `glisk_cli.serve.http`.
+wire format and the connections are in `glisk_cli.serve.http`. With `--dashboard`, every other
+path goes to the web view (`glisk_cli.serve.dashboard`); the health paths are answered first and
+never ask for its password.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from glisk_cli.serve.metrics import (
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from glisk_cli.serve.dashboard import Dashboard
 
 SHUTDOWN_GRACE_S = 1.0  # in-flight requests get this long after SIGTERM before being cut off
 # loguru has no level between WARNING and ERROR. The listening line and "database is back" must
@@ -115,8 +119,10 @@ class HealthApp:
         cors_origins: Sequence[str] = (),
         access_log: bool = False,
         max_connections: int = 4096,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.database, self.tokens, self.metrics = database, tokens, metrics
+        self.dashboard = dashboard
         self.cors_origins = frozenset(origin.encode("latin-1") for origin in cors_origins)
         self.access_log = access_log
         self.max_connections = max_connections
@@ -129,7 +135,7 @@ class HealthApp:
     def answer_now(self, request: Request) -> Response | None:
         """The response when it needs no waiting (nearly always); None when it must wait."""
         if request.path not in _PATHS:
-            return NOT_FOUND
+            return NOT_FOUND if self.dashboard is None else self.dashboard.answer_now(request)
         if request.method not in (b"GET", b"HEAD"):
             return NOT_ALLOWED
         if request.path in _CHECKED:
@@ -141,7 +147,11 @@ class HealthApp:
         return self.metrics_response() if fresh else None
 
     async def answer(self, request: Request) -> Response:
-        """The response once the checks it needs have come back (≤ the check timeout)."""
+        """The response once the checks it needs have come back (≤ the check timeout), or the
+        web view's page once it has read the database."""
+        if request.path not in _PATHS:
+            assert self.dashboard is not None  # answer_now answers every other path itself
+            return await self.dashboard.answer(request)
         if request.path == b"/metrics":
             await asyncio.gather(self.database.get(), self.tokens.get())
             return self.metrics_response()
@@ -180,11 +190,13 @@ def run(
     cors_origins: Sequence[str] = (),
     access_log: bool = False,
     token_metrics: TokenMetricsSource = no_token_metrics,
+    dashboard: Dashboard | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then finish in-flight requests and return.
 
     `database` names the database in logs (a masked URL). The caller owns `engine`, built with
     the health check's limits (`Database.for_health_checks`), and disposes of it afterwards.
+    `dashboard`: the web view, answering every path that is not a health path.
     """
     try:
         logger.level(NOTICE)
@@ -217,6 +229,7 @@ def run(
         access_log=access_log,
         # Leave descriptors for the database connections, logs and the listening sockets.
         max_connections=max(64, min(_raise_file_limit() - 64, 16384)),
+        dashboard=dashboard,
     )
     asyncio.run(_serve(app, host, port, database))
 
@@ -244,6 +257,9 @@ async def _serve(app: HealthApp, host: str, port: int, database: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     urls = ", ".join(_url(sock.getsockname()) for sock in server.sockets)
     logger.log(NOTICE, f"listening on {urls} (database {database})")
+    if app.dashboard is not None:
+        guarded = "password required" if app.dashboard.guarded else "no password"
+        logger.log(NOTICE, f"dashboard at {urls.split(', ')[0]}/ ({guarded})")
     background = {
         loop.create_task(app.database.get()),  # warm the pool and log the state right away
         loop.create_task(_expire_idle(app)),

@@ -121,28 +121,35 @@ class SharedCheck(Generic[T]):
         return outcome
 
     def _in_thread(self) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        # Nobody may be waiting any more when a timed-out probe finally fails: mark the error
-        # retrieved, or asyncio logs "exception was never retrieved".
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return in_daemon_thread(f"glisk-{self.name}", self._probe)
 
-        def settle(value: Any, error: Exception | None) -> None:
-            if not future.done():
-                future.set_result(value) if error is None else future.set_exception(error)
 
-        def work() -> None:
-            try:
-                result: tuple[Any, Exception | None] = (self._probe(), None)
-            except Exception as exc:
-                result = (None, exc)
-            with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
-                loop.call_soon_threadsafe(settle, *result)
+def in_daemon_thread(name: str, work: Callable[[], T]) -> asyncio.Future[T]:
+    """`work()` in a thread of its own, its result or error in the returned future.
 
-        # A daemon thread per check (two a second at most): a probe stuck in the driver must not
-        # keep the process alive after SIGTERM, as an executor's worker thread would.
-        threading.Thread(target=work, name=f"glisk-{self.name}", daemon=True).start()
-        return future
+    A daemon thread per call (a few a second at most): a probe stuck in the driver must not keep
+    the process alive after SIGTERM, as an executor's worker thread would.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    # Nobody may be waiting any more when a timed-out probe finally fails: mark the error
+    # retrieved, or asyncio logs "exception was never retrieved".
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def settle(value: Any, error: Exception | None) -> None:
+        if not future.done():
+            future.set_result(value) if error is None else future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result: tuple[Any, Exception | None] = (work(), None)
+        except Exception as exc:
+            result = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: we are shutting down
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def describe_error(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ tail latency on two cores while PostgreSQL sees at most a few checks per second,
 framework's per-request machinery nor a thread per connection leaves room for that (bench/README.md
 compares them). So every connection lives on one event loop (an idle or slow client costs a few
 hundred bytes, not a thread), each response leaves in one write (no Nagle delay between pieces),
-and since only four fixed paths exist, a minimal HTTP/1.1 with keep-alive is all the parsing
+and since only a few fixed paths exist, a minimal HTTP/1.1 with keep-alive is all the parsing
 needed. Anything unusual (a request body, a malformed head) is answered and the connection closed
 rather than interpreted.
 
@@ -73,6 +73,8 @@ class Request(NamedTuple):
     keep_alive: bool
     http10: bool
     origin: bytes | None
+    query: bytes = b""  # after the `?`, as sent
+    authorization: bytes | None = None  # the Authorization header's value (the web view's)
 
 
 def parse_head(head: bytes) -> Request | None:
@@ -83,7 +85,7 @@ def parse_head(head: bytes) -> Request | None:
         return None
     method, target, version = parts
     http10 = version == b"HTTP/1.0"
-    keep_alive, origin, body = not http10, None, False
+    keep_alive, origin, authorization, body = not http10, None, None, False
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or not name or name != name.strip():
@@ -94,6 +96,8 @@ def parse_head(head: bytes) -> Request | None:
             keep_alive = b"close" not in tokens and (keep_alive or b"keep-alive" in tokens)
         elif name == b"origin":
             origin = value.strip()
+        elif name == b"authorization":
+            authorization = value.strip()
         elif name == b"content-length":
             if not value.strip().isdigit():
                 return None
@@ -102,8 +106,9 @@ def parse_head(head: bytes) -> Request | None:
             body = True
     if target.startswith((b"http://", b"https://")):  # absolute form, as sent to a proxy
         target = b"/" + (target.split(b"/", 3)[3:] or [b""])[0]
+    path, _, query = target.partition(b"?")
     # No body is ever read: answer, then close, so a body can never be taken for a request.
-    return Request(method, target.partition(b"?")[0], keep_alive and not body, http10, origin)
+    return Request(method, path, keep_alive and not body, http10, origin, query, authorization)
 
 
 # -- connections --------------------------------------------------------------------------------

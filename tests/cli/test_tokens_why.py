@@ -16,6 +16,7 @@ from glisk_cli.pipeline import STAGES, StageName
 from glisk_cli.repositories.token_why import ahead_sql
 from tests.cli.outputs import moment
 from tests.conftest import expire_leases, seed_tokens
+from tests.plans import plan_nodes
 
 LEASE = timedelta(minutes=5)
 KEYS = ["token_id", "status", "reason", "message", "until"]
@@ -233,7 +234,7 @@ def test_the_counts_ahead_read_only_the_claim_s_indexes_of_what_is_ahead(
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
         [([plan],)] = cursor.fetchall()
-    scans = [node for node in _nodes(plan["Plan"]) if "Relation Name" in node]
+    scans = [node for node in plan_nodes(plan["Plan"]) if "Relation Name" in node]
     assert {node["Index Name"] for node in scans} <= {
         "ix_tokens_s0_lease_expiry",
         "ix_tokens_s0_generation_queue",
@@ -241,7 +242,3 @@ def test_the_counts_ahead_read_only_the_claim_s_indexes_of_what_is_ahead(
     }, scans
     # nothing read only to be thrown away, but the token itself, where ties of its mint are read
     assert sum(node.get("Rows Removed by Filter", 0) for node in scans) <= 1, scans
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]

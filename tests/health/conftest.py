@@ -83,8 +83,8 @@ class ServeProcess:
                 self.process.wait()
 
 
-def start_serve(workdir: Path, env: dict[str, str]) -> ServeProcess:
-    """Start `glisk serve` on a free port (call `wait_ready` before using it)."""
+def start_serve(workdir: Path, env: dict[str, str], *options: str) -> ServeProcess:
+    """Start `glisk serve` on a free port, with `options` (call `wait_ready` before using it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "home"
     home.mkdir(mode=0o700, exist_ok=True)
@@ -98,7 +98,7 @@ def start_serve(workdir: Path, env: dict[str, str]) -> ServeProcess:
     log_file = workdir / "serve.log"
     with open(log_file, "wb") as stderr:
         process = subprocess.Popen(
-            [str(GLISK), "serve", "--port", "0"],
+            [str(GLISK), "serve", "--port", "0", *options],
             cwd=workdir,  # an empty directory: no developer's .env is read
             env=clean | env,
             stdin=subprocess.DEVNULL,

@@ -69,3 +69,13 @@ def test_a_port_in_use_is_refused_with_a_clear_error(cli) -> None:
         result = cli("serve", "--port", str(port), env={"DATABASE_URL": "postgresql://u@/db"})
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_the_dashboard_off_loopback_without_a_password_is_refused_with_exit_2(cli) -> None:
+    env = {"DATABASE_URL": "postgresql://u@/db", "GLISK_DASHBOARD_PASSWORD": None}
+    result = cli("serve", "--dashboard", "--host", "0.0.0.0", "--port", "0", env=env)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: the dashboard listens on 0.0.0.0 only with a password: set "
+        "GLISK_DASHBOARD_PASSWORD (or listen on a loopback address: --host 127.0.0.1)\n"
+    )

@@ -18,6 +18,7 @@ from glisk_cli.repositories.token import TokenRepository
 from glisk_cli.repositories.token_sql import claim_sql
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import expire_leases, seed_tokens
+from tests.plans import plan_nodes
 
 LEASE = timedelta(minutes=15)
 
@@ -328,7 +329,7 @@ def test_a_claim_reads_only_the_tokens_it_takes(
             session.commit()
         plan = _claim_plan(session, stage, analyze=True)
 
-    nodes = _plan_nodes(plan)
+    nodes = plan_nodes(plan)
     seen = [(n["Node Type"], n.get("Index Name"), n.get("Actual Rows")) for n in nodes]
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], seen
     # Nothing read is thrown away, and the queue of free tokens is read no further than needed.
@@ -356,7 +357,3 @@ def _claim_plan(session, stage: str, *, analyze: bool = False) -> dict:
     plan = explain.scalar_one()[0]["Plan"]
     session.rollback()
     return plan
-
-
-def _plan_nodes(node: dict) -> list[dict]:
-    return [node, *(found for child in node.get("Plans", []) for found in _plan_nodes(child))]

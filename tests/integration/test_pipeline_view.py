@@ -8,6 +8,7 @@ from sqlalchemy import text
 from glisk_cli.pipeline import StageName
 from glisk_cli.repositories import pipeline_view_sql
 from tests.conftest import seed_tokens
+from tests.plans import INDEX_READS, table_reads
 from tests.top_pipeline import seed_busy_pipeline, stall_worker
 
 LEASE = timedelta(minutes=15)
@@ -122,14 +123,6 @@ def test_every_statement_of_a_refresh_is_served_by_an_index(session_factory) -> 
         for statement in pipeline_view_sql.STATEMENTS:
             explain = f"EXPLAIN (FORMAT JSON) {statement}"
             plan = connection.exec_driver_sql(explain).scalar_one()[0]["Plan"]
-            scans = [
-                (n["Node Type"], n["Relation Name"]) for n in _nodes(plan) if "Relation Name" in n
-            ]
+            scans = table_reads(plan)
             assert scans, statement
-            # a bitmap heap scan visits only the pages its index scan names
-            reads = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
-            assert {kind for kind, _ in scans} <= reads, scans
-
-
-def _nodes(node: dict) -> list[dict]:
-    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
+            assert {kind for kind, _ in scans} <= INDEX_READS, scans

@@ -25,20 +25,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PostgresServer
+from tests.programs import require_program
 
 
 def require_pgbouncer() -> str:
     """The pgbouncer binary, or skip (fail in CI) saying how to get it."""
-    binary = shutil.which("pgbouncer") or next(
-        (path for path in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(path).exists()),
-        None,
-    )
-    if binary is None:
-        reason = "pgbouncer is not installed (Debian/Ubuntu: apt-get install -y pgbouncer)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the pooler tests: {reason}")
-        pytest.skip(reason)
-    return binary
+    return require_program("pgbouncer", ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"), "pooler")
 
 
 def _free_port() -> int:
