@@ -23,6 +23,7 @@ from glisk_cli.cli.top_frame import render
 from glisk_cli.cli.top_state import Frame, Monitor, document
 from glisk_cli.db import Database
 from glisk_cli.flow import Rate
+from glisk_cli.models import SCHEMA_REVISION
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import GLISK, PostgresServer, seed_tokens
 from tests.top_pipeline import SECRET_URL, seed_busy_pipeline, stall_worker
