@@ -50,3 +50,13 @@ def test_installed_wheel_upgrades_and_verifies_from_another_directory(
         "from glisk_cli.migrations import script_location; print(script_location())",
         cwd=elsewhere,
     )
+    # The web view's templates and static files travel inside the package too.
+    shipped = run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "from importlib.resources import files; s = files('glisk_cli.serve'); "
+        "print((s / 'templates' / 'layout.html').is_file(), "
+        "(s / 'static' / 'style.css').is_file())",
+        cwd=elsewhere,
+    )
+    assert shipped.split() == ["True", "True"]
