@@ -46,6 +46,38 @@ from scratch import (
 
 PEER = Path(__file__).with_name("peers") / "pgqueuer_drain.py"
 CONCURRENCY = 8
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+class ServerCPU:
+    """CPU seconds the PostgreSQL server has spent so far — its postmaster, every backend
+    still running, and every one that exited (in the postmaster's children's times) — when it
+    runs on this machine and its files can be read; else None."""
+
+    def __init__(self, url: str) -> None:
+        with psycopg.connect(conninfo(url), autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        try:
+            pid_file = Path(row[0] if row else "") / "postmaster.pid"
+            self._postmaster: int | None = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            self._postmaster = None
+
+    def seconds(self) -> float | None:
+        if self._postmaster is None:
+            return None
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            pid, parent = int(stat.parent.name), int(fields[1])
+            if pid == self._postmaster:
+                ticks += sum(int(n) for n in fields[11:15])  # utime stime cutime cstime
+            elif parent == self._postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / _TICK
 
 
 def seed(url: str, tokens: int) -> None:
@@ -105,36 +137,49 @@ def child() -> None:
     )
 
 
-def measure_glisk(url: str, tokens: int, profile: tuple[str, str] | None = None) -> dict:
+def measure_glisk(
+    url: str, server: ServerCPU, tokens: int, profile: tuple[str, str] | None = None
+) -> dict:
     seed(url, tokens)
     env = {**process_env(), "DATABASE_URL": url}
     argv = [sys.executable, __file__, "--child"]
     if profile is not None:
         spy, output = profile
         fmt = "raw" if output.endswith(".txt") else "flamegraph"
-        argv = [spy, "record", "--threads", "--format", fmt, "-o", output, "--", *argv]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+        argv = [spy, "record", "--gil", "--rate", "400", "--format", fmt, "-o", output, "--", *argv]
+    result = _run(argv, env, server)
     check(url, tokens)
     return _announce("glisk", result)
 
 
-def measure_pgqueuer(python: str, url: str, jobs: int) -> dict:
+def measure_pgqueuer(python: str, url: str, server: ServerCPU, jobs: int) -> dict:
     argv = [python, str(PEER), "--dsn", conninfo(url), "--jobs", str(jobs)]
     argv += ["--consumers", "1", "--batch", "10"]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _run(argv, None, server)
     if result["jobs"] != jobs or result["left"]:
         raise RuntimeError(f"pgqueuer drained {result['jobs']} of {jobs}: {result}")
     return _announce("pgqueuer", result)
 
 
+def _run(argv: list[str], env: dict[str, str] | None, server: ServerCPU) -> dict:
+    """One side's run: its own JSON line, and the server's CPU seconds over the whole process
+    (its set-up too: an upper bound)."""
+    before = server.seconds()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    after = server.seconds()
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    result["server"] = None if before is None or after is None else after - before
+    return result
+
+
 def _announce(side: str, result: dict) -> dict:
     jobs = result["jobs"]
+    server = result["server"]
     print(
         f"  {side:<9} {jobs:>6} in {result['seconds']:6.2f} s  {result['rate']:>6.0f}/s  "
         f"CPU {result['user']:5.2f} user + {result['system']:5.2f} system "
-        f"({(result['user'] + result['system']) / jobs * 1e6:4.0f} µs per token)",
+        f"({(result['user'] + result['system']) / jobs * 1e6:4.0f} µs per token)"
+        + ("" if server is None else f", server {server / jobs * 1e6:4.0f} µs per token"),
         file=sys.stderr,
         flush=True,
     )
@@ -142,15 +187,20 @@ def _announce(side: str, result: dict) -> dict:
 
 
 def summarise(runs: dict[str, list[dict]]) -> None:
-    print(f"{'side':<9} {'per s':>7} {'min-max':>11} {'user µs':>8} {'sys µs':>7} {'CPU µs':>7}")
+    print(
+        f"{'side':<9} {'per s':>7} {'min-max':>11} {'user µs':>8} {'sys µs':>7} {'CPU µs':>7}"
+        f" {'server µs':>9}"
+    )
     for side, results in runs.items():
         rates = [r["rate"] for r in results]
         user = statistics.median(r["user"] / r["jobs"] * 1e6 for r in results)
         system = statistics.median(r["system"] / r["jobs"] * 1e6 for r in results)
+        known = [r["server"] / r["jobs"] * 1e6 for r in results if r["server"] is not None]
+        server = f"{statistics.median(known):.0f}" if known else "?"
         print(
             f"{side:<9} {statistics.median(rates):>7.0f} "
             f"{f'{min(rates):.0f}-{max(rates):.0f}':>11} {user:>8.0f} {system:>7.0f} "
-            f"{user + system:>7.0f}"
+            f"{user + system:>7.0f} {server:>9}"
         )
     if runs.get("pgqueuer"):
         paired = zip(runs["glisk"], runs["pgqueuer"], strict=True)
@@ -197,18 +247,21 @@ def main() -> None:
             f"concurrency {CONCURRENCY} · {args.repetitions} repetitions, alternating, medians",
             flush=True,
         )
-        measure_glisk(url, 2_000)  # warm-up: the server's caches, the bytecode
+        server = ServerCPU(url)
+        measure_glisk(url, server, 2_000)  # warm-up: the server's caches, the bytecode
         for repetition in range(args.repetitions):
             sides = ["glisk", "pgqueuer"] if repetition % 2 == 0 else ["pgqueuer", "glisk"]
             for side in sides:
                 if side == "glisk":
-                    runs["glisk"].append(measure_glisk(url, args.tokens))
+                    runs["glisk"].append(measure_glisk(url, server, args.tokens))
                 elif args.pgqueuer_python:
                     runs["pgqueuer"].append(
-                        measure_pgqueuer(args.pgqueuer_python, peer_url, args.tokens)
+                        measure_pgqueuer(args.pgqueuer_python, peer_url, server, args.tokens)
                     )
         if args.profile:
-            measure_glisk(url, args.tokens, (args.py_spy, str(Path(args.profile).absolute())))
+            measure_glisk(
+                url, server, args.tokens, (args.py_spy, str(Path(args.profile).absolute()))
+            )
     print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
     summarise({side: results for side, results in runs.items() if results})
 
