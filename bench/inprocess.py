@@ -138,10 +138,17 @@ def child() -> None:
 
 
 def measure_glisk(
-    url: str, server: ServerCPU, tokens: int, profile: tuple[str, str] | None = None
+    url: str,
+    server: ServerCPU,
+    tokens: int,
+    profile: tuple[str, str] | None = None,
+    source: str | None = None,
 ) -> dict:
+    """glisk's drain of `tokens`; with `source`, of the glisk package in that directory."""
     seed(url, tokens)
     env = {**process_env(), "DATABASE_URL": url}
+    if source is not None:
+        env["PYTHONPATH"] = source
     argv = [sys.executable, __file__, "--child"]
     if profile is not None:
         spy, output = profile
@@ -149,7 +156,7 @@ def measure_glisk(
         argv = [spy, "record", "--gil", "--rate", "400", "--format", fmt, "-o", output, "--", *argv]
     result = _run(argv, env, server)
     check(url, tokens)
-    return _announce("glisk", result)
+    return _announce("glisk" if source is None else "baseline", result)
 
 
 def measure_pgqueuer(python: str, url: str, server: ServerCPU, jobs: int) -> dict:
@@ -202,16 +209,17 @@ def summarise(runs: dict[str, list[dict]]) -> None:
             f"{f'{min(rates):.0f}-{max(rates):.0f}':>11} {user:>8.0f} {system:>7.0f} "
             f"{user + system:>7.0f} {server:>9}"
         )
-    if runs.get("pgqueuer"):
-        paired = zip(runs["glisk"], runs["pgqueuer"], strict=True)
-        pairs = [glisk["rate"] / peer["rate"] for glisk, peer in paired]
-        ratio = statistics.median(r["rate"] for r in runs["glisk"]) / statistics.median(
-            r["rate"] for r in runs["pgqueuer"]
-        )
-        print(
-            f"glisk / pgqueuer: {ratio:.2f} (medians; pairs "
-            f"{', '.join(f'{p:.2f}' for p in pairs)}; goal >= 1.0, stretch 1.5)"
-        )
+    for other, goal in (("pgqueuer", "; goal >= 1.0, stretch 1.5"), ("baseline", "")):
+        if runs.get(other):
+            paired = zip(runs["glisk"], runs[other], strict=True)
+            pairs = [glisk["rate"] / peer["rate"] for glisk, peer in paired]
+            ratio = statistics.median(r["rate"] for r in runs["glisk"]) / statistics.median(
+                r["rate"] for r in runs[other]
+            )
+            print(
+                f"glisk / {other}: {ratio:.2f} (medians; pairs "
+                f"{', '.join(f'{p:.2f}' for p in pairs)}{goal})"
+            )
 
 
 def main() -> None:
@@ -220,6 +228,11 @@ def main() -> None:
     )
     parser.add_argument("--database-url", help="use this server (scratch databases on it)")
     parser.add_argument("--pgqueuer-python", help="a Python with pgqueuer and asyncpg")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the glisk package in DIR (a checkout of an earlier commit), alternating",
+    )
     parser.add_argument("--tokens", type=int, default=20_000)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--profile", metavar="FILE", help="py-spy one more glisk run into FILE")
@@ -229,7 +242,7 @@ def main() -> None:
     if args.child:
         child()
         return
-    runs: dict[str, list[dict]] = {"glisk": [], "pgqueuer": []}
+    runs: dict[str, list[dict]] = {"glisk": [], "pgqueuer": [], "baseline": []}
     with (
         scratch_database(args.database_url, "glisk_bench_inprocess") as url,
         sibling_database(url, "glisk_bench_pgqueuer") as peer_url,
@@ -250,11 +263,14 @@ def main() -> None:
         server = ServerCPU(url)
         measure_glisk(url, server, 2_000)  # warm-up: the server's caches, the bytecode
         for repetition in range(args.repetitions):
-            sides = ["glisk", "pgqueuer"] if repetition % 2 == 0 else ["pgqueuer", "glisk"]
-            for side in sides:
+            sides = ["glisk", "pgqueuer", "baseline"]
+            for side in sides if repetition % 2 == 0 else reversed(sides):
                 if side == "glisk":
                     runs["glisk"].append(measure_glisk(url, server, args.tokens))
-                elif args.pgqueuer_python:
+                elif side == "baseline" and args.baseline:
+                    baseline = measure_glisk(url, server, args.tokens, source=args.baseline)
+                    runs["baseline"].append(baseline)
+                elif side == "pgqueuer" and args.pgqueuer_python:
                     runs["pgqueuer"].append(
                         measure_pgqueuer(args.pgqueuer_python, peer_url, server, args.tokens)
                     )
