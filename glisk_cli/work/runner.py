@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from glisk_cli.errors import DatabaseUnavailable
 from glisk_cli.flow import StageState
@@ -189,7 +190,11 @@ class Runner:
         jobs: dict[uuid.UUID | None, list[ClaimedToken]] = {}
         for token in tokens:
             jobs.setdefault(token.lease_id, []).append(token)
-        return [Job(batch) for batch in jobs.values()]
+        # A job is its lease: it goes by the lease id (which every claimed token carries).
+        started = datetime.now(UTC)
+        return [
+            Job(batch, id=lease or uuid.uuid4(), started=started) for lease, batch in jobs.items()
+        ]
 
     def _renewed(self, held: list[ClaimedToken], deadline: float) -> None:
         """Keep the new expiries and push the jobs' deadlines back; kill the jobs of every token
