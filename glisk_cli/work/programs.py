@@ -160,7 +160,9 @@ class HandlerRun:
         abandon: Callable[[HandlerRun], None],
     ) -> None:
         self._handler, self._stage, self._tokens = handler, stage, tokens
-        self._abandon = abandon
+        # Dropped once the function's return decided the outcomes: it refers to the job, which
+        # refers to this run, and a cycle per job would leave every job to the collector.
+        self._abandon: Callable[[HandlerRun], None] | None = abandon
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._calling = False
@@ -183,6 +185,7 @@ class HandlerRun:
             if self.result is not None:
                 return False
             self.result = outcomes, time.monotonic() - self._started
+            self._abandon = None
             return True
 
     def kill(self, reason: str) -> None:
@@ -199,7 +202,7 @@ class HandlerRun:
                 outcomes = {token.id: Interrupted(reason) for token in self._tokens}
             self.result = outcomes, seconds
             calling = self._calling
-        if calling:
+        if calling and self._abandon is not None:
             self._abandon(self)
 
 
