@@ -61,12 +61,3 @@ def test_nothing_of_claimed_token_s_own_init_is_skipped_by_building_through_the_
     # __init__ would silently not apply to claimed records.
     assert not hasattr(ClaimedToken, "__post_init__")
     assert all(field.init for field in dataclasses.fields(ClaimedToken))
-
-
-def test_a_generation_attempts_row_id_is_the_uuid5_of_its_token_under_its_lease() -> None:
-    from glisk_cli.repositories.image_job import job_id
-    from tests.unit.records import claimed_token
-
-    for token_id in range(100):
-        token = claimed_token(token_id, TokenStatus.GENERATING)
-        assert uuid.UUID(job_id(token)) == uuid.uuid5(token.id, str(token.lease_id))
