@@ -43,6 +43,7 @@ from scratch import (
     scratch_database,
     sibling_database,
 )
+from work import seed  # N detected tokens and no history, as bench/work.py starts each run
 
 PEER = Path(__file__).with_name("peers") / "pgqueuer_drain.py"
 CONCURRENCY = 8
@@ -78,24 +79,6 @@ class ServerCPU:
             elif parent == self._postmaster:
                 ticks += int(fields[11]) + int(fields[12])
         return ticks / _TICK
-
-
-def seed(url: str, tokens: int) -> None:
-    """`tokens` detected tokens and no history: every run starts from the same table."""
-    with psycopg.connect(conninfo(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE tokens_s0 CASCADE")
-        conn.execute(
-            """
-            INSERT INTO tokens_s0 (token_id, author_id, minter_address, status, mint_timestamp)
-            SELECT n, (SELECT id FROM authors LIMIT 1),
-                   '0x00000000000000000000000000000000000000bb', 'detected',
-                   timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second'
-            FROM generate_series(1, %(last)s) AS n
-            """,
-            {"last": tokens},
-        )
-        conn.execute("VACUUM ANALYZE tokens_s0")
-        conn.execute("VACUUM ANALYZE image_generation_jobs")
 
 
 def check(url: str, tokens: int) -> None:
