@@ -107,7 +107,7 @@ def test_a_call_past_the_timeout_fails_its_attempt_and_frees_its_slot() -> None:
         assert first is slow
         outcome = slow.outcomes[slow.tokens[0].id] if slow.outcomes else None
         assert isinstance(outcome, Failed)
-        assert outcome.error["message"] == "timed out after 0s"
+        assert outcome.error["message"].startswith("timed out after ")
         assert slow.killed is None  # the attempt failed; the runner stopped nothing
         assert second is quick
         assert quick.outcomes == {quick.tokens[0].id: Succeeded({"image_path": "x.png"})}
