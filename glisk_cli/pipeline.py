@@ -15,6 +15,7 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from glisk_cli.errors import InvalidInput
 
@@ -88,7 +89,7 @@ class Stage:
         out is claimable again)."""
         return tuple(dict.fromkeys((self.queued, self.in_flight)))
 
-    @property
+    @cached_property  # read for every token a runner moves
     def result_fields(self) -> tuple[str, ...]:
         return tuple(field.name for field in self.results)
 

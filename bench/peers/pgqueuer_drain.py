@@ -9,7 +9,8 @@ dependency); bench/claim.py does that for you with --pgqueuer-python:
 It installs pgqueuer's schema (once), enqueues --jobs jobs, and drains them the way pgqueuer's
 own benchmark does (tools/benchmark.py, strategy "drain"): --consumers PgQueuer instances, each
 on its own asyncpg connection, batch --batch, an entrypoint that only counts, every job
-dequeued and acknowledged. Prints one JSON line: jobs, seconds, jobs per second.
+dequeued and acknowledged. Prints one JSON line: jobs, seconds, jobs per second, and the CPU
+seconds (user, system) this process spent draining.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 
 import asyncpg
@@ -46,13 +48,20 @@ async def drain(dsn: str, jobs: int, consumers: int, batch: int) -> dict[str, fl
             done += 1
 
         queues.append(pgq)
-    started = time.perf_counter()
+    before, started = os.times(), time.perf_counter()
     await asyncio.gather(
         *(pgq.run(batch_size=batch, mode=QueueExecutionMode.drain) for pgq in queues)
     )
-    seconds = time.perf_counter() - started
+    seconds, after = time.perf_counter() - started, os.times()
     left = sum(size.count for size in await admin.queue_size())
-    return {"jobs": done, "left": left, "seconds": seconds, "rate": done / seconds}
+    return {
+        "jobs": done,
+        "left": left,
+        "seconds": seconds,
+        "rate": done / seconds,
+        "user": after.user - before.user,
+        "system": after.system - before.system,
+    }
 
 
 def main() -> None:

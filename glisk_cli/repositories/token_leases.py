@@ -29,7 +29,7 @@ from glisk_cli.pipeline import (
     stage_named,
 )
 from glisk_cli.policy import QueuePolicy
-from glisk_cli.repositories.array_literal import array_literal
+from glisk_cli.repositories.array_literal import array_literal, random_uuids
 from glisk_cli.repositories.token_records import (
     MINT_ORDER,
     AdvanceResult,
@@ -95,7 +95,7 @@ class TokenLeases:
         claimed: list[ClaimedToken] = []
         while True:
             left = wanted - len(claimed)
-            params["lease_ids"] = array_literal(uuid.uuid4() for _ in range(claim_jobs(left, size)))
+            params["lease_ids"] = random_uuids(claim_jobs(left, size))
             found = ClaimedToken.from_rows(
                 self.transaction.rows(claim_sql(claimed_stage, left, size), params)
             )

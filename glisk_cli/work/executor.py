@@ -4,21 +4,23 @@ as a slot is free, and hands the ended ones back to the loop.
 The slots pull their work: a slot that frees up starts the next claimed job at once, never
 waiting for the loop, which may be busy with the database (River's executor pool has the same
 shape for the same reason). Commands are driven by one thread for all slots
-(`command_slots.py`); a Python handler gets a thread per slot (`HandlerSlots`, below), as a
-function call can only be waited for by blocking.
+(`command_slots.py`); a Python handler is called by a thread per slot (`HandlerSlots`, below),
+as a function call can only be waited for by blocking.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from queue import Empty, SimpleQueue
 
 from glisk_cli.pipeline import Stage
 from glisk_cli.work.jobs import Job
 from glisk_cli.work.options import WorkOptions
-from glisk_cli.work.programs import Handler
+from glisk_cli.work.programs import Handler, HandlerRun
 from glisk_cli.work.protocol import EXCEPTION, Interrupted, failed_all
 
 
@@ -116,36 +118,100 @@ class Executor:
 
 
 class HandlerSlots(Executor):
-    """One thread per slot, each calling the handler for the next claimed job."""
+    """A thread per slot, each calling the handler for the next claimed job itself. A kill
+    (a lost lease, a shutdown, the timeout) that comes while the function runs ends the job at
+    once and gives its slot to a new thread; the old one ends when the function returns."""
 
     def __init__(
         self, handler: Handler, stage: Stage, options: WorkOptions, wake: Callable[[], None]
     ) -> None:
         super().__init__(stage, options, wake)
         self._handler = handler
-        for n in range(options.concurrency):
-            threading.Thread(target=self._slot, daemon=True, name=f"glisk-work-{n}").start()
+        timeout = options.timeout
+        self._timeouts = None if timeout is None else _Timeouts(timeout.total_seconds())
+        for _ in range(options.concurrency):
+            self._open_slot()
 
     def close(self) -> None:
         for _ in range(self._options.concurrency):
             self._ready.put(None)
+        if self._timeouts is not None:
+            self._timeouts.close()
+
+    def _open_slot(self) -> None:
+        threading.Thread(target=self._slot, daemon=True, name="glisk-work-slot").start()
 
     def _slot(self) -> None:
         while (job := self._next(block=True)) is not None:
             self._started(job)
-            self._run(job)
+            if not self._run(job):
+                return  # killed while the function ran: the slot is another thread's now
             self._ended(job)
             self._wake()
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> bool:
+        """Run `job` in this thread: False if a kill ended it meanwhile."""
         if self._unstartable(job):
-            return
-        timeout = self._options.timeout
+            return True
+        timeouts = self._timeouts
         try:
-            run = self._handler.start(
-                self._stage, job.tokens, None if timeout is None else timeout.total_seconds()
-            )
+            run = self._handler.start(self._stage, job.tokens, partial(self._abandoned, job))
             job.attach(run)
-            job.end(*run.wait())
+            if timeouts is not None:
+                timeouts.add(run)
+            mine = run.call()
+            if timeouts is not None:
+                timeouts.discard(run)
+            if not mine:
+                return False
+            assert run.result is not None, "a call that returns True decided the outcomes"
+            job.end(*run.result)
         except Exception as error:
             self._broken(job, error)
+        return True
+
+    def _abandoned(self, job: Job, run: HandlerRun) -> None:
+        """A kill ended `job` while its function runs on in its slot's thread."""
+        assert run.result is not None, "a kill decides the outcomes before it abandons"
+        self._ended(job.end(*run.result))
+        self._wake()
+        self._open_slot()
+
+
+class _Timeouts:
+    """Kills each handler run its timeout after it started: one thread for all slots. Runs
+    start in order and share one timeout, so the first of those left is the next due."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._due: dict[HandlerRun, float] = {}  # in the order they started
+        self._changed = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._watch, daemon=True, name="glisk-work-timeouts").start()
+
+    def add(self, run: HandlerRun) -> None:
+        with self._changed:
+            self._due[run] = time.monotonic() + self._seconds
+            if len(self._due) == 1:
+                self._changed.notify()
+
+    def discard(self, run: HandlerRun) -> None:
+        with self._changed:
+            self._due.pop(run, None)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    def _watch(self) -> None:
+        while True:
+            with self._changed:
+                if self._closed:
+                    return
+                run, due = next(iter(self._due.items()), (None, None))
+                if run is None or due is None or due > time.monotonic():
+                    self._changed.wait(None if due is None else due - time.monotonic())
+                    continue
+                del self._due[run]
+            run.kill("timeout")

@@ -3,8 +3,8 @@ starts and when its outcomes are written (docs/architecture.md, "The worker runn
 
 Every stage has one (`history_of`), and a stage added to the vocabulary fails the type check
 until it says how its attempts are recorded. Rows carry ids derived from their job
-(`Job.history_id`, `image_job.job_id`), so writing the same outcomes twice (after a COMMIT whose
-fate is unknown) adds nothing.
+(`Job.history_id`; a generation row's from its token and lease), so writing the same outcomes
+twice (after a COMMIT whose fate is unknown) adds nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from glisk_cli.pipeline import TX_HASH, Stage, StageName
-from glisk_cli.repositories.image_job import JobEnd, external_job_id, job_id
+from glisk_cli.repositories.image_job import JobEnd, external_job_id
 from glisk_cli.repositories.ipfs_record import UploadRecord
 from glisk_cli.repositories.reveal_tx import RevealRecord
 from glisk_cli.repositories.token_records import ClaimedToken
@@ -84,10 +84,10 @@ def _job_end(token: ClaimedToken, outcome: TokenOutcome) -> JobEnd:
     if isinstance(outcome, Succeeded):
         extras = outcome.extras
         return JobEnd(
-            job_id(token), "succeeded", extras.get("service"), extras.get("external_job_id"), None
+            token, "succeeded", extras.get("service"), extras.get("external_job_id"), None
         )
     error = outcome.error if isinstance(outcome, Failed) else None
-    return JobEnd(job_id(token), "failed", None, None, error)
+    return JobEnd(token, "failed", None, None, error)
 
 
 class _Upload:

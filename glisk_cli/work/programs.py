@@ -133,11 +133,13 @@ def _exit_message(status: int) -> str:
 
 @dataclass
 class Handler:
-    """A Python function run in a thread: given a ClaimedToken (or, batched, a list of them),
-    it returns what a command would print, as Python values; raising fails the attempt.
+    """A Python function called in a slot's thread: given a ClaimedToken (or, batched, a list
+    of them), it returns what a command would print, as Python values; raising fails the
+    attempt.
 
-    A thread cannot be killed: on a timeout or a lost lease the run ends at once and whatever
-    the function returns later is dropped (fencing keeps it from the token)."""
+    A thread cannot be killed: on a timeout or a lost lease the run ends at once, the slot
+    goes on in a new thread, and whatever the function returns later is dropped (fencing keeps
+    it from the token)."""
 
     function: Callable[[Any], Any]
     batched: bool = False
@@ -146,25 +148,43 @@ class Handler:
         self.name = getattr(self.function, "__name__", "handler")
 
     def start(
-        self, stage: Stage, tokens: Sequence[ClaimedToken], timeout: float | None
+        self,
+        stage: Stage,
+        tokens: Sequence[ClaimedToken],
+        abandon: Callable[[HandlerRun], None],
     ) -> HandlerRun:
-        return HandlerRun(self, stage, list(tokens), timeout)
+        """A run of the function for `tokens`, to be `call`ed; `abandon` is called with it (by
+        whoever kills it) when a kill ends the run while the function is still being called."""
+        return HandlerRun(self, stage, list(tokens), abandon)
 
 
 class HandlerRun:
-    """A handler's call on its own thread; `wait` blocks (in a slot's thread) until it ends."""
+    """One call of a handler, made by `call` in the thread that will wait for it. Its outcomes
+    are decided once, by whichever comes first: the function's return, or a kill."""
 
     def __init__(
-        self, handler: Handler, stage: Stage, tokens: list[ClaimedToken], timeout: float | None
+        self,
+        handler: Handler,
+        stage: Stage,
+        tokens: list[ClaimedToken],
+        abandon: Callable[[HandlerRun], None],
     ) -> None:
-        self._handler, self._stage, self._tokens, self._timeout = handler, stage, tokens, timeout
+        self._handler, self._stage, self._tokens = handler, stage, tokens
+        # Dropped once the function's return decided the outcomes: it refers to the job, which
+        # refers to this run, and a cycle per job would leave every job to the collector.
+        self._abandon: Callable[[HandlerRun], None] | None = abandon
         self._started = time.monotonic()
-        self._done = threading.Event()
-        self._killed: str | None = None
-        self._outcomes: dict[uuid.UUID, TokenOutcome] = {}
-        threading.Thread(target=self._call, daemon=True, name=f"glisk-{handler.name}").start()
+        self._lock = threading.Lock()
+        self._calling = False
+        self.result: tuple[dict[uuid.UUID, TokenOutcome], float] | None = None
 
-    def _call(self) -> None:
+    def call(self) -> bool:
+        """Call the function (unless a kill came first) and keep what it came to: False if a
+        kill ended the run meanwhile (`abandon` was called: this thread is no longer a slot's)."""
+        with self._lock:
+            if self.result is not None:
+                return True
+            self._calling = True
         batched = self._handler.batched
         try:
             answer = self._handler.function(self._tokens if batched else self._tokens[0])
@@ -172,23 +192,29 @@ class HandlerRun:
         except Exception as error:
             raised = f"{type(error).__name__}: {error}"[:2048]
             outcomes = failed_all(self._tokens, raised, EXCEPTION)
-        self._outcomes = outcomes
-        self._done.set()
+        with self._lock:
+            if self.result is not None:
+                return False
+            self.result = outcomes, time.monotonic() - self._started
+            self._abandon = None
+            return True
 
     def kill(self, reason: str) -> None:
-        if self._killed is None:
-            self._killed = reason
-        self._done.set()
-
-    def wait(self) -> tuple[dict[uuid.UUID, TokenOutcome], float]:
-        """Each token's outcome, and how long the run took."""
-        finished = self._done.wait(self._timeout)
-        seconds = time.monotonic() - self._started
-        if self._killed:
-            return {token.id: Interrupted(self._killed) for token in self._tokens}, seconds
-        if not finished:
-            return failed_all(self._tokens, f"timed out after {seconds:.0f}s", TIMEOUT), seconds
-        return self._outcomes, seconds
+        """End the run now (a `timeout` fails the attempt); safe from any thread, any number
+        of times."""
+        with self._lock:
+            if self.result is not None:
+                return
+            seconds = time.monotonic() - self._started
+            outcomes: dict[uuid.UUID, TokenOutcome]
+            if reason == "timeout":
+                outcomes = failed_all(self._tokens, f"timed out after {seconds:.0f}s", TIMEOUT)
+            else:
+                outcomes = {token.id: Interrupted(reason) for token in self._tokens}
+            self.result = outcomes, seconds
+            calling = self._calling
+        if calling and self._abandon is not None:
+            self._abandon(self)
 
 
 Program = Command | Handler

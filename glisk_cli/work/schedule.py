@@ -3,8 +3,10 @@ turn does and how long the loop may sleep in between — decisions only, no data
 process, so that they are tested with a fake clock (docs/architecture.md, "The worker runner").
 
 - Claims: jobs shorter than _SHORT_JOB_S on average get _ROUNDS_AHEAD rounds of attempts claimed
-  ahead (under a second of work per slot), so a slot that frees up starts its next job at once
-  instead of waiting for a commit; the claim rides on the turns that write outcomes and takes a
+  ahead (under a second of work per slot), or as many as _AHEAD_S of work per slot when that is
+  more (jobs of a few milliseconds, up to a claim of MAX_BATCH), so a slot that frees up starts
+  its next job at once instead of waiting for a commit, and a turn serves as many tokens as
+  ended while the last one ran; the claim rides on the turns that write outcomes and takes a
   turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed only for
   free slots, so a runner never sits on tokens another could work on. After a claim that found
   less than it asked for, the next waits for a notification or the poll interval.
@@ -35,6 +37,7 @@ from glisk_cli.work.options import WorkOptions
 
 _SHORT_JOB_S = 0.1
 _ROUNDS_AHEAD = 8
+_AHEAD_S = 0.08
 _CLAIM_LOW = 2
 _WRITE_ROUNDS = 3
 _WRITE_DELAY = 0.05
@@ -171,10 +174,7 @@ class Schedule:
         if now < self.outage.retry_at:
             return Turn()
         concurrency = self._options.concurrency
-        short = (
-            self._job_seconds is not None and self._job_seconds < _SHORT_JOB_S and not self._limited
-        )
-        wanted = concurrency * (1 + _ROUNDS_AHEAD if short else 1) - len(books.claimed)
+        wanted = concurrency * (1 + self._rounds_ahead()) - len(books.claimed)
         turn = Turn(write=self._writes_due(books, now))
         # A claim of its own when the rounds ahead run low; else with the next turn that writes.
         ready = len(books.claimed) <= concurrency * _CLAIM_LOW or turn.write
@@ -208,6 +208,13 @@ class Schedule:
         if self._watched:
             moments.append(now + _WATCHED_EVERY)
         return max(0.0, min(moments) - now)
+
+    def _rounds_ahead(self) -> int:
+        """How many rounds of attempts to hold claimed beyond one per slot."""
+        seconds = self._job_seconds
+        if seconds is None or seconds >= _SHORT_JOB_S or self._limited:
+            return 0
+        return max(_ROUNDS_AHEAD, min(int(_AHEAD_S / max(seconds, 1e-6)), MAX_BATCH))
 
     def _writes_due(self, books: Books, now: float) -> bool:
         if not books.unwritten:

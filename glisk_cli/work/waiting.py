@@ -35,9 +35,13 @@ class Waiter:
         self._read, self._write = socket.socketpair()
         self._read.setblocking(False)
         self._write.setblocking(False)
+        self._woken = False  # a wake-up is pending: the next wait returns at once
 
     def wake(self) -> None:
         """Cut the current (or next) wait short; safe from any thread or a signal handler."""
+        if self._woken:
+            return  # one send per wait is enough: the slots wake the runner for every job
+        self._woken = True
         # A full socket means a wake-up is pending already; a closed one, the waiter is done.
         with contextlib.suppress(OSError):
             self._write.send(b"\0")
@@ -65,6 +69,9 @@ class Waiter:
         with contextlib.suppress(BlockingIOError):
             while self._read.recv(4096):
                 pass
+        # Only once the socket is empty: a wake-up that came since found the flag set and sent
+        # nothing, but its caller's news is there for the runner to see when this returns.
+        self._woken = False
         return self._listener is not None and self._listener.drain() > 0
 
     def close(self) -> None:
