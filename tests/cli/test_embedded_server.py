@@ -110,6 +110,7 @@ def test_a_server_of_another_data_directory_is_not_this_ones(embedded: EmbeddedS
     assert not is_postgres(pid, embedded.pgdata.parent / "elsewhere")
 
 
+@pytest.mark.soak  # two crash recoveries of the postmaster, seconds each
 def test_a_command_right_after_kill_9_of_the_postmaster_succeeds_with_the_data_intact(
     embedded: EmbeddedServer, run_glisk
 ) -> None:

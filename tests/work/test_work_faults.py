@@ -51,6 +51,7 @@ def test_two_runners_with_short_leases_and_long_jobs_run_each_command_exactly_on
     assert [tuple(row) for row in statuses] == [("uploading", 60)]
 
 
+@pytest.mark.soak  # waits for a killed runner's leases to run out
 def test_after_a_runner_is_killed_another_finishes_its_tokens_as_second_attempts(
     work_env, session_factory, query, tmp_path: Path
 ) -> None:
