@@ -11,18 +11,31 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from glisk_cli.db.planner import PlannerSettings
 from glisk_cli.db.translate import translate_driver_error
 
 Rows = Sequence[tuple[Any, ...]]
 
 
 def driver_rows(
-    pooled: PoolProxiedConnection, engine: Engine, sql: str, params: Mapping[str, Any]
+    pooled: PoolProxiedConnection,
+    engine: Engine,
+    sql: str,
+    params: Mapping[str, Any],
+    planner: PlannerSettings | None = None,
 ) -> Rows:
-    """The rows of `sql` run on `pooled`'s psycopg connection, errors translated."""
+    """The rows of `sql` run on `pooled`'s psycopg connection, errors translated; planned under
+    `planner`'s settings when given, which are sent with it in one round trip."""
+    connection = driver(pooled)
     try:
-        with driver(pooled).cursor() as cursor:
-            cursor.execute(sql, params)  # type: ignore[arg-type]
+        with connection.cursor() as cursor:
+            if planner is None:
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+            else:
+                with connection.pipeline():
+                    connection.execute(planner.before)  # type: ignore[arg-type]
+                    cursor.execute(sql, params)  # type: ignore[arg-type]
+                    connection.execute(planner.after)  # type: ignore[arg-type]
             return cursor.fetchall()
     except psycopg.Error as error:
         raise driver_error(pooled, engine, error, sql) from error

@@ -40,11 +40,13 @@ from glisk_cli.repositories.token_sql import (
     ADVANCE,
     CHECKPOINT,
     CHECKPOINT_LEASE_ID,
+    IN_INDEX_ORDER,
     LEASE_IDS,
     RELEASE,
     RENEW,
     RENEW_LEASE_ID,
     RESULT_NAMES,
+    THROUGH_INDEXES,
     backlog_sql,
     claim_jobs,
     claim_sql,
@@ -97,7 +99,7 @@ class TokenLeases:
             left = wanted - len(claimed)
             params["lease_ids"] = array_literal(uuid.uuid4() for _ in range(claim_jobs(left, size)))
             found = ClaimedToken.from_rows(
-                self.transaction.rows(claim_sql(claimed_stage, left, size), params)
+                self.transaction.rows(claim_sql(claimed_stage, left, size), params, IN_INDEX_ORDER)
             )
             handed_out = [token for token in found if token.status is not TokenStatus.FAILED]
             if len(found) == len(handed_out) and not claimed:
@@ -255,7 +257,7 @@ class TokenLeases:
 
     def backlog(self, stage: str) -> Backlog:
         """What is left of `stage`'s work, anywhere (`glisk work --drain` and its live line)."""
-        [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {})
+        [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {}, THROUGH_INDEXES)
         return Backlog(*row)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Executable, Integer, bindparam, select, text
 
 from glisk_cli import models
+from glisk_cli.db.planner import planned
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
 from glisk_cli.pipeline import (
     Stage,
@@ -31,6 +32,7 @@ from glisk_cli.pipeline import (
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.token_sql import (
+    IN_INDEX_ORDER,
     lock_candidates_sql,
     reap_sql,
     release_by_token_id_sql,
@@ -63,8 +65,13 @@ class TokenOperations(Repository):
     def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
         # The claim's candidates, locked FOR UPDATE SKIP LOCKED until the caller's transaction
         # ends (token_sql._pick): concurrent workers each get different tokens, none blocking.
-        statement = _candidates(stage_named(stage))
-        return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
+        statement, params = _candidates(stage_named(stage)), {"limit": check_batch_size(limit)}
+
+        def lock() -> Sequence[Token]:
+            with planned(self.session, IN_INDEX_ORDER):  # planned as the claim is
+                return self.session.execute(statement, params).scalars().all()
+
+        return self.transaction.run(lock)
 
     # -- by token id ---------------------------------------------------------------------------
 

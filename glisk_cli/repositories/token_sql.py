@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import operator
 
+from glisk_cli.db.planner import without
 from glisk_cli.models.literals import LEASE_COLUMNS, status_in
 from glisk_cli.pipeline import (
     ACTIVE_STATUSES,
@@ -77,6 +78,17 @@ WAITING_STATUS = _by_status(
 )
 
 _NO_ERROR = "coalesce(tokens_s0.error_data, jsonb_build_object())"
+
+# How every statement that picks from the queue (the claim, the seed's candidate locks) is planned:
+# each source read through its index in the index's order, stopping at its LIMIT, whatever the
+# table's statistics say. A table never analysed (a big drop, rows inserted by plain SQL) makes
+# the planner guess a handful of free tokens, and then a bitmap scan of the whole queue and a
+# sort look as cheap as the ordered index scan (docs/architecture.md, "Plans that need no
+# statistics"). A claim never wants a table scan either.
+IN_INDEX_ORDER = without("seqscan", "bitmapscan", "sort")
+# How reads that count a stage's tokens are planned: through an index (a bitmap scan is the
+# cheapest way to count many), never by reading the table's history.
+THROUGH_INDEXES = without("seqscan")
 
 
 def _pick(stage: Stage, limit: str) -> str:
