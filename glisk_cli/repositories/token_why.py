@@ -16,6 +16,7 @@ from glisk_cli.pipeline import Stage, TokenStatus
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
 from glisk_cli.repositories.stage_controls import StageControls
+from glisk_cli.repositories.token_sql import IN_INDEX_ORDER
 from glisk_cli.why import Ahead, TokenFacts, Why, explain, waits_for
 
 if TYPE_CHECKING:
@@ -96,5 +97,6 @@ class TokenWhy(Repository):
             "mint": token.mint_timestamp,
             "expires": token.lease_expires_at,
         }
-        counts = self.transaction.rows(ahead_sql(stage, due=due), params)[0]
+        # Planned as the claim is, so that each count stops at the cap whatever the statistics.
+        counts = self.transaction.rows(ahead_sql(stage, due=due), params, IN_INDEX_ORDER)[0]
         return Ahead(sum(min(count, COUNT_CAP) for count in counts), max(counts) <= COUNT_CAP)
