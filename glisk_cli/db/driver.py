@@ -32,13 +32,36 @@ def driver_rows(
             if planner is None:
                 cursor.execute(sql, params)  # type: ignore[arg-type]
             else:
-                with connection.pipeline():
-                    connection.execute(planner.before)  # type: ignore[arg-type]
-                    cursor.execute(sql, params)  # type: ignore[arg-type]
-                    connection.execute(planner.after)  # type: ignore[arg-type]
+                _planned(connection, cursor, sql, params, planner)
             return cursor.fetchall()
     except psycopg.Error as error:
         raise driver_error(pooled, engine, error, sql) from error
+
+
+def _planned(
+    connection: psycopg.Connection,
+    cursor: psycopg.Cursor,
+    sql: str,
+    params: Mapping[str, Any],
+    planner: PlannerSettings,
+) -> None:
+    """Send `planner`'s settings, `sql` and their reset in one round trip (pipeline mode)."""
+    failed: psycopg.Error | None = None
+    try:
+        with connection.pipeline():
+            try:
+                connection.execute(planner.before)  # type: ignore[arg-type]
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+                connection.execute(planner.after)  # type: ignore[arg-type]
+            except psycopg.Error as error:
+                # A failure may surface while the pipeline is still being filled; the pipeline's
+                # exit then meets it again, and would log a warning (on glisk's stderr) had it
+                # left the block with an exception.
+                failed = error
+    except psycopg.Error as error:
+        failed = failed or error
+    if failed is not None:
+        raise failed
 
 
 def driver_error(

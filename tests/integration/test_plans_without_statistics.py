@@ -6,6 +6,7 @@ a runner's backlog reach leases and queues through their indexes: no plan waits 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -13,10 +14,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from glisk_cli.errors import InvalidInput
 from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
 from glisk_cli.repositories.token_sql import IN_INDEX_ORDER, claim_sql
+from glisk_cli.uow import create_uow_factory
 
 QUEUE = "ix_tokens_s0_generation_queue"
 LEASED = 6
@@ -181,3 +184,17 @@ def _nodes(node: dict) -> list[dict]:
 
 def _node_types(plan: dict) -> list[str]:
     return [node["Node Type"] for node in _nodes(plan)] or [json.dumps(plan)]
+
+
+def test_a_statement_failing_among_its_planner_settings_raises_its_own_error_quietly(
+    database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The settings, the statement and their reset share a round trip; the statement's failure
+    # may surface while the round trip is being sent or at its end, and either way it is the
+    # error raised — with nothing logged, which would reach stderr beside a `--json` error.
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    uow_factory = create_uow_factory(database)
+    for _ in range(20):
+        with pytest.raises(InvalidInput), uow_factory() as uow:
+            uow.transaction.rows("SELECT 1 / 0", {}, IN_INDEX_ORDER)
+    assert caplog.records == []
