@@ -8,9 +8,8 @@ order. With the alternatives switched off, the plan reads the index whatever the
 
 The settings are made for the transaction only (`set_config(…, true)`, i.e. `SET LOCAL`), so
 nothing is left on the session behind a transaction pooler, and are reset to the session's
-values (`set_config(name, NULL, true)`) after the statement, so that nothing else in the caller's
-transaction is planned under them. A value a session set with a plain `SET` comes back as its
-configured value.
+values (`set_config(name, NULL, true)`, i.e. `SET LOCAL … TO DEFAULT`) after the statement, so
+that nothing else in the caller's transaction is planned under them.
 """
 
 from __future__ import annotations
@@ -25,10 +24,9 @@ from sqlalchemy.orm import Session
 
 @dataclass(frozen=True)
 class PlannerSettings:
-    """Statements sent before (`before`) and after (`after`) a statement planned without some
-    plan kinds; `unplanned` names those kinds (`enable_<kind>`)."""
+    """The statements sent just before (`before`) and just after (`after`) a statement planned
+    without some plan kinds."""
 
-    unplanned: tuple[str, ...]
     before: str
     after: str
 
@@ -38,7 +36,6 @@ def without(*kinds: str) -> PlannerSettings:
     where any other plan exists."""
     names = [f"'enable_{kind}'" for kind in kinds]
     return PlannerSettings(
-        unplanned=kinds,
         before="SELECT " + ", ".join(f"set_config({name}, 'off', true)" for name in names),
         after="SELECT " + ", ".join(f"set_config({name}, NULL, true)" for name in names),
     )

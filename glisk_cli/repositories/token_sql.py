@@ -79,15 +79,15 @@ WAITING_STATUS = _by_status(
 
 _NO_ERROR = "coalesce(tokens_s0.error_data, jsonb_build_object())"
 
-# How every statement that picks from the queue (the claim, the seed's candidate locks) is planned:
-# each source read through its index in the index's order, stopping at its LIMIT, whatever the
-# table's statistics say. A table never analysed (a big drop, rows inserted by plain SQL) makes
-# the planner guess a handful of free tokens, and then a bitmap scan of the whole queue and a
-# sort look as cheap as the ordered index scan (docs/architecture.md, "Plans that need no
-# statistics"). A claim never wants a table scan either.
+# How the statements that must stop early in a queue index are planned (the claim, the seed's
+# candidate locks, the capped counts of `glisk top` and `tokens why`): each read through its
+# index in the index's order, stopping at its LIMIT, whatever the table's statistics say. A
+# table never analysed (a big drop, rows inserted by plain SQL) makes the planner guess a
+# handful of free tokens, and then a bitmap scan of the whole queue and a sort look as cheap as
+# the ordered index scan (docs/architecture.md, "Plans that need no statistics").
 IN_INDEX_ORDER = without("seqscan", "bitmapscan", "sort")
-# How reads that count a stage's tokens are planned: through an index (a bitmap scan is the
-# cheapest way to count many), never by reading the table's history.
+# How the reads that count leases or a stage's backlog are planned: through the index that holds
+# them (as a bitmap, the cheapest way to read many), never as a pass over the table's history.
 THROUGH_INDEXES = without("seqscan")
 
 
