@@ -88,7 +88,10 @@ class PipelineView:
             reading = stages[StageName(name)]
             reading.free, reading.oldest_waiting_mint = free, oldest
             if free > sql.COUNT_CAP:
-                reading.free, reading.free_exact = self._estimate(reading.stage), False
+                # Counted past the cap, so never fewer, whatever the planner guesses (a table
+                # never analysed makes it guess a handful).
+                estimate = max(self._estimate(reading.stage), sql.COUNT_CAP + 1)
+                reading.free, reading.free_exact = estimate, False
         assert now is not None  # QUEUES has a row per stage
         workers = self._leases(stages, lease, now)
         for name, minute, count in self._rows(sql.DONE):
