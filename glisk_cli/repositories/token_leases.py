@@ -40,7 +40,6 @@ from glisk_cli.repositories.token_sql import (
     ADVANCE,
     CHECKPOINT,
     CHECKPOINT_LEASE_ID,
-    IN_INDEX_ORDER,
     LEASE_IDS,
     RELEASE,
     RENEW,
@@ -99,7 +98,7 @@ class TokenLeases:
             left = wanted - len(claimed)
             params["lease_ids"] = array_literal(uuid.uuid4() for _ in range(claim_jobs(left, size)))
             found = ClaimedToken.from_rows(
-                self.transaction.rows(claim_sql(claimed_stage, left, size), params, IN_INDEX_ORDER)
+                self.transaction.rows(claim_sql(claimed_stage, left, size), params)
             )
             handed_out = [token for token in found if token.status is not TokenStatus.FAILED]
             if len(found) == len(handed_out) and not claimed:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Executable, Integer, bindparam, select, text
 
 from glisk_cli import models
-from glisk_cli.db.planner import planned
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
 from glisk_cli.pipeline import (
     Stage,
@@ -32,7 +31,6 @@ from glisk_cli.pipeline import (
 from glisk_cli.policy import QueuePolicy
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.token_sql import (
-    IN_INDEX_ORDER,
     lock_candidates_sql,
     reap_sql,
     release_by_token_id_sql,
@@ -64,14 +62,9 @@ class TokenOperations(Repository):
 
     def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
         # The claim's candidates, locked FOR UPDATE SKIP LOCKED until the caller's transaction
-        # ends (token_sql._pick): concurrent workers each get different tokens, none blocking.
-        statement, params = _candidates(stage_named(stage)), {"limit": check_batch_size(limit)}
-
-        def lock() -> Sequence[Token]:
-            with planned(self.session, IN_INDEX_ORDER):  # planned as the claim is
-                return self.session.execute(statement, params).scalars().all()
-
-        return self.transaction.run(lock)
+        # ends (token_sql._picked): concurrent workers each get different tokens, none blocking.
+        statement = _candidates(stage_named(stage))
+        return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
 
     # -- by token id ---------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def ahead_sql(stage: Stage, *, due: bool) -> str:
     claim's first source, leases that ran out (a dead worker's, or a retry delay that is over),
     and from its second, free tokens with an older (mint_timestamp, token_id). A token that is
     itself in the first source (`due`: its retry delay is over) has only that source's earlier
-    ones before it. Each count reads the index the claim reads (token_sql._pick): the older
+    ones before it. Each count reads the index the claim reads (glisk_pick): the older
     mints and the same mint's lower token ids are counted apart, as one condition on both
     columns would not bound the queue index's scan."""
     claimable = status_in(stage.claimable)

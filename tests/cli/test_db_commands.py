@@ -21,8 +21,8 @@ def test_verify_reports_ok_with_exit_0_on_a_fresh_head(cli, migrated_url: str) -
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {
         "status": "ok",
-        "current": "0008",
-        "head": "0008",
+        "current": "0011",
+        "head": "0011",
         "findings": [],
     }
 
@@ -44,6 +44,7 @@ def test_verify_exits_7_on_an_empty_database_naming_the_pending_revisions(
         "revision 0006",
         "revision 0007",
         "revision 0008",
+        "revision 0011",
     ]
     assert "glisk db upgrade" in json.loads(result.stderr)["error"]["hint"]
 
@@ -112,7 +113,7 @@ def test_upgrade_reports_what_it_applied_and_how_long_it_took(cli, database_url:
     assert first.exit_code == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["before"] is None
-    assert report["after"] == "0008"
+    assert report["after"] == "0011"
     assert [step["revision"] for step in report["applied"]] == [
         "0001",
         "0002",
@@ -122,6 +123,7 @@ def test_upgrade_reports_what_it_applied_and_how_long_it_took(cli, database_url:
         "0006",
         "0007",
         "0008",
+        "0011",
     ]
     assert report["seconds"] > 0
     assert second.exit_code == 0
@@ -143,7 +145,7 @@ def test_downgrade_without_a_terminal_or_yes_refuses_and_changes_nothing(
     assert result.exit_code == 2
     assert "--yes" in result.stderr
     after = cli("db", "current", "--json", env={"DATABASE_URL": migrated_url})
-    assert json.loads(after.stdout)["current"] == "0008"
+    assert json.loads(after.stdout)["current"] == "0011"
 
 
 def test_relative_downgrade_minus_one_with_yes_is_a_revision_not_an_option(
@@ -152,9 +154,9 @@ def test_relative_downgrade_minus_one_with_yes_is_a_revision_not_an_option(
     env: dict[str, str | None] = {"DATABASE_URL": migrated_url}
     result = cli("db", "downgrade", "-1", "--yes", "--json", env=env)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["after"] == "0007"
+    assert json.loads(result.stdout)["after"] == "0008"
     current = json.loads(cli("db", "current", "--json", env=env).stdout)
-    assert current == {"current": "0007", "head": "0008", "at_head": False}
+    assert current == {"current": "0008", "head": "0011", "at_head": False}
 
 
 def test_unknown_revision_is_invalid_input(cli, migrated_url: str) -> None:
@@ -169,7 +171,8 @@ def test_history_lists_migrations_without_a_database(cli) -> None:
     assert result.exit_code == 0
     entries = json.loads(result.stdout)
     assert [(e["revision"], e["is_head"]) for e in entries] == [
-        ("0008", True),
+        ("0011", True),
+        ("0008", False),
         ("0007", False),
         ("0006", False),
         ("0005", False),
@@ -184,7 +187,7 @@ def test_status_reports_the_revision_against_the_head(cli, migrated_url: str) ->
     result = cli("db", "status", "--json", env={"DATABASE_URL": migrated_url})
     assert result.exit_code == 0
     report = json.loads(result.stdout)
-    assert (report["revision"], report["head"], report["mode"]) == ("0008", "0008", "external")
+    assert (report["revision"], report["head"], report["mode"]) == ("0011", "0011", "external")
 
 
 def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
@@ -196,5 +199,5 @@ def test_four_upgrades_started_at_once_all_succeed_and_build_the_schema_once(
     assert [result.returncode for result in results] == [0, 0, 0, 0], results
     reports = [json.loads(result.stdout) for result in results]
     applied = [step["revision"] for report in reports for step in report["applied"]]
-    assert sorted(applied) == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
-    assert {report["after"] for report in reports} == {"0008"}
+    assert sorted(applied) == [*(f"000{n}" for n in range(1, 9)), "0011"]
+    assert {report["after"] for report in reports} == {"0011"}

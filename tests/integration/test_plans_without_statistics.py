@@ -6,7 +6,6 @@ a runner's backlog reach leases and queues through their indexes: no plan waits 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -15,9 +14,8 @@ from sqlalchemy import text
 
 from glisk_cli.errors import InvalidInput
 from glisk_cli.pipeline import stage_named
-from glisk_cli.repositories.array_literal import array_literal
 from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
-from glisk_cli.repositories.token_sql import IN_INDEX_ORDER, claim_sql
+from glisk_cli.repositories.token_sql import IN_INDEX_ORDER
 from glisk_cli.uow import create_uow_factory
 
 QUEUE = "ix_tokens_s0_generation_queue"
@@ -109,18 +107,18 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
 
     # The planner left to itself: it believes the queue holds a handful of tokens, so it reads
     # all of them into a sort. That is the case this is about.
-    [free] = [n for n in _nodes(_claim_plan(session_factory, planner=False)) if _is_free(n)]
+    free = _plan(session_factory, FREE)
     assert "Sort" in _node_types(free), _node_types(free)
-
-    plan = _claim_plan(session_factory, planner=True)
-    assert not {"Bitmap Heap Scan", "Seq Scan"} & set(_node_types(plan)), _node_types(plan)
-    [free] = [n for n in _nodes(plan) if _is_free(n)]
+    # glisk_pick reads it under its own settings, through the queue index in order.
+    settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+    settings += "SET LOCAL enable_sort = off"
+    free = _plan(session_factory, FREE, settings)
     assert "Sort" not in _node_types(free), _node_types(free)
     ordered = [n for n in _nodes(free) if n.get("Index Name") == QUEUE]
-    assert [(n["Node Type"], n["Actual Rows"]) for n in ordered] == [("Index Scan", 97)]
+    assert [(n["Node Type"], n["Actual Rows"]) for n in ordered] == [("Index Scan", 100)]
 
     # What the library's claim reads, counted by the server: the expired leases first (three),
-    # then the queue for the rest, no further.
+    # then the queue for the rest, no further, and each claimed token by its key.
     with uow_factory() as uow:
         before = _reads(uow.session)
         claimed = uow.tokens.claim("generation", 100, "w1")
@@ -128,25 +126,26 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
     assert len(claimed) == 100
     assert reads["seq_scan"] == 0, reads
     assert reads[QUEUE] == 97, reads
+    assert reads["ix_tokens_s0_lease_expiry"] == 3, reads
+    # (the leased tokens' keys have an index entry for their version before the lease too)
+    assert reads["pk_tokens_s0"] <= 100 + LEASED, reads
 
 
-def _claim_plan(session_factory, *, planner: bool) -> dict:
-    """The plan of the claim of 100 the library sends, with or without its planner settings
-    (EXPLAIN ANALYZE runs it; rolled back)."""
-    parameters = {
-        "worker": "explain",
-        "lease": timedelta(minutes=5),
-        "max_attempts": 5,
-        "lease_ids": array_literal([uuid.uuid4()]),
-    }
-    sql = f"EXPLAIN (ANALYZE, FORMAT JSON) {claim_sql(stage_named('generation'), 100)}"
+FREE = (
+    "SELECT id FROM tokens_s0 WHERE status IN ('detected', 'generating') "
+    "AND lease_expires_at IS NULL ORDER BY mint_timestamp LIMIT 100 FOR UPDATE SKIP LOCKED"
+)
+
+
+def _plan(session_factory, sql: str, settings: str | None = None) -> dict:
+    """The plan of `sql` (EXPLAIN ANALYZE runs it; rolled back), under `settings` if given."""
     with session_factory() as session:
         connection = session.connection()
-        if planner:
-            connection.exec_driver_sql(IN_INDEX_ORDER.before)
-        plan = connection.exec_driver_sql(sql, parameters).scalar_one()[0]["Plan"]
+        if settings:
+            connection.exec_driver_sql(settings)
+        plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar_one()
         session.rollback()
-    return plan
+    return plan[0]["Plan"]
 
 
 def _reads(session) -> Counter[str]:
@@ -171,11 +170,6 @@ def _reads(session) -> Counter[str]:
         )
     ).all()
     return Counter({str(name): int(count) for name, count in rows})
-
-
-def _is_free(node: dict) -> bool:
-    """Whether `node` is the claim's source of tokens nobody holds (`token_sql._pick`)."""
-    return node.get("Subplan Name") == "CTE free"
 
 
 def _nodes(node: dict) -> list[dict]:

@@ -40,7 +40,7 @@ def test_installed_wheel_upgrades_and_verifies_from_another_directory(
     upgraded = json.loads(run(glisk, "db", "upgrade", "--json", cwd=elsewhere, env=env))
     verified = json.loads(run(glisk, "db", "verify", "--json", cwd=elsewhere, env=env))
 
-    assert upgraded["after"] == "0008"
+    assert upgraded["after"] == "0011"
     assert verified["status"] == "ok"
     assert "_alembic" in run(
         str(venv / "bin" / "python"),
