@@ -1,13 +1,14 @@
-"""What the claim's planner settings cost (docs/architecture.md, "Plans that need no
+"""What picking in `glisk_pick` costs a claim (docs/architecture.md, "Plans that need no
 statistics"), on an analysed queue of 400,000 detected tokens, claims of 10 in blocks of 200,
 the variants alternating block by block in one process, medians over the blocks:
 
-- raw psycopg, one transaction per claim: the library's claim statement alone (`plain`); with
-  the settings before it in its round trip (`settings`, psycopg's pipeline); with their reset
-  after it too (`settings+reset`, what the library sends); with the free source in a PL/pgSQL
-  function declared with the settings instead (`function`, the alternative not built);
-- the library, `uow.tokens.claim` in a Unit of Work of its own, without and with the settings:
-  wall time, this process's CPU and the server backend's CPU (from /proc) per claim.
+- raw psycopg, one transaction per claim: the library's claim statement (`function`: its
+  sources in `glisk_pick`, under the planner settings declared with it); the same statement with
+  the sources written into it as CTEs (`inline`: no settings, a plan that needs statistics);
+  the inline statement with the settings made before it and reset after it in its round trip
+  (`inline+settings`, psycopg's pipeline);
+- the library, `uow.tokens.claim` in a Unit of Work of its own: wall time, this process's CPU
+  and the server backend's CPU (from /proc) per claim.
 
     uv run python bench/claim_planner.py [--blocks 16]
 """
@@ -29,7 +30,6 @@ import psycopg
 from scratch import conninfo, migrate_with_author, scratch_database
 from sqlalchemy import text
 
-import glisk_cli.repositories.token_leases as token_leases
 from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
 from glisk_cli.pipeline import stage_named
@@ -39,20 +39,21 @@ from glisk_cli.uow import create_uow_factory
 
 BATCH, PER_BLOCK = 10, 200
 CLAIM = claim_sql(stage_named("generation"), BATCH)
-_FREE_IN_FUNCTION = """
-CREATE FUNCTION bench_free(p_limit integer) RETURNS SETOF uuid LANGUAGE plpgsql VOLATILE
-SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off AS $$
-BEGIN
-    RETURN QUERY SELECT id FROM tokens_s0
-        WHERE status IN ('detected', 'generating') AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT p_limit FOR UPDATE SKIP LOCKED;
-END $$
+# The sources as the claim had them before migration 0011: CTEs of the statement itself.
+_FREE = "status IN ('detected', 'generating') AND lease_expires_at"
+_SOURCES = f"""expired AS (
+    SELECT id FROM tokens_s0 WHERE {_FREE} < statement_timestamp()
+    LIMIT {BATCH} FOR UPDATE SKIP LOCKED
+),
+free AS (
+    SELECT id FROM tokens_s0 WHERE {_FREE} IS NULL
+    ORDER BY mint_timestamp LIMIT {BATCH} FOR UPDATE SKIP LOCKED
+),
+picked AS (SELECT id FROM expired UNION ALL SELECT id FROM free LIMIT {BATCH}),
 """
-_free = CLAIM[CLAIM.index("    free AS (") : CLAIM.index("    picked AS (")]
-CLAIM_WITH_FUNCTION = CLAIM.replace(
-    _free,
-    f"    free AS (SELECT id FROM bench_free({BATCH} - (SELECT count(*) FROM expired)::integer)"
-    " AS f(id)),\n",
+_PICK = CLAIM[CLAIM.index("glisk_pick(") : CLAIM.index("AS picked(id)") + len("AS picked(id)")]
+CLAIM_INLINE = CLAIM.replace("started AS (", _SOURCES + "started AS (").replace(
+    _PICK, "(SELECT id FROM picked LIMIT (SELECT jobs FROM admitted)) AS admitted_ids"
 )
 
 
@@ -72,16 +73,15 @@ def params() -> dict[str, Any]:
 def raw_claim(variant: str) -> Callable[[psycopg.Connection], int]:
     def claim(conn: psycopg.Connection) -> int:
         if variant == "function":
-            rows = conn.execute(q(CLAIM_WITH_FUNCTION), params()).fetchall()
-        elif variant == "plain":
             rows = conn.execute(q(CLAIM), params()).fetchall()
+        elif variant == "inline":
+            rows = conn.execute(q(CLAIM_INLINE), params()).fetchall()
         else:
             with conn.cursor() as cursor:
                 with conn.pipeline():
                     conn.execute(q(IN_INDEX_ORDER.before))
-                    cursor.execute(q(CLAIM), params())
-                    if variant == "settings+reset":
-                        conn.execute(q(IN_INDEX_ORDER.after))
+                    cursor.execute(q(CLAIM_INLINE), params())
+                    conn.execute(q(IN_INDEX_ORDER.after))
                 rows = cursor.fetchall()
         conn.commit()
         return len(rows)
@@ -100,12 +100,10 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=16)
     args = parser.parse_args()
     configure_logging("WARNING")
-    planned = token_leases.IN_INDEX_ORDER
 
     with scratch_database(None) as url:
         migrate_with_author(url, "claim planner")
         with psycopg.connect(conninfo(url), autocommit=True) as conn:
-            conn.execute(_FREE_IN_FUNCTION)
             conn.execute(
                 "INSERT INTO tokens_s0 (token_id, author_id, minter_address, mint_timestamp) "
                 "SELECT n, (SELECT id FROM authors), '0x00000000000000000000000000000000000000bb',"
@@ -118,21 +116,15 @@ def main() -> None:
         with uow_factory() as uow:
             backend = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
-        def library(settings: bool) -> Callable[[object], int]:
-            def claim(_: object) -> int:
-                token_leases.IN_INDEX_ORDER = planned if settings else None  # type: ignore[assignment]
-                with uow_factory() as uow:
-                    return len(uow.tokens.claim("generation", BATCH, "bench"))
-
-            return claim
+        def library(_: object) -> int:
+            with uow_factory() as uow:
+                return len(uow.tokens.claim("generation", BATCH, "bench"))
 
         raw = psycopg.connect(conninfo(url))
         runs: dict[str, tuple[Callable[[Any], int], Any, int | None]] = {
-            name: (raw_claim(name), raw, None)
-            for name in ("plain", "settings", "settings+reset", "function")
+            name: (raw_claim(name), raw, None) for name in ("function", "inline", "inline+settings")
         }
-        runs |= {"library": (library(False), None, backend)}
-        runs |= {"library+settings": (library(True), None, backend)}
+        runs |= {"library": (library, None, backend)}
         measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
         names = list(runs)
         for block in range(args.blocks + 1):  # the first warms up; not counted
