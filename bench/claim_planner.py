@@ -122,7 +122,8 @@ def main() -> None:
 
         raw = psycopg.connect(conninfo(url))
         runs: dict[str, tuple[Callable[[Any], int], Any, int | None]] = {
-            name: (raw_claim(name), raw, None) for name in ("function", "inline", "inline+settings")
+            name: (raw_claim(name), raw, raw.info.backend_pid)
+            for name in ("function", "inline", "inline+settings")
         }
         runs |= {"library": (library, None, backend)}
         measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}

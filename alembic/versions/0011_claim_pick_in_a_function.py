@@ -5,9 +5,11 @@ those whose lease ran out first (the lease index), then the oldest mints nobody 
 stage's queue index, in its order). It is declared with sequential scans, bitmap scans and sorts
 switched off, so each source is read through its index and stops at its LIMIT even on a table
 never analysed, where the planner would guess a handful of queued tokens and sort them all; the
-settings hold only while the function runs. Its plans are generic (`plan_cache_mode`): planned
-once per session, for any limit. `glisk_admit` gets sequential scans off the same way for its
-count of running jobs (docs/architecture.md, "Plans that need no statistics").
+settings hold only while the function runs. It is declared to return one row, so that the
+claim's UPDATE reaches the picked tokens by their keys whatever the table's size. Its plans are
+generic (`plan_cache_mode`): planned once per session, for any limit. `glisk_admit` gets
+sequential scans off the same way for its count of running jobs (docs/architecture.md, "Plans
+that need no statistics").
 
 The statuses are written in as literals, per stage, so that the partial indexes match.
 
@@ -53,7 +55,7 @@ _BRANCHES = "".join(
 )
 _PICK = f"""
 CREATE FUNCTION glisk_pick(p_stage text, p_limit integer) RETURNS SETOF uuid
-LANGUAGE plpgsql VOLATILE ROWS 100
+LANGUAGE plpgsql VOLATILE ROWS 1
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off
 SET plan_cache_mode = force_generic_plan AS $$
 DECLARE

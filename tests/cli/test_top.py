@@ -221,7 +221,7 @@ def test_once_and_json_print_one_frame_for_scripts(cli, session_factory, migrate
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["database"]["reachable"] is True
-    assert report["database"]["revision"] == "0008"
+    assert report["database"]["revision"] == "0011"
     generation = report["stages"]["generation"]
     assert (generation["waiting"], generation["in_flight"], generation["done_last_hour"]) == (
         33,

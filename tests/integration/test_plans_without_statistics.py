@@ -6,7 +6,6 @@ a runner's backlog reach leases and queues through their indexes: no plan waits 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from glisk_cli.pipeline import stage_named
 from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
 from glisk_cli.repositories.token_sql import IN_INDEX_ORDER
 from glisk_cli.uow import create_uow_factory
+from tests.conftest import index_reads
 
 QUEUE = "ix_tokens_s0_generation_queue"
 LEASED = 6
@@ -82,10 +82,10 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
     big_drop: int, session_factory, uow_factory
 ) -> None:
     with uow_factory() as uow:
-        before = _reads(uow.session)
+        before = index_reads(uow.session)
         reading = uow.pipeline_view.read(timedelta(minutes=5))
         backlog = uow.tokens.backlog("generation")
-        reads = _reads(uow.session) - before
+        reads = index_reads(uow.session) - before
     generation = reading.stages[stage_named("generation").name]
     assert not generation.free_exact
     assert generation.free > COUNT_CAP  # what was counted, where the planner guesses a handful
@@ -95,9 +95,9 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
     assert reads[QUEUE] <= COUNT_CAP + 2, reads
 
     with uow_factory() as uow:
-        before = _reads(uow.session)
+        before = index_reads(uow.session)
         stats = uow.tokens.stats()
-        reads = _reads(uow.session) - before
+        reads = index_reads(uow.session) - before
     assert (stats.live_leases, stats.expired_leases) == (3, 3)
     # Counting every status reads every row once; on a table never vacuumed an index-only scan
     # would visit every row as well, so a pass over the table may be the planner's choice for
@@ -120,9 +120,9 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
     # What the library's claim reads, counted by the server: the expired leases first (three),
     # then the queue for the rest, no further, and each claimed token by its key.
     with uow_factory() as uow:
-        before = _reads(uow.session)
+        before = index_reads(uow.session)
         claimed = uow.tokens.claim("generation", 100, "w1")
-        reads = _reads(uow.session) - before
+        reads = index_reads(uow.session) - before
     assert len(claimed) == 100
     assert reads["seq_scan"] == 0, reads
     assert reads[QUEUE] == 97, reads
@@ -146,30 +146,6 @@ def _plan(session_factory, sql: str, settings: str | None = None) -> dict:
         plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar_one()
         session.rollback()
     return plan[0]["Plan"]
-
-
-def _reads(session) -> Counter[str]:
-    """What this backend has read of tokens_s0 so far: its sequential scans, and the entries read
-    from each of its indexes (the difference of two readings is what the statements between them
-    read). Counts the backend has reported and those it has not yet, as it may report them at
-    any moment; the reported ones read afresh each time (stats_fetch_consistency, PostgreSQL 15
-    and later; before, nothing is reported while a transaction runs)."""
-    session.execute(
-        text(
-            "SELECT set_config('stats_fetch_consistency', 'none', true) "
-            "WHERE current_setting('stats_fetch_consistency', true) IS NOT NULL"
-        )
-    )
-    rows = session.execute(
-        text(
-            "SELECT indexrelid::regclass::text, pg_stat_get_tuples_returned(indexrelid) "
-            "+ pg_stat_get_xact_tuples_returned(indexrelid) "
-            "FROM pg_index WHERE indrelid = 'tokens_s0'::regclass UNION ALL "
-            "SELECT 'seq_scan', pg_stat_get_numscans('tokens_s0'::regclass) "
-            "+ pg_stat_get_xact_numscans('tokens_s0'::regclass)"
-        )
-    ).all()
-    return Counter({str(name): int(count) for name, count in rows})
 
 
 def _nodes(node: dict) -> list[dict]:
