@@ -37,7 +37,8 @@ _CLAIMABLE = {
 # The locks are FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking
 # instead of queueing behind it, and the locks last until the transaction ends. The free source
 # is read only for what the expired one did not supply, so the function locks exactly the tokens
-# it returns.
+# it returns. Its snapshot is newer than the calling statement's: a token the caller cannot see
+# yet stays locked but unchanged, and claimable again when the caller's transaction ends.
 _SOURCES = """
         RETURN QUERY SELECT id FROM tokens_s0
             WHERE status IN {claimable} AND lease_expires_at < statement_timestamp()
