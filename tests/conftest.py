@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -374,6 +375,36 @@ def seed_tokens(
             ),
             {"status": status, "first": first_id, "last": first_id + count - 1},
         )
+
+
+def index_reads(session, *, fetched: bool = False) -> Counter[str]:
+    """What this backend has read of tokens_s0 so far: its sequential scans, and the entries read
+    from each of its indexes, or with `fetched` the live rows fetched through each (the
+    difference of two readings is what the statements between them read). Counts the backend
+    has reported and those it has not yet, as it may report them at any moment; the reported
+    ones read afresh each time (stats_fetch_consistency, PostgreSQL 15 and later; before,
+    nothing is reported while a transaction runs)."""
+    returned, reported = (
+        ("pg_stat_get_tuples_fetched", "pg_stat_get_xact_tuples_fetched")
+        if fetched
+        else ("pg_stat_get_tuples_returned", "pg_stat_get_xact_tuples_returned")
+    )
+    session.execute(
+        text(
+            "SELECT set_config('stats_fetch_consistency', 'none', true) "
+            "WHERE current_setting('stats_fetch_consistency', true) IS NOT NULL"
+        )
+    )
+    rows = session.execute(
+        text(
+            "SELECT indexrelid::regclass::text, "
+            + f"{returned}(indexrelid) + {reported}(indexrelid) "
+            + "FROM pg_index WHERE indrelid = 'tokens_s0'::regclass UNION ALL "
+            "SELECT 'seq_scan', pg_stat_get_numscans('tokens_s0'::regclass) "
+            + "+ pg_stat_get_xact_numscans('tokens_s0'::regclass)"
+        )
+    ).all()
+    return Counter({str(name): int(count) for name, count in rows})
 
 
 def expire_leases(session_factory) -> None:

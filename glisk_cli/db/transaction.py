@@ -29,6 +29,7 @@ from sqlalchemy.pool import Pool, PoolProxiedConnection
 from glisk_cli.db.driver import Rows, driver, driver_error, driver_rows
 from glisk_cli.db.kept_connection import KeptConnection
 from glisk_cli.db.opening import Opening
+from glisk_cli.db.planner import PlannerSettings
 from glisk_cli.db.translate import connect_failure, translate_errors
 from glisk_cli.errors import ConnectionLost
 
@@ -48,8 +49,11 @@ class Transaction(Protocol):
         the transaction's first statement finds its connection dead."""
         ...
 
-    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
-        """The rows of driver SQL (`%(name)s` parameters) on the transaction's connection."""
+    def rows(
+        self, sql: str, params: Mapping[str, Any], planner: PlannerSettings | None = None
+    ) -> Rows:
+        """The rows of driver SQL (`%(name)s` parameters) on the transaction's connection,
+        planned under `planner`'s settings when given (`planner.py`)."""
         ...
 
     def commit(self) -> None: ...
@@ -97,8 +101,10 @@ class PooledTransaction:
         self._used = True
         return result
 
-    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
-        return self.run(lambda: driver_rows(self._checkout(), self._engine, sql, params))
+    def rows(
+        self, sql: str, params: Mapping[str, Any], planner: PlannerSettings | None = None
+    ) -> Rows:
+        return self.run(lambda: driver_rows(self._checkout(), self._engine, sql, params, planner))
 
     def commit(self) -> None:
         with translate_errors():
@@ -166,10 +172,12 @@ class SessionTransaction:
         self._used = True
         return result
 
-    def rows(self, sql: str, params: Mapping[str, Any]) -> Rows:
+    def rows(
+        self, sql: str, params: Mapping[str, Any], planner: PlannerSettings | None = None
+    ) -> Rows:
         engine = self.session.get_bind().engine  # bound to an Engine, or to a Connection of one
         return self.run(
-            lambda: driver_rows(self.session.connection().connection, engine, sql, params)
+            lambda: driver_rows(self.session.connection().connection, engine, sql, params, planner)
         )
 
     def commit(self) -> None:

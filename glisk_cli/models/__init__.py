@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         token_status_enum,
     )
 
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 # Where each name lives; the table modules, in an order that declares referenced tables first.
 _HOMES = {

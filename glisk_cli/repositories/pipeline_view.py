@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from glisk_cli.db.planner import PlannerSettings
 from glisk_cli.db.transaction import Transaction
 from glisk_cli.flow import StageState
 from glisk_cli.pipeline import STAGE_OF, StageName, TokenStatus
 from glisk_cli.repositories import pipeline_view_sql as sql
 from glisk_cli.repositories.stage_controls import StageControls
+from glisk_cli.repositories.token_sql import IN_INDEX_ORDER, THROUGH_INDEXES
 from glisk_cli.why import last_renewal
 
 MINUTES = 60  # the history a reading covers, minute by minute
@@ -80,12 +82,16 @@ class PipelineView:
         worker's last renewal is worked out (`why.last_renewal`)."""
         stages = {stage: StageReading(stage) for stage in StageName}
         now: datetime | None = None
-        for name, free, oldest, read_at in self._rows(sql.QUEUES):
+        # Counting stops at the cap only if the queue index is read in order, not as a bitmap.
+        for name, free, oldest, read_at in self._rows(sql.QUEUES, IN_INDEX_ORDER):
             now = read_at
             reading = stages[StageName(name)]
             reading.free, reading.oldest_waiting_mint = free, oldest
             if free > sql.COUNT_CAP:
-                reading.free, reading.free_exact = self._estimate(reading.stage), False
+                # Counted past the cap, so never fewer, whatever the planner guesses (a table
+                # never analysed makes it guess a handful).
+                estimate = max(self._estimate(reading.stage), sql.COUNT_CAP + 1)
+                reading.free, reading.free_exact = estimate, False
         assert now is not None  # QUEUES has a row per stage
         workers = self._leases(stages, lease, now)
         for name, minute, count in self._rows(sql.DONE):
@@ -101,7 +107,7 @@ class PipelineView:
         self, stages: dict[StageName, StageReading], lease: timedelta, now: datetime
     ) -> list[WorkerReading]:
         workers: dict[str, WorkerReading] = {}
-        for row in self._rows(sql.LEASES):
+        for row in self._rows(sql.LEASES, THROUGH_INDEXES):  # the lease index: leased tokens
             status, holder, live, expired, retrying, soonest, latest, updated, oldest = row
             stage = STAGE_OF.get(TokenStatus(status))
             if stage is None:  # a finished token never keeps a lease
@@ -132,5 +138,7 @@ class PipelineView:
         ((plan,),) = self._rows(sql.estimate(stage))
         return int(plan[0]["Plan"]["Plan Rows"])
 
-    def _rows(self, statement: str) -> list[tuple[Any, ...]]:
-        return list(self.transaction.rows(statement, {}))
+    def _rows(
+        self, statement: str, planner: PlannerSettings | None = None
+    ) -> list[tuple[Any, ...]]:
+        return list(self.transaction.rows(statement, {}, planner))

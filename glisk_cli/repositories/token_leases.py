@@ -45,6 +45,7 @@ from glisk_cli.repositories.token_sql import (
     RENEW,
     RENEW_LEASE_ID,
     RESULT_NAMES,
+    THROUGH_INDEXES,
     backlog_sql,
     claim_jobs,
     claim_sql,
@@ -255,7 +256,7 @@ class TokenLeases:
 
     def backlog(self, stage: str) -> Backlog:
         """What is left of `stage`'s work, anywhere (`glisk work --drain` and its live line)."""
-        [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {})
+        [row] = self.transaction.rows(backlog_sql(stage_named(stage)), {}, THROUGH_INDEXES)
         return Backlog(*row)
 
 

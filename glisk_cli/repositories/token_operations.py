@@ -62,7 +62,7 @@ class TokenOperations(Repository):
 
     def _lock_claimable(self, stage: str, limit: int) -> Sequence[Token]:
         # The claim's candidates, locked FOR UPDATE SKIP LOCKED until the caller's transaction
-        # ends (token_sql._pick): concurrent workers each get different tokens, none blocking.
+        # ends (token_sql._picked): concurrent workers each get different tokens, none blocking.
         statement = _candidates(stage_named(stage))
         return self._execute(statement, {"limit": check_batch_size(limit)}).scalars().all()
 

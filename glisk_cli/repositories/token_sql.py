@@ -20,6 +20,7 @@ import functools
 import json
 import operator
 
+from glisk_cli.db.planner import without
 from glisk_cli.models.literals import LEASE_COLUMNS, status_in
 from glisk_cli.pipeline import (
     ACTIVE_STATUSES,
@@ -80,45 +81,39 @@ WAITING_STATUS = _by_status(
 
 _NO_ERROR = "coalesce(tokens_s0.error_data, jsonb_build_object())"
 
+# How the capped counts of `glisk top` and `tokens why` are planned, as `glisk_pick` is declared
+# (migration 0011): each read through its index in the index's order, stopping at its LIMIT,
+# whatever the table's statistics say. A table never analysed (a big drop, rows inserted by
+# plain SQL) makes the planner guess a handful of free tokens, and then a bitmap scan of the
+# whole queue and a sort look as cheap as the ordered index scan (docs/architecture.md, "Plans
+# that need no statistics").
+IN_INDEX_ORDER = without("seqscan", "bitmapscan", "sort")
+# How the reads that count leases or a stage's backlog are planned: through the index that holds
+# them (as a bitmap, the cheapest way to read many), never as a pass over the table's history.
+THROUGH_INDEXES = without("seqscan")
 
-def _pick(stage: Stage, limit: str) -> str:
-    """CTEs ending in `picked`: up to `limit` (SQL: a number, or a parameter) of `stage`'s
-    claimable tokens, locked.
 
-    Two sources, each read in order through its own index so that its LIMIT stops early whatever
-    the table holds: tokens whose lease ran out (`ix_tokens_s0_lease_expiry`: a worker's that died
-    or stalled, or a retry delay's), which go first, as their work was handed out once already and
-    there are normally none; then, for the rest, tokens nobody holds, oldest mint first (the queue
-    indexes). The expired ones are taken in the index's order: they all go before any free one,
-    so a sort would buy nothing. Statuses are literals, so the planner matches the partial indexes
-    in every plan, prepared or not.
+def _picked(stage: Stage, limit: str) -> str:
+    """SQL rows `picked(id)`: up to `limit` (SQL) of `stage`'s claimable tokens, locked until the
+    transaction ends: first those whose lease ran out (a worker's that died or stalled, or a
+    retry delay's), as their work was handed out once already and there are normally none; then,
+    for the rest, the oldest mints nobody holds.
+
+    `glisk_pick` (migration 0011) locks them FOR UPDATE SKIP LOCKED: concurrent claimers skip rows
+    another claim is locking at this instant instead of queueing behind it, so N workers get N
+    disjoint batches in one round trip each; after a claim commits, the lease (lease_id,
+    lease_expires_at) keeps other claims away. It reads each source through its index, in the
+    index's order, stopping at its LIMIT, under planner settings declared with it, so whatever
+    the table's statistics say a claim of N reads about N index entries (docs/architecture.md,
+    "Plans that need no statistics"), and it locks exactly the tokens it returns.
+
+    Being VOLATILE, it reads with a snapshot of its own, taken after the calling statement's: a
+    token inserted in between is locked and returned but invisible to the caller, so the claim
+    leaves it as it was; unleased, it is claimable again once the lock goes at the transaction's
+    end. A token changed in between is seen by the caller's UPDATE in its newest version, which
+    the lock holds (READ COMMITTED rechecks a row changed since its snapshot).
     """
-    claimable = status_in(stage.claimable)
-    # FOR UPDATE SKIP LOCKED: concurrent claimers skip rows another claim is locking at this
-    # instant instead of queueing behind it, so N workers get N disjoint batches in one round
-    # trip each. The locks last until the transaction ends; after a claim commits, the lease
-    # (lease_id, lease_expires_at) is what keeps other claims away. A WITH query runs only as far
-    # as it is read, and `picked` reads each source only for the rows the ones before it did not
-    # supply, so a claim locks exactly the tokens it picks and never holds back a free token.
-    return f"""
-    expired AS (
-        SELECT id FROM tokens_s0
-        WHERE {claimable} AND lease_expires_at < statement_timestamp()
-        LIMIT {limit}
-        FOR UPDATE SKIP LOCKED
-    ),
-    free AS (
-        SELECT id FROM tokens_s0
-        WHERE {claimable} AND lease_expires_at IS NULL
-        ORDER BY mint_timestamp LIMIT {limit}
-        FOR UPDATE SKIP LOCKED
-    ),
-    picked AS (
-        SELECT id FROM expired
-        UNION ALL
-        SELECT id FROM free
-        LIMIT {limit}
-    )"""
+    return f"glisk_pick('{stage.name.value}', {limit}) AS picked(id)"
 
 
 # -- the workers' statements ---------------------------------------------------------------------
@@ -139,11 +134,9 @@ def claim_jobs(limit: int, size: int) -> int:
 
 @functools.lru_cache(maxsize=64)  # a worker claims batches of one size, or of a few
 def _claim_sql(name: StageName, limit: int, size: int) -> str:
-    # The LIMIT is written in as a number, never a parameter: then no parameter shapes the plan,
-    # and once psycopg prepares the statement PostgreSQL keeps one generic plan for it (with a
-    # LIMIT parameter the generic plan, costed for an unknown LIMIT, loses to a new custom plan
-    # every time). The admitted jobs cut the picked tokens short above the picking, which reads
-    # (and locks) only as many as that lets through: none when no job is admitted.
+    # The limit is written in as a number, never a parameter, so that no parameter shapes the
+    # statement's plan and, once psycopg prepares it, PostgreSQL keeps one generic plan for it.
+    # The admitted jobs bound what glisk_pick reads (and locks): none when no job is admitted.
     # glisk_admit comes first, glisk_spend last (migration 0007, docs/architecture.md, "Flow
     # control in the claim"): the spend reads every claimed row, so it runs after the update.
     stage, used = STAGES[name], used_up("%(max_attempts)s")
@@ -152,10 +145,9 @@ WITH admitted AS MATERIALIZED (
     SELECT glisk_admit('{name.value}', {claim_jobs(limit, size)}, '{stage.in_flight.value}')
         AS jobs
 ),
-{_pick(stage, str(limit))},
 started AS (
     SELECT id, (%(lease_ids)s::uuid[])[(row_number() OVER () - 1) / {size} + 1] AS lease_id
-    FROM (SELECT id FROM picked LIMIT (SELECT jobs FROM admitted) * {size}) AS admitted_ids
+    FROM {_picked(stage, f"least({limit}, (SELECT jobs FROM admitted) * {size})")}
 ),
 claimed AS (
     UPDATE tokens_s0 SET
@@ -291,13 +283,13 @@ FROM tokens_s0 WHERE {status_in((*stage.claimable, stage.in_flight))}
 
 def lock_candidates_sql(stage: Stage, columns: str) -> str:
     """Up to :limit of `stage`'s claimable tokens, locked in the caller's transaction and not
-    leased (the seed's `get_pending_*`). The LIMIT is a parameter here: an expression would be
-    costed as a tenth of the table and could turn the ordered index scan into a sort."""
+    leased (the seed's `get_pending_*`). FOR UPDATE takes each row in its newest version, which
+    `glisk_pick` locked already (its snapshot is newer than this statement's)."""
     return f"""
-WITH {_pick(stage, ":limit")}
 SELECT {columns} FROM tokens_s0
-WHERE id = ANY (ARRAY(SELECT id FROM picked))
+WHERE id = ANY (ARRAY(SELECT id FROM {_picked(stage, ":limit")}))
 ORDER BY mint_timestamp, token_id
+FOR UPDATE
 """
 
 

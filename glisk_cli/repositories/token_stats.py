@@ -19,8 +19,10 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, true
 from sqlalchemy.orm import Session
 
+from glisk_cli.db.planner import planned
 from glisk_cli.db.translate import translate_errors
 from glisk_cli.pipeline import TokenStatus
+from glisk_cli.repositories.token_sql import THROUGH_INDEXES
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,14 @@ def read_token_stats(session: Session) -> TokenStats:
             ).select_from(counts.join(oldest, true()))
         ).all()
         now, held = func.statement_timestamp(), Token.lease_id.is_not(None)
-        live, expired, waiting = session.execute(
-            select(
-                func.count().filter(held, Token.lease_expires_at >= now),
-                func.count().filter(held, Token.lease_expires_at < now),
-                func.count().filter(Token.lease_id.is_(None), Token.lease_expires_at >= now),
-            ).where(Token.lease_expires_at.is_not(None))
-        ).one()
+        with planned(session, THROUGH_INDEXES):  # the lease index, whatever the statistics say
+            live, expired, waiting = session.execute(
+                select(
+                    func.count().filter(held, Token.lease_expires_at >= now),
+                    func.count().filter(held, Token.lease_expires_at < now),
+                    func.count().filter(Token.lease_id.is_(None), Token.lease_expires_at >= now),
+                ).where(Token.lease_expires_at.is_not(None))
+            ).one()
         failures = session.execute(
             select(reason, func.count())
             .where(Token.status == literal_column("'failed'"))

@@ -16,6 +16,7 @@ from glisk_cli.pipeline import Stage, TokenStatus
 from glisk_cli.repositories.base import Repository
 from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
 from glisk_cli.repositories.stage_controls import StageControls
+from glisk_cli.repositories.token_sql import IN_INDEX_ORDER
 from glisk_cli.why import Ahead, TokenFacts, Why, explain, waits_for
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def ahead_sql(stage: Stage, *, due: bool) -> str:
     claim's first source, leases that ran out (a dead worker's, or a retry delay that is over),
     and from its second, free tokens with an older (mint_timestamp, token_id). A token that is
     itself in the first source (`due`: its retry delay is over) has only that source's earlier
-    ones before it. Each count reads the index the claim reads (token_sql._pick): the older
+    ones before it. Each count reads the index the claim reads (glisk_pick): the older
     mints and the same mint's lower token ids are counted apart, as one condition on both
     columns would not bound the queue index's scan."""
     claimable = status_in(stage.claimable)
@@ -96,5 +97,6 @@ class TokenWhy(Repository):
             "mint": token.mint_timestamp,
             "expires": token.lease_expires_at,
         }
-        counts = self.transaction.rows(ahead_sql(stage, due=due), params)[0]
+        # Planned as the claim is, so that each count stops at the cap whatever the statistics.
+        counts = self.transaction.rows(ahead_sql(stage, due=due), params, IN_INDEX_ORDER)[0]
         return Ahead(sum(min(count, COUNT_CAP) for count in counts), max(counts) <= COUNT_CAP)
