@@ -85,9 +85,9 @@ def test_every_statement_of_both_pages_is_served_by_an_index(
     sent: list[tuple[str, Any]] = []
     driver_rows = transaction.driver_rows
 
-    def recorded(connection, engine, sql, params):
+    def recorded(connection, engine, sql, params, planner=None):
         sent.append((sql, dict(params)))
-        return driver_rows(connection, engine, sql, params)
+        return driver_rows(connection, engine, sql, params, planner)
 
     def orm(_conn, _cursor, statement, parameters, _context, _many) -> None:
         sent.append((statement, parameters))
