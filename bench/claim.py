@@ -44,7 +44,6 @@ import cProfile
 import json
 import multiprocessing as mp
 import os
-import platform
 import pstats
 import queue
 import statistics
@@ -65,6 +64,7 @@ from typing import Any, LiteralString, cast
 import psycopg
 from scratch import (
     conninfo,
+    machine,
     migrate_with_author,
     no_interrupts,
     scratch_database,
@@ -443,7 +443,7 @@ def main() -> None:
         migrate_with_author(url, "bench")
         version = conn.execute("SHOW server_version").fetchone()
         print(
-            f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+            f"# {machine()}"
             f" · PostgreSQL {version[0] if version else '?'}"
             f" · load average {os.getloadavg()[0]:.1f}"
         )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 import uuid
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import psycopg
-from scratch import conninfo, migrate_with_author, scratch_database
+from scratch import conninfo, machine, migrate_with_author, scratch_database
 from sqlalchemy import text
 
 from glisk_cli.db import Database
@@ -142,7 +141,7 @@ def main() -> None:
         raw.close()
         database.dispose()
 
-    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
+    print(f"# {machine()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · load {os.getloadavg()[0]:.1f}")
     print(f"# µs per claim of {BATCH}, medians of {args.blocks} blocks of {PER_BLOCK}")
     for name, blocks in measured.items():

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import platform
 import statistics
 import time
 import uuid
@@ -31,7 +29,7 @@ from typing import Any, LiteralString, cast
 
 import psycopg
 from claim import LEASE, LIBRARY_CLAIM, RAW_CLAIM, one_lease, seed
-from scratch import conninfo, migrate_with_author, scratch_database
+from scratch import conninfo, machine, migrate_with_author, scratch_database
 
 BATCH = 10
 WORKERS = 4
@@ -123,7 +121,7 @@ def main() -> None:
                 for name in names:
                     rates[name].append(measure(url, admin, name, args.tokens))
     print(
-        f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · "
+        f"# {machine()} · "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {WORKERS} workers, B = "
         f"{BATCH}, {args.tokens} tokens, {args.repetitions} repetitions (medians)"
     )

@@ -14,15 +14,13 @@ that the floor did not).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scratch import process_env, timed
+from scratch import machine, process_env, timed
 
 VENV_BIN = Path(sys.executable).parent
 FLOOR = [sys.executable, "-c", "import sqlalchemy.orm, psycopg"]
@@ -73,7 +71,7 @@ def main() -> None:
             samples[name].append(timed(argv, env))
 
     floor = statistics.median(samples["floor: import sqlalchemy.orm, psycopg"])
-    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
+    print(f"# {machine()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {args.runs} runs each")
     print(f"{'command':<48} {'median':>9} {'min':>9} {'x floor':>8}")
     for name, values in samples.items():

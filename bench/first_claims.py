@@ -16,8 +16,6 @@ it starts its own embedded server (no fsync) in a temporary directory.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import time
@@ -25,7 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
-from scratch import conninfo, migrate_with_author, scratch_database, scratch_server
+from scratch import conninfo, machine, migrate_with_author, scratch_database, scratch_server
 
 from glisk_cli.db import Database
 from glisk_cli.logging import configure_logging
@@ -98,7 +96,7 @@ def main() -> None:
         text=True,
         check=False,
     ).stdout.strip()
-    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
+    print(f"# {machine()}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · commit {commit}")
     print(
         f"# {args.tokens} tokens by plain SQL, then {args.claims} claims of {args.batch}, "

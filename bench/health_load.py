@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import platform
 import re
 import shutil
 import signal
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
+from scratch import machine
 from sqlalchemy.engine import make_url
 
 from glisk_cli.embedded import EmbeddedServer
@@ -224,7 +224,7 @@ def main() -> None:
     # An upper bound: start-up and warm-up checks count too (less the first statistics query).
     xacts_per_second = max(0, xacts_after - xacts_before - 1) / loaded
 
-    print(f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}")
+    print(f"# {machine()}")
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · wrk -t1 "
         f"-c{args.connections} -d{args.duration}s · {args.runs} run(s) per path"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 import psycopg
 from scratch import (
     conninfo,
+    machine,
     migrate_with_author,
     process_env,
     scratch_database,
@@ -234,7 +234,7 @@ def main() -> None:
         with psycopg.connect(conninfo(url), autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
         print(
-            f"# {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+            f"# {machine()}"
             f" · PostgreSQL {version[0] if version else '?'}"
             f" · load average {os.getloadavg()[0]:.1f}"
         )

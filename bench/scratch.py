@@ -8,6 +8,7 @@ server started for it in a temporary directory; both are removed afterwards, eve
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,11 @@ from sqlalchemy.engine import make_url
 from glisk_cli.embedded import EmbeddedServer
 
 _BENCH_WALLET = "0x00000000000000000000000000000000000000aa"
+
+
+def machine() -> str:
+    """What every benchmark's first line says of where it ran: host, cores, Python."""
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
 
 
 def process_env() -> dict[str, str]:
