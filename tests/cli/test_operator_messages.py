@@ -7,6 +7,8 @@ import json
 import uuid
 from typing import Any
 
+import psycopg
+
 from tests.cli.outputs import assert_one_error_line
 from tests.conftest import seed_tokens
 
@@ -72,6 +74,8 @@ def test_db_status_gives_a_url_psql_accepts(glisk) -> None:
     report = json.loads(glisk("db", "status", "--json").stdout)
     assert report["libpq_url"].startswith("postgresql://")
     assert report["libpq_url"] == report["url"].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(report["libpq_url"]) as connection:  # libpq takes it as it is
+        assert connection.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_every_option_of_every_command_says_what_it_is_for() -> None:
