@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import statistics
 import sys
 import tempfile
@@ -20,7 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from scratch import conninfo, migrate_with_author, process_env, scratch_database, timed
+from scratch import (
+    conninfo,
+    machine,
+    migrate_with_author,
+    process_env,
+    scratch_database,
+    timed,
+)
 
 GLISK = str(Path(sys.executable).with_name("glisk"))
 AUTHOR = "0x00000000000000000000000000000000000000aa"  # migrate_with_author's
@@ -60,6 +67,7 @@ def main() -> None:
             with psycopg.connect(conninfo(url), autocommit=True) as conn:
                 conn.execute("TRUNCATE mint_events, tokens_s0 CASCADE")
 
+        load_before = os.getloadavg()[0]
         spent: dict[str, list[float]] = {"record": [], "replay": [], "dev seed": []}
         for _ in range(args.runs):
             emptied()
@@ -69,8 +77,9 @@ def main() -> None:
             spent["dev seed"].append(timed(seed, env))
     floor = statistics.median(spent["dev seed"])
     print(
-        f"# {platform.node()}, Python {platform.python_version()}, {args.mints} mints, "
-        f"{args.runs} runs each, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        f"# {machine()}, {args.mints} mints, {args.runs} runs each, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after"
     )
     for name, times in spent.items():
         median = statistics.median(times)

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from scratch import conninfo, migrate_with_author, scratch_database
+from scratch import conninfo, machine, migrate_with_author, scratch_database
 
 from glisk_cli.db import Database
+from glisk_cli.db.planner import PlannerSettings
 from glisk_cli.logging import configure_logging
 from glisk_cli.repositories import pipeline_view_sql
+from glisk_cli.repositories.token_sql import IN_INDEX_ORDER, THROUGH_INDEXES
 from glisk_cli.uow import create_uow_factory
 
 LEASE = timedelta(minutes=15)
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("WARNING")
     print(
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, "
         f"load {os.getloadavg()[0]:.1f}, {args.tokens:,} tokens, {args.runs} runs"
     )
     for name, status, extra in (("busy", BUSY_STATUS, BUSY), ("backlog", "'detected'", [])):
@@ -120,7 +121,7 @@ def _measure(url: str, runs: int) -> tuple[list[float], list[float]]:
         for _ in range(runs):
             total = 0.0
             for statement in pipeline_view_sql.STATEMENTS:
-                total += _server_ms(conn, statement)
+                total += _server_ms(conn, statement, settings=_PLANNED.get(statement))
             for stage in pipeline_view_sql.StageName:  # the estimate, when a queue is over the cap
                 (count,) = conn.execute(_capped(stage)).fetchone() or (0,)
                 if count > pipeline_view_sql.COUNT_CAP:
@@ -136,11 +137,24 @@ def _capped(stage: pipeline_view_sql.StageName) -> bytes:
     return f"SELECT count(*) FROM (SELECT 1 FROM tokens_s0 WHERE {where} LIMIT {limit}) s".encode()
 
 
-def _server_ms(conn: psycopg.Connection, statement: str, *, plan: bool = False) -> float:
-    """Planning and execution time of `statement` (planning only when `plan`), as the server
-    measured them."""
+# The planner settings `glisk top` reads these statements under (repositories/pipeline_view.py).
+_PLANNED = {pipeline_view_sql.QUEUES: IN_INDEX_ORDER, pipeline_view_sql.LEASES: THROUGH_INDEXES}
+
+
+def _server_ms(
+    conn: psycopg.Connection,
+    statement: str,
+    *,
+    plan: bool = False,
+    settings: PlannerSettings | None = None,
+) -> float:
+    """Planning and execution time of `statement` (planning only when `plan`, under `settings`
+    when given), as the server measured them."""
     options = "FORMAT JSON, SUMMARY" if plan else "ANALYZE, FORMAT JSON"
-    row = conn.execute(f"EXPLAIN ({options}) {statement}".encode()).fetchone()
+    with conn.transaction():
+        if settings is not None:
+            conn.execute(settings.before.encode())
+        row = conn.execute(f"EXPLAIN ({options}) {statement}".encode()).fetchone()
     assert row is not None
     report = row[0][0]
     return report.get("Planning Time", 0.0) + report.get("Execution Time", 0.0)
