@@ -151,7 +151,7 @@ def grants(
     as_json: JsonOption = False,
 ) -> None:
     """Print the GRANT statements that give --worker and --reader exactly what their commands
-    need (or run them with --apply). The roles must exist."""
+    need (or run them with --apply, which refuses with exit 5 a role that does not exist)."""
     from glisk_cli import grants as least_privilege
     from glisk_cli.errors import InvalidInput
 
