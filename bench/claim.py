@@ -383,7 +383,7 @@ def report(runs: list[Run], workers: int) -> None:
                 f"({(1 - grown / plain) * 100:+.1f}% slowdown; goal <= 20%)"
             )
     goal = median("claim", "library", b) / median("claim", "raw", b)
-    print(f"library claim / raw claim, B={b}, {workers} workers: {goal:.2f} (goal >= 0.75)")
+    print(f"library claim / raw claim, B={b}, {workers} workers: {goal:.2f} (goal >= 0.8)")
     if select("cycle", "pgqueuer", b):
         cycle = median("cycle", "library", b) / median("cycle", "pgqueuer", b)
         print(f"library cycle / pgqueuer drain, B={b}: {cycle:.2f} (goal >= 1.0)")
