@@ -122,7 +122,7 @@ SELECT reason, sum(tokens)::bigint FROM (
       AND {_not_failure("ipfs_upload_records")}
     UNION ALL
     SELECT 'reveal_failed', cardinality(token_ids) FROM reveal_transactions
-    WHERE status = 'failed' AND created_at > {_SINCE}
+    WHERE status = 'failed' AND created_at > {_SINCE} AND {_not_failure("reveal_transactions")}
     UNION ALL
     SELECT {_REASON}, 1 FROM tokens_s0
     WHERE status = '{_FAILED}' AND updated_at > {_SINCE}

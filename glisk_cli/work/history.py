@@ -177,6 +177,8 @@ def _reveals(job: Job, final: Final) -> list[RevealRecord]:
     said_of: dict[str, TokenOutcome] = {}
     for token in job.tokens:
         said = answered.get(token.id, final[token.id])
+        if not isinstance(said, Succeeded):
+            said = final[token.id]  # what became of it: its error carries why (or `shutdown`)
         key = said.fields["tx_hash"] if isinstance(said, Succeeded) else _failure_key(said)
         groups.setdefault(key, []).append(token)
         said_of.setdefault(key, said)

@@ -221,6 +221,9 @@ def test_failures_are_counted_by_what_went_wrong_in_tokens_not_shutdowns(
                 WHERE token_id = 1;
                 INSERT INTO reveal_transactions (token_ids, status)
                 SELECT array_agg(id), 'failed' FROM tokens_s0 WHERE token_id BETWEEN 2 AND 4;
+                INSERT INTO reveal_transactions (token_ids, status, error_data)
+                SELECT array_agg(id), 'failed', '{"reason": "shutdown"}'
+                FROM tokens_s0 WHERE token_id BETWEEN 5 AND 6;
                 UPDATE tokens_s0 SET status = 'failed', error_data = '{"message": "bad prompt"}'
                 WHERE token_id = 5;
                 """
