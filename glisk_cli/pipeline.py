@@ -189,3 +189,15 @@ def check_batch_size(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_BATCH}, not {limit!r}")
     return limit
+
+
+INTEGER_MAX = 2**31 - 1  # a PostgreSQL integer column: token_id, log_index
+
+
+def token_id_in(text: str) -> int | None:
+    """`text` as an on-chain token id (digits only, within tokens_s0.token_id's integer range),
+    or None when it is not one."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(INTEGER_MAX)):
+        return None
+    value = int(text)
+    return value if value <= INTEGER_MAX else None

@@ -61,6 +61,8 @@ def parse_line(line: str | bytes) -> Mint:
         raise LineProblem("not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise LineProblem(f"not JSON ({error.msg}, column {error.colno})") from None
+    except ValueError as error:  # a number past what Python converts from text
+        raise LineProblem(f"not JSON we can read ({error})") from None
     if not isinstance(document, dict):
         raise LineProblem("not a JSON object")
     missing = [name for name in _FIELDS if name not in document]

@@ -9,7 +9,7 @@ import typer
 from glisk_cli.cli import context, token_views, values
 from glisk_cli.cli.output import JsonOption, YesOption, confirm_or_refuse, emit, say, say_data
 from glisk_cli.documents import token_document
-from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus
+from glisk_cli.pipeline import MAX_BATCH, StageName, TokenStatus, token_id_in
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -254,9 +254,10 @@ def checkpoint(
 
 
 def _token_id(text: str) -> int:
-    if not text.isdigit() or int(text) > values.INTEGER_MAX:
+    token_id = token_id_in(text)
+    if token_id is None:
         raise typer.BadParameter(f"{text!r} is not a token id (a whole number up to 2^31 - 1)")
-    return int(text)
+    return token_id
 
 
 @app.command()

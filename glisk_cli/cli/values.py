@@ -16,7 +16,7 @@ from typing import Any, overload
 import typer
 
 from glisk_cli.durations import format_duration, parse_duration
-from glisk_cli.pipeline import MAX_RETRY_DELAY, TX_HASH
+from glisk_cli.pipeline import INTEGER_MAX, MAX_RETRY_DELAY, TX_HASH
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -74,7 +74,6 @@ def address(text: str | None) -> str | None:
     return text
 
 
-INTEGER_MAX = 2**31 - 1  # a PostgreSQL integer column: token_id, log_index
 BIGINT_MAX = 2**63 - 1  # a bigint column: block_number
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from glisk_cli.logging import logger
+from glisk_cli.pipeline import token_id_in
 from glisk_cli.serve.check import Outcome, SharedCheck, describe_error, in_daemon_thread
 from glisk_cli.serve.http import Request, Response, make_response
 from glisk_cli.serve.pages import Pages
@@ -31,7 +32,6 @@ TokenSource = Callable[[int], "dict[str, Any] | None"]  # a token's page; None: 
 
 REFRESH_S = 3.0  # how often an open page refreshes itself
 READ_TIMEOUT_S = 5.0  # a page whose reading takes longer says so instead
-MAX_TOKEN_ID = 2**31 - 1  # token_id is an integer column
 HTML = "text/html; charset=utf-8"
 # The pages load only their own stylesheet and script; nothing inline runs, whatever a value holds.
 _SECURITY = (
@@ -103,7 +103,7 @@ class Dashboard:
             return self._static[path]
         if path == "/tokens":  # the search form
             wanted = _query(request).get("id", "").strip()
-            if _token_id(wanted) is None:
+            if token_id_in(wanted) is None:
                 text = "A token id is a whole number, such as 42."
                 return self._html(400, "Bad Request", self._message("Not a token id", text))
             return make_response(
@@ -118,7 +118,7 @@ class Dashboard:
         path = request.path.decode("latin-1")
         if path == "/":
             return await self._pipeline_page(fragment)
-        token_id = _token_id(path.removeprefix("/tokens/"))
+        token_id = token_id_in(path.removeprefix("/tokens/"))
         if token_id is None:
             return self._html(404, "Not Found", self._message("Not found", "No such token id."))
         return await self._token_page(token_id, fragment)
@@ -197,11 +197,3 @@ def _query(request: Request) -> dict[str, str]:
     """The query's parameters, the last of each name."""
     parsed = parse_qs(request.query.decode("latin-1"), keep_blank_values=True)
     return {name: values[-1] for name, values in parsed.items()}
-
-
-def _token_id(text: str) -> int | None:
-    """`text` as a token id, or None when it is not one (digits only, within the column's range)."""
-    if not text.isascii() or not text.isdigit() or len(text) > 10:
-        return None
-    value = int(text)
-    return value if value <= MAX_TOKEN_ID else None

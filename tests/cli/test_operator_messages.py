@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.cli.outputs import assert_one_error_line
 from tests.conftest import seed_tokens
@@ -96,3 +97,10 @@ def test_every_option_of_every_command_says_what_it_is_for() -> None:
 
     walk(root, "glisk")
     assert silent == []
+
+
+@pytest.mark.parametrize("token", ["²", "9" * 5000])
+def test_a_checkpoint_for_no_token_id_is_a_usage_error_not_a_crash(glisk, token: str) -> None:
+    lease = "00000000-0000-0000-0000-000000000000"
+    result = glisk("tokens", "checkpoint", "--lease-id", lease, token, "{}", expect=2)
+    assert_one_error_line(result, "is not a token id")

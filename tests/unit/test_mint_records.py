@@ -54,7 +54,12 @@ def test_a_bad_field_is_named_with_the_single_forms_words(changes: dict, said: s
 
 @pytest.mark.parametrize(
     ("line", "said"),
-    [("{not json", "not JSON"), ("[1, 2]", "not a JSON object"), (b"\xff", "not UTF-8")],
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not a JSON object"),
+        (b"\xff", "not UTF-8"),
+        ('{"token_id": ' + "9" * 5000 + "}", "not JSON we can read"),  # past int()'s limit
+    ],
 )
 def test_a_line_that_is_no_json_object_is_refused(line: str | bytes, said: str) -> None:
     with pytest.raises(LineProblem, match=said):
