@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from glisk_cli.errors import Conflict, GliskError
+from glisk_cli.models.base import require_aware
 
 REPLAY_HINT = "a replay must repeat what was recorded"
 
@@ -29,6 +30,10 @@ class Mint:
     token_id: int
     author: str
     minter: str
+
+    def __post_init__(self) -> None:
+        # Its rows are written by driver SQL, past the models' check: the same refusal here.
+        require_aware(self.block_timestamp, "block_timestamp")
 
     @property
     def key(self) -> tuple[str, int]:

@@ -11,6 +11,7 @@ import pytest
 
 from glisk_cli.cli.mint_lines import LineProblem, parse_line
 from glisk_cli.errors import Conflict
+from glisk_cli.models import NaiveDatetimeError
 from glisk_cli.repositories.mint_records import Mint, batch_problems, replay_conflict
 
 TX = "0x" + "ab" * 32
@@ -90,3 +91,8 @@ def test_a_batch_writes_a_log_once_and_refuses_what_contradicts_an_earlier_line(
     assert sorted(problems) == [3, 4]
     assert "this replay differs: token_id 9, not 7" in problems[3].message
     assert problems[4].message == f"token 7 is recorded already by mint {TX} log 0"
+
+
+def test_a_mint_at_a_naive_time_is_refused_as_the_models_refuse_one() -> None:
+    with pytest.raises(NaiveDatetimeError, match="block_timestamp"):
+        Mint("0x" + "1" * 64, 0, 1, datetime(2026, 1, 1, 12), 1, "0x" + "2" * 40, "0x" + "3" * 40)
