@@ -4,7 +4,7 @@ process, so that they are tested with a fake clock (docs/architecture.md, "The w
 
 - Claims: jobs shorter than _SHORT_JOB_S on average get _ROUNDS_AHEAD rounds of attempts claimed
   ahead (under a second of work per slot), or as many as _AHEAD_S of work per slot when that is
-  more (jobs of a few milliseconds, up to a claim of MAX_BATCH), so a slot that frees up starts
+  more (jobs of a few milliseconds, up to MAX_BATCH tokens held in all), so a slot that frees up starts
   its next job at once instead of waiting for a commit, and a turn serves as many tokens as
   ended while the last one ran; the claim rides on the turns that write outcomes and takes a
   turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed only for
@@ -214,7 +214,10 @@ class Schedule:
         seconds = self._job_seconds
         if seconds is None or seconds >= _SHORT_JOB_S or self._limited:
             return 0
-        return max(_ROUNDS_AHEAD, min(int(_AHEAD_S / max(seconds, 1e-6)), MAX_BATCH))
+        # All the runner holds stays within one claim's worth (MAX_BATCH tokens), every slot
+        # and its rounds ahead together.
+        held_at_most = MAX_BATCH // (self._options.concurrency * self._options.batch) - 1
+        return max(_ROUNDS_AHEAD, min(int(_AHEAD_S / max(seconds, 1e-6)), held_at_most))
 
     def _writes_due(self, books: Books, now: float) -> bool:
         if not books.unwritten:
