@@ -25,8 +25,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 SPARK_MINUTES = 15  # the throughput column: one character per minute, oldest on the left
 MAX_WORKERS = 12
 MAX_MESSAGES = 3
-_WORDS = ("state", "rate", "why")
-_UNBOUNDED = 10_000  # columns of words, left-aligned as the names are
+_WORDS = ("state", "rate", "why")  # columns of words, left-aligned as the names are
+_UNBOUNDED = 10_000  # a width no table reaches: to measure a table's natural width
 
 
 def render(frame: Frame) -> RenderableType:
