@@ -4,12 +4,12 @@ process, so that they are tested with a fake clock (docs/architecture.md, "The w
 
 - Claims: jobs shorter than _SHORT_JOB_S on average get _ROUNDS_AHEAD rounds of attempts claimed
   ahead (under a second of work per slot), or as many as _AHEAD_S of work per slot when that is
-  more (jobs of a few milliseconds, up to MAX_BATCH tokens held in all), so a slot that frees up starts
-  its next job at once instead of waiting for a commit, and a turn serves as many tokens as
-  ended while the last one ran; the claim rides on the turns that write outcomes and takes a
-  turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed only for
-  free slots, so a runner never sits on tokens another could work on. After a claim that found
-  less than it asked for, the next waits for a notification or the poll interval.
+  more (jobs of a few milliseconds, up to MAX_BATCH tokens held in all), so a slot that frees
+  up starts its next job at once instead of waiting for a commit, and a turn serves as many
+  tokens as ended while the last one ran; the claim rides on the turns that write outcomes and
+  takes a turn of its own only when just _CLAIM_LOW rounds are left. Longer jobs are claimed
+  only for free slots, so a runner never sits on tokens another could work on. After a claim
+  that found less than it asked for, the next waits for a notification or the poll interval.
 - Flow control: a claim that found less than it asked for reads the stage's controls. Under a
   concurrency or rate limit nothing is claimed ahead (a claimed job holds a slot and spends
   the bucket, started or not); a stage that says until when it starts nothing (a cooldown, a
