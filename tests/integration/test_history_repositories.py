@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from glisk_cli.errors import Conflict, InvalidInput, NotFound
 from glisk_cli.models import ImageGenerationJob, IPFSUploadRecord, RevealTransaction
 from glisk_cli.uow import UnitOfWork
-from tests.conftest import seed_tokens
+from tests.conftest import expire_leases, seed_tokens
 
 UowFactory = Callable[[], UnitOfWork]
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -237,11 +237,6 @@ def test_deleting_a_token_deletes_its_jobs_and_upload_records(
         assert len(uow.ipfs_records.get_by_token(kept)) == 1
 
 
-def _expire_leases(session_factory: sessionmaker[Session]) -> None:
-    with session_factory() as session, session.begin():
-        session.execute(text("UPDATE tokens_s0 SET lease_expires_at = now() - interval '1 second'"))
-
-
 def _job_rows(session_factory: sessionmaker[Session]) -> list[tuple[str, str | None]]:
     with session_factory() as session:
         rows = session.execute(
@@ -260,7 +255,7 @@ def test_an_attempt_a_dead_runner_left_running_ends_abandoned_when_its_token_is_
     with uow_factory() as uow:
         first = uow.tokens.claim("generation", 1, "w1", timedelta(minutes=1))
         uow.image_jobs.start_running(first, "gen.py")
-    _expire_leases(session_factory)  # w1 died (kill -9): its attempt was never ended
+    expire_leases(session_factory)  # w1 died (kill -9): its attempt was never ended
     with uow_factory() as uow:
         second = uow.tokens.claim("generation", 1, "w2", timedelta(minutes=1))
         uow.image_jobs.start_running(second, "gen.py")
@@ -275,7 +270,7 @@ def test_reap_ends_the_attempts_a_dead_runner_left_running(
     with uow_factory() as uow:
         claimed = uow.tokens.claim("generation", 1, "w1", timedelta(minutes=1), max_attempts=1)
         uow.image_jobs.start_running(claimed, "gen.py")
-    _expire_leases(session_factory)
+    expire_leases(session_factory)
     with uow_factory() as uow:
         assert [token.token_id for token in uow.tokens.reap(max_attempts=1)] == [1]
     assert _job_rows(session_factory) == [("failed", "abandoned")]

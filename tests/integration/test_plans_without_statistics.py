@@ -17,6 +17,7 @@ from glisk_cli.repositories.pipeline_view_sql import COUNT_CAP
 from glisk_cli.repositories.token_sql import IN_INDEX_ORDER
 from glisk_cli.uow import create_uow_factory
 from tests.conftest import index_reads
+from tests.plans import plan_nodes
 
 QUEUE = "ix_tokens_s0_generation_queue"
 LEASED = 6
@@ -108,13 +109,14 @@ def test_right_after_a_big_drop_claims_and_reads_stay_in_their_indexes(
     # The planner left to itself: it believes the queue holds a handful of tokens, so it reads
     # all of them into a sort. That is the case this is about.
     free = _plan(session_factory, FREE)
-    assert "Sort" in _node_types(free), _node_types(free)
-    # glisk_pick reads it under its own settings, through the queue index in order.
-    settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
-    settings += "SET LOCAL enable_sort = off"
-    free = _plan(session_factory, FREE, settings)
-    assert "Sort" not in _node_types(free), _node_types(free)
-    ordered = [n for n in _nodes(free) if n.get("Index Name") == QUEUE]
+    kinds = [node["Node Type"] for node in plan_nodes(free)]
+    assert "Sort" in kinds, kinds
+    # Under the settings glisk plans its queue reads with (glisk_pick is declared with the
+    # same), through the queue index in order.
+    free = _plan(session_factory, FREE, IN_INDEX_ORDER.before)
+    kinds = [node["Node Type"] for node in plan_nodes(free)]
+    assert "Sort" not in kinds, kinds
+    ordered = [n for n in plan_nodes(free) if n.get("Index Name") == QUEUE]
     assert [(n["Node Type"], n["Actual Rows"]) for n in ordered] == [("Index Scan", 100)]
 
     # What the library's claim reads, counted by the server: the expired leases first (three),
@@ -146,14 +148,6 @@ def _plan(session_factory, sql: str, settings: str | None = None) -> dict:
         plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").scalar_one()
         session.rollback()
     return plan[0]["Plan"]
-
-
-def _nodes(node: dict) -> list[dict]:
-    return [node, *(found for child in node.get("Plans", []) for found in _nodes(child))]
-
-
-def _node_types(plan: dict) -> list[str]:
-    return [node["Node Type"] for node in _nodes(plan)]
 
 
 def test_a_statement_failing_among_its_planner_settings_raises_its_own_error_quietly(
