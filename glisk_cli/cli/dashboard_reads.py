@@ -45,6 +45,7 @@ def token_reader(units: UnitsOfWork) -> Callable[[int], dict[str, Any] | None]:
     show --json` prints them, its author, its attempts from the history tables with each error
     in one redacted line (as `glisk top` shows errors), and why it waits as `glisk tokens why
     --json` says it. One transaction; every read an index lookup."""
+    from glisk_cli.cli.authors import author_document
     from glisk_cli.cli.top_state import message
     from glisk_cli.documents import token_document
 
@@ -58,14 +59,7 @@ def token_reader(units: UnitsOfWork) -> Callable[[int], dict[str, Any] | None]:
             why = uow.why.explain(token_id)
         return {
             "token": token_document(token),
-            "author": None
-            if author is None
-            else {
-                "wallet_address": author.wallet_address,
-                "twitter_handle": author.twitter_handle,
-                "farcaster_handle": author.farcaster_handle,
-                "prompt_text": author.prompt_text,
-            },
+            "author": None if author is None else author_document(author),
             "attempts": [
                 {
                     **attempt,

@@ -140,9 +140,11 @@ def test_jsonl_replaces_the_options_it_is_given_with(glisk, author, tmp_path: Pa
     source = jsonl(tmp_path, line(1))
     both = glisk("mints", "record", "--jsonl", source, "--token-id", "1", expect=2)
     neither = glisk("mints", "record", "--token-id", "1", expect=2)
+    nothing = glisk("mints", "record", expect=2)
     unreadable = glisk("mints", "record", "--jsonl", str(tmp_path / "absent"), expect=2)
 
     assert_one_error_line(both, "--jsonl replaces the mint's options: drop --token-id")
     assert_one_error_line(neither, "missing --tx-hash, --log-index", "--jsonl")
+    assert_one_error_line(nothing, "missing --tx-hash, --log-index", "--token-id", "--jsonl")
     assert_one_error_line(unreadable, "cannot read")
     assert token_ids(glisk) == []
